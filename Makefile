@@ -1,0 +1,62 @@
+# geomap: two commands on a fresh Debian 12 machine.
+#   make run   installs what is missing, starts the embedded PostGIS, loads Nanchang, serves
+#   make test  runs the whole suite against a real PostGIS (+ pgRouting) and Chromium
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# Debian packages: the database (PostGIS 3 + pgRouting for PostgreSQL 15), GDAL's ogrinfo
+# (the OGC API client used in tests) and Chromium (map tests in a real browser).
+# postgresql-15 itself comes as their dependency; naming it would upgrade a running server.
+SYSTEM_PACKAGES := postgresql-15-postgis-3 postgresql-15-pgrouting gdal-bin chromium
+
+.PHONY: run test deps venv db-up db-down seed bench lint fuzz clean
+
+run: deps venv db-up
+	$(BIN)/geomap seed nanchang --if-empty
+	$(BIN)/geomap serve
+
+test: deps venv
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing"; \
+	    echo "run: sudo apt-get install --no-install-recommends$$missing"; exit 1; \
+	  fi; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+db-up: deps venv
+	$(BIN)/geomap db up
+
+db-down: venv
+	$(BIN)/geomap db down
+
+seed: db-up
+	$(BIN)/geomap seed nanchang
+
+bench: deps venv db-up
+	$(BIN)/python -m bench
+
+lint: venv
+	$(BIN)/ruff check .
+
+clean:
+	-$(BIN)/geomap db down
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Analysis functions: ``(session, **parameters) -> plain data``; no Flask below here."""

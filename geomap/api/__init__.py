@@ -1,0 +1,13 @@
+"""The HTTP faces: one blueprint per resource family, errors mapped in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def init_app(app: Any) -> None:
+    """Register every blueprint and the error handlers on ``app``."""
+    from geomap.api import errors, health
+
+    errors.init_app(app)
+    app.register_blueprint(health.bp)

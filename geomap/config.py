@@ -1,0 +1,153 @@
+"""Every setting, declared once: name, type, default and help.
+
+Settings are read from ``GEOMAP_*`` environment variables when :func:`load` is called
+(never at import time), optionally overlaid by a mapping (``create_app(test_config)``).
+The README lists them all; ``tests/test_config.py`` fails when one is undocumented.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from geomap.errors import ConfigError
+
+#: The project's root folder (where setup.cfg lives) when running from a checkout.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A declared setting: read from ``GEOMAP_<NAME>``."""
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"GEOMAP_{self.name.upper()}"
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser()
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "database_url",
+        str,
+        None,
+        "SQLAlchemy URL of an external PostGIS database (e.g. "
+        "postgresql+psycopg://user@host/db). Unset: the embedded cluster in STATE_DIR is used.",
+    ),
+    Setting(
+        "state_dir",
+        _path,
+        PROJECT_DIR / ".geomap",
+        "Folder for the project's own state: the embedded PostgreSQL cluster, its socket and log.",
+    ),
+    Setting(
+        "pg_port",
+        int,
+        5432,
+        "Port number of the embedded cluster. It listens only on a Unix socket in STATE_DIR, "
+        "so it never clashes with another server on that port.",
+    ),
+    Setting("data_dir", _path, PROJECT_DIR / "data", "Folder of the bundled datasets."),
+    Setting("host", str, "127.0.0.1", "Address `geomap serve` binds to."),
+    Setting("port", int, 5000, "Port `geomap serve` listens on."),
+    Setting(
+        "statement_timeout_ms",
+        int,
+        30_000,
+        "Upper bound on any single SQL statement run for a request or command, in milliseconds.",
+    ),
+    Setting(
+        "max_features",
+        int,
+        10_000,
+        "Largest number of features one API answer may hold; larger requests are refused.",
+    ),
+    Setting("walk_speed_kmh", float, 4.5, "Walking speed used for walking travel times, in km/h."),
+    Setting("log_level", str, "INFO", "Python logging level of the service and the CLI."),
+    Setting(
+        "frame_ancestors",
+        _str_list,
+        ("'self'",),
+        "Comma-separated origins allowed to frame the embeddable maps "
+        "(Content-Security-Policy frame-ancestors).",
+    ),
+)
+
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings in force: attribute access by name, e.g. ``settings.database_url``."""
+
+    values: Mapping[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (names must be declared settings)."""
+        unknown = set(changes) - set(_BY_NAME)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return Settings({**self.values, **changes})
+
+
+def load(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read every setting from the environment, then apply ``overrides``.
+
+    Parameters
+    ----------
+    overrides : mapping, optional
+        Values by setting name (lower case, without the ``GEOMAP_`` prefix), already typed.
+    environ : mapping, optional
+        The environment to read; ``os.environ`` by default.
+
+    Raises
+    ------
+    ConfigError
+        When a variable does not parse as its type, or an override names no setting.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        if raw is None or raw == "":
+            values[setting.name] = setting.default
+            continue
+        try:
+            values[setting.name] = setting.type(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{setting.env}={raw!r} is not valid: {exc}", field=setting.env
+            ) from exc
+    return Settings(values).replace(**dict(overrides or {}))

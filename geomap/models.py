@@ -1,0 +1,198 @@
+"""The tables, as SQLAlchemy Core objects with GeoAlchemy2 geometry columns.
+
+The schema's only writer is Alembic (``geomap/migrations``); these objects describe what the
+migrations build, for reading and bulk writing. ``tests/test_migrations.py`` fails when the
+two disagree.
+
+Conventions
+-----------
+* Every geometry is stored in EPSG:4326 (WGS84, lon/lat); distances are measured with
+  ``geography`` casts (metres). Point tables also carry a GiST index on ``geom::geography``
+  so that ``ORDER BY geom::geography <-> :pt`` ranks in metres with the index.
+* Every table has ``source``: ``real: <where from>`` or ``synthetic: <generator>``.
+* ``road_edges`` names its topology columns ``source_node``/``target_node`` (``source`` is
+  the provenance); SQL for pgRouting aliases them to ``source``/``target``.
+"""
+
+from __future__ import annotations
+
+from geoalchemy2 import Geometry
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+
+SRID = 4326
+
+metadata = MetaData()
+
+
+def _geom(kind: str, nullable: bool = False, name: str = "geom") -> Column:
+    # spatial_index=False: the migrations create the GiST indexes explicitly, by name.
+    return Column(name, Geometry(kind, srid=SRID, spatial_index=False), nullable=nullable)
+
+
+def _source() -> Column:
+    return Column("source", Text, nullable=False)
+
+
+regions = Table(
+    "regions",
+    metadata,
+    Column("code", Text, primary_key=True),
+    Column("parent_code", Text, ForeignKey("regions.code"), nullable=True),
+    Column("level", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("name_en", Text),
+    _geom("MULTIPOLYGON"),
+    _source(),
+)
+
+grids = Table(
+    "grids",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("community_code", Text, ForeignKey("regions.code"), nullable=True),
+    Column("population", Integer, nullable=False),
+    Column("households", Integer, nullable=False),
+    _geom("MULTIPOLYGON"),
+    _source(),
+)
+
+stations = Table(
+    "stations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", Text, unique=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("region_code", Text, ForeignKey("regions.code")),
+    Column("grid_code", Text, ForeignKey("grids.code")),
+    Column("address", Text),
+    _geom("POINT"),
+    _source(),
+)
+
+sites = Table(
+    "sites",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", Text, unique=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("region_code", Text, ForeignKey("regions.code")),
+    Column("address", Text),
+    Column("coord_quality", Text),
+    _geom("POINT"),
+    _source(),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("unit", Text),
+    Column("headcount", Integer, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("capabilities", ARRAY(Text), nullable=False),
+    Column("home_grid_code", Text, ForeignKey("grids.code")),
+    Column("base_station_id", Integer, ForeignKey("stations.id")),
+    _geom("POINT", nullable=True, name="base_geom"),
+    _geom("POINT"),
+    Column("position_at", DateTime(timezone=True)),
+    Column("leader_name", Text),
+    Column("leader_phone", Text),
+    _source(),
+)
+
+team_positions = Table(
+    "team_positions",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    _geom("POINT"),
+    _source(),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("kind", Text),
+    Column("status", Text, nullable=False),
+    Column("grid_code", Text, ForeignKey("grids.code")),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+    _geom("POINT"),
+    _source(),
+)
+
+dispatches = Table(
+    "dispatches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("incident_id", Integer, ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False),
+    Column("team_id", Integer, ForeignKey("teams.id"), nullable=False),
+    Column("status", Text, nullable=False),
+    Column("dispatched_at", DateTime(timezone=True), nullable=False),
+    Column("travel_min", Float),
+    _source(),
+)
+
+road_nodes = Table(
+    "road_nodes",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("osm_id", BigInteger),
+    _geom("POINT"),
+    _source(),
+)
+
+road_edges = Table(
+    "road_edges",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("source_node", BigInteger, ForeignKey("road_nodes.id"), nullable=False),
+    Column("target_node", BigInteger, ForeignKey("road_nodes.id"), nullable=False),
+    Column("road_class", Text, nullable=False),
+    Column("name", Text),
+    Column("length_m", Float, nullable=False),
+    # Travel costs in seconds; a negative cost means "not traversable that way".
+    Column("walk_s", Float, nullable=False),
+    Column("walk_reverse_s", Float, nullable=False),
+    Column("drive_s", Float, nullable=False),
+    Column("drive_reverse_s", Float, nullable=False),
+    Column("is_bridge", Boolean, nullable=False),
+    Column("osm_id", BigInteger),
+    _geom("LINESTRING"),
+    _source(),
+)
+
+#: Tables in the order they are loaded (parents before children).
+LOAD_ORDER = (
+    "regions",
+    "grids",
+    "stations",
+    "sites",
+    "teams",
+    "team_positions",
+    "incidents",
+    "dispatches",
+    "road_nodes",
+    "road_edges",
+)
