@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -158,6 +159,207 @@ def seed(ctx: click.Context, dataset: str, seed_value: int | None, if_empty: boo
     with dbmod.session_scope(settings) as session:
         session.execute(sa.text("ANALYZE"))  # fresh planner statistics for the new rows
     click.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+@main.command("load")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--layer",
+    required=True,
+    type=click.Choice(["grids", "stations", "sites", "teams", "regions"]),
+    help="Which table the file feeds.",
+)
+@click.option(
+    "--crs", "crs_text", default=None, help="CRS of the file: EPSG:n, CGCS2000, GCJ02, BD09."
+)
+@click.option("--encoding", default=None, help="Text encoding of a Shapefile's .dbf or a CSV.")
+@click.option("--no-repair", is_flag=True, help="Reject invalid polygons instead of repairing.")
+@click.option("--source", default=None, help="Provenance, 'real: ...' or 'synthetic: ...'.")
+@click.pass_context
+@handle_errors
+def load(
+    ctx: click.Context,
+    path: Path,
+    layer: str,
+    crs_text: str | None,
+    encoding: str | None,
+    no_repair: bool,
+    source: str | None,
+) -> None:
+    """Import a GeoJSON, GeoPackage, Shapefile or CSV file into a table, all-or-nothing."""
+    from geomap import db as dbmod
+    from geomap import importers
+
+    with dbmod.session_scope(_settings(ctx)) as session:
+        report = importers.import_file(
+            session.connection(),
+            path,
+            layer,
+            crs=crs_text,
+            encoding=encoding,
+            repair=not no_repair,
+            source=source,
+        )
+    for warning in report.warnings:
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
+    click.echo(f"loaded {report.rows:,} {layer} from {path}")
+
+
+@main.group()
+def network() -> None:
+    """The road network used for travel times."""
+
+
+@network.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--source", default=None, help="Provenance, 'real: ...' (default: OSM + file name).")
+@click.pass_context
+@handle_errors
+def network_import(ctx: click.Context, path: Path, source: str | None) -> None:
+    """Replace the road network with an OpenStreetMap extract (.osm.pbf or .osm)."""
+    from geomap import db as dbmod
+    from geomap import network as netmod
+
+    with dbmod.session_scope(_settings(ctx)) as session:
+        counts = netmod.import_network(session.connection(), path, source=source)
+    click.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+
+@main.command("nearest")
+@click.option("--lon", required=True, type=float)
+@click.option("--lat", required=True, type=float)
+@click.option("--crs", "crs_text", default="EPSG:4326", show_default=True)
+@click.option("-k", "k", default=5, show_default=True, type=int)
+@click.option(
+    "--by", default="distance", show_default=True, type=click.Choice(["distance", "walk", "drive"])
+)
+@click.option("--kind", "kinds", multiple=True, help="Team kind (repeatable).")
+@click.option("--status", "statuses", multiple=True, help="Team status (default available).")
+@click.option("--capability", default=None)
+@click.pass_context
+@handle_errors
+def nearest_cmd(
+    ctx: click.Context,
+    lon: float,
+    lat: float,
+    crs_text: str,
+    k: int,
+    by: str,
+    kinds: tuple[str, ...],
+    statuses: tuple[str, ...],
+    capability: str | None,
+) -> None:
+    """The nearest teams to a point, as JSON."""
+    import json
+
+    from geomap import crs
+    from geomap import db as dbmod
+    from geomap.analysis import nearest
+
+    settings = _settings(ctx)
+    lon, lat = crs.lonlat_to_wgs84(lon, lat, crs.parse_crs(crs_text))
+    query = nearest.make_query(
+        lon,
+        lat,
+        k=k,
+        by=by,
+        kinds=list(kinds) or None,
+        statuses=list(statuses) or None,
+        capability=capability,
+    )
+    with dbmod.session_scope(settings) as session:
+        answer = nearest.nearest_teams(session, query, walk_speed_kmh=settings.walk_speed_kmh)
+    click.echo(json.dumps(answer, ensure_ascii=False, indent=2, default=str))
+
+
+@main.group()
+def report() -> None:
+    """Planners' reports as files."""
+
+
+@report.command("coverage")
+@click.option(
+    "--of",
+    "of",
+    default="stations",
+    show_default=True,
+    type=click.Choice(["stations", "teams", "sites"]),
+)
+@click.option("--kind", "kinds", multiple=True, help="Provider kind (repeatable).")
+@click.option("--within-m", type=float, default=None, help="Reach in metres (by distance).")
+@click.option("--within-min", type=float, default=None, help="Reach in minutes (walk/drive).")
+@click.option(
+    "--by", default="distance", show_default=True, type=click.Choice(["distance", "walk", "drive"])
+)
+@click.option(
+    "--level",
+    "levels",
+    multiple=True,
+    type=click.Choice(["grid", "community", "township", "district"]),
+    help="Levels in the report (default: all four).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="report.html, report.csv or report.gpkg (one layer per level).",
+)
+@click.pass_context
+@handle_errors
+def report_coverage(
+    ctx: click.Context,
+    of: str,
+    kinds: tuple[str, ...],
+    within_m: float | None,
+    within_min: float | None,
+    by: str,
+    levels: tuple[str, ...],
+    out: Path,
+) -> None:
+    """Coverage of grids (and their communities, townships, districts) as a file."""
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from geomap import db as dbmod
+    from geomap import reports
+    from geomap.analysis import coverage
+
+    settings = _settings(ctx)
+    levels = levels or coverage.LEVELS
+    query = coverage.make_query(
+        of=of,
+        kinds=list(kinds) or None,
+        by=by,
+        within_m=within_m,
+        within_min=within_min,
+        level=levels[0],
+    )
+    with_geometry = out.suffix.lower() == ".gpkg"
+    by_level = {}
+    with (
+        dbmod.session_scope(settings) as session,
+        tqdm(total=len(levels) + 1, desc="coverage", unit="step", file=sys.stderr) as bar,
+    ):
+        bar.set_postfix_str("grids")
+        grids = coverage.grid_coverage(session, query, walk_speed_kmh=settings.walk_speed_kmh)
+        bar.update(1)
+        for level in levels:
+            bar.set_postfix_str(level)
+            by_level[level] = coverage.coverage(
+                session,
+                dataclasses.replace(query, level=level),
+                grids=grids,
+                walk_speed_kmh=settings.walk_speed_kmh,
+                with_geometry=with_geometry,
+            )
+            bar.update(1)
+    reports.write(out, by_level, query.as_dict())
+    summary = by_level[levels[0]]["summary"]
+    click.echo(
+        f"wrote {out}: {summary['covered_units']:,}/{summary['units']:,} {levels[0]}s "
+        f"covered, {summary['covered_share']:.1%} of residents"
+    )
 
 
 # -- service -------------------------------------------------------------------------------

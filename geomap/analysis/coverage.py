@@ -1,0 +1,331 @@
+"""Coverage: which units (grids, communities, townships, districts) have a provider in reach.
+
+``coverage(session, of="stations", kinds=["red_station"], within_m=1000)`` answers a
+planner's question "which grids have no station within reach, and how many residents live
+there?". Reach is either straight-line metres (``by="distance"``: a disc of ``within_m``
+around each provider, measured in a metric CRS) or network travel time (``by="walk"`` /
+``"drive"``: the area the road network reaches from the providers within ``within_min``,
+see :mod:`geomap.analysis.reach`).
+
+For each unit: population, covered population, covered share of area and of population,
+and the distance to the nearest provider. Residents are assumed spread evenly over their
+grid, so a grid's covered population is its population times its covered share of area.
+A grid counts as covered when at least half its area is. Levels above the grid add up the
+grids inside them (via the grid's community and the region chain): their area figures
+are those of their grids, i.e. of the gridded (urban) part of the unit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from geomap import network, vocab
+from geomap.analysis import reach
+from geomap.analysis._params import (
+    MODES,
+    check_choice,
+    check_choices,
+    check_positive,
+    metric_srid,
+)
+from geomap.errors import InvalidInput
+
+LEVELS = ("grid", "community", "township", "district")
+PROVIDERS = {
+    "stations": vocab.STATION_KINDS,
+    "teams": vocab.TEAM_KINDS,
+    "sites": vocab.SITE_KINDS,
+}
+COVERED_AREA_SHARE = 0.5
+MAX_WITHIN_M = 50_000.0
+MAX_WITHIN_MIN = 120.0
+#: Providers farther than this from any usable road node cannot start on the network.
+MAX_SNAP_M = 1_000.0
+
+# The provider table is chosen from PROVIDERS (a closed list), never from user text.
+_PROVIDER_FILTER = "(CAST(:kinds AS text[]) IS NULL OR p.kind = ANY(CAST(:kinds AS text[])))"
+
+# By distance. For each grid: the union of the discs of the providers near it, cut by the
+# grid (in a metric CRS), and the nearest provider from the grid's inner point. The
+# provider search uses the GiST index on geom::geography of the provider table.
+DISTANCE_SQL = """
+SELECT g.code, g.name, g.community_code, g.population,
+       ST_Area(gm.g) AS area_m2,
+       coalesce(cov.covered_m2, 0) AS covered_m2,
+       near.distance_m AS nearest_m
+FROM grids g
+CROSS JOIN LATERAL (SELECT ST_Transform(g.geom, :srid) AS g,
+                           ST_PointOnSurface(g.geom)::geography AS inner_pt) AS gm
+LEFT JOIN LATERAL (
+    SELECT ST_Area(ST_Intersection(gm.g, ST_Union(ST_Buffer(ST_Transform(p.geom, :srid),
+                                                            :within_m, 'quad_segs=8'))))
+           AS covered_m2
+    FROM {table} p
+    WHERE {filter} AND ST_DWithin(p.geom::geography, g.geom::geography, :within_m)
+) AS cov ON true
+LEFT JOIN LATERAL (
+    SELECT ST_Distance(p.geom::geography, gm.inner_pt) AS distance_m
+    FROM {table} p
+    WHERE {filter}
+    ORDER BY p.geom::geography <-> gm.inner_pt
+    LIMIT 1
+) AS near ON true
+"""
+
+# Network: where each provider starts (its nearest road node usable in the mode).
+PROVIDER_NODES_SQL = """
+SELECT DISTINCT snap.node_id
+FROM {table} p
+CROSS JOIN LATERAL (
+    SELECT n.id AS node_id, ST_Distance(n.geom::geography, p.geom::geography) AS snap_m
+    FROM road_nodes n
+    WHERE EXISTS (SELECT 1 FROM road_edges e
+                  WHERE (e.source_node = n.id OR e.target_node = n.id)
+                    AND (e.{cost} >= 0 OR e.{reverse_cost} >= 0))
+    ORDER BY n.geom::geography <-> p.geom::geography
+    LIMIT 1
+) AS snap
+WHERE {filter} AND snap.snap_m <= :max_snap_m
+"""
+
+# Network: cut the reached area into small pieces with an index, then sum per grid the
+# area of its intersection with the pieces (they do not overlap, so the sum is exact).
+NETWORK_SQL = """
+WITH pieces AS MATERIALIZED (
+    SELECT ST_Transform(ST_Subdivide(ST_GeomFromWKB(:reach_wkb, 4326), 128), :srid) AS g
+)
+SELECT g.code, g.name, g.community_code, g.population,
+       ST_Area(gm.g) AS area_m2,
+       coalesce((SELECT sum(ST_Area(ST_Intersection(gm.g, pc.g)))
+                 FROM pieces pc WHERE ST_Intersects(gm.g, pc.g)), 0) AS covered_m2,
+       near.distance_m AS nearest_m
+FROM grids g
+CROSS JOIN LATERAL (SELECT ST_Transform(g.geom, :srid) AS g,
+                           ST_PointOnSurface(g.geom)::geography AS inner_pt) AS gm
+LEFT JOIN LATERAL (
+    SELECT ST_Distance(p.geom::geography, gm.inner_pt) AS distance_m
+    FROM {table} p
+    WHERE {filter}
+    ORDER BY p.geom::geography <-> gm.inner_pt
+    LIMIT 1
+) AS near ON true
+"""
+
+# Names and parents of the units above grids, for the roll-up.
+REGIONS_SQL = sa.text("SELECT code, parent_code, level, name FROM regions WHERE level <> 'city'")
+CENTRE_SQL = sa.text(
+    "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_Centroid(ST_Extent(geom)) AS c FROM grids) s"
+)
+GEOMETRY_SQL = {
+    "grid": sa.text(
+        "SELECT code, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, 0.0001), 6) "
+        "FROM grids WHERE code = ANY(CAST(:codes AS text[]))"
+    ),
+    "region": sa.text(
+        "SELECT code, ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, 0.0002), 6) "
+        "FROM regions WHERE code = ANY(CAST(:codes AS text[]))"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Query:
+    """The normalised inputs of a coverage query (echoed in answers)."""
+
+    of: str
+    kinds: list[str] | None
+    by: str
+    within_m: float | None
+    within_min: float | None
+    level: str
+    order: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "of": self.of,
+            "kind": self.kinds,
+            "by": self.by,
+            "within_m": self.within_m,
+            "within_min": self.within_min,
+            "level": self.level,
+            "order": self.order,
+        }
+
+
+def make_query(
+    *,
+    of: str = "stations",
+    kinds: list[str] | None = None,
+    by: str = "distance",
+    within_m: Any = None,
+    within_min: Any = None,
+    level: str = "grid",
+    order: str = "code",
+) -> Query:
+    """Validate and normalise coverage inputs; every error names its parameter."""
+    of = check_choice(of, "of", PROVIDERS)
+    by = check_choice(by, "by", MODES)
+    if (within_m is None) == (within_min is None):
+        raise InvalidInput("give exactly one of within_m and within_min", field="within_m")
+    if by == "distance" and within_m is None:
+        raise InvalidInput("by=distance needs within_m (metres)", field="within_m")
+    if by != "distance" and within_min is None:
+        raise InvalidInput(f"by={by} needs within_min (minutes)", field="within_min")
+    return Query(
+        of=of,
+        kinds=check_choices(kinds, "kind", PROVIDERS[of]),
+        by=by,
+        within_m=None if within_m is None else check_positive(within_m, "within_m", MAX_WITHIN_M),
+        within_min=(
+            None if within_min is None else check_positive(within_min, "within_min", MAX_WITHIN_MIN)
+        ),
+        level=check_choice(level, "level", LEVELS),
+        order=check_choice(order, "order", ("code", "gaps")),
+    )
+
+
+def grid_coverage(session: Session, query: Query, *, walk_speed_kmh: float = 4.5) -> list[dict]:
+    """Per-grid rows: code, name, community_code, population, area_m2, covered_m2, nearest_m."""
+    centre = session.execute(CENTRE_SQL).one()
+    if centre[0] is None:
+        return []
+    srid = metric_srid(centre[0], centre[1])
+    params: dict[str, Any] = {"kinds": query.kinds, "srid": srid}
+    table_filter = {"table": query.of, "filter": _PROVIDER_FILTER}
+    if query.by == "distance":
+        sql = DISTANCE_SQL.format(**table_filter)
+        params["within_m"] = query.within_m
+    else:
+        cost, reverse_cost = network.cost_columns(query.by)
+        nodes = (
+            session.execute(
+                sa.text(
+                    PROVIDER_NODES_SQL.format(cost=cost, reverse_cost=reverse_cost, **table_filter)
+                ),
+                {"kinds": query.kinds, "max_snap_m": MAX_SNAP_M},
+            )
+            .scalars()
+            .all()
+        )
+        area = reach.reach_polygon(
+            session,
+            list(nodes),
+            query.within_min * 60.0,
+            mode=query.by,
+            walk_speed_kmh=walk_speed_kmh,
+            srid=srid,
+        )
+        sql = NETWORK_SQL.format(**table_filter)
+        # An empty reach (no provider on the network) covers nothing.
+        params["reach_wkb"] = area.wkb or bytes.fromhex("010700000000000000")
+    rows = session.execute(sa.text(sql), params).mappings().all()
+    return [dict(row) for row in rows]
+
+
+def coverage(
+    session: Session,
+    query: Query,
+    *,
+    walk_speed_kmh: float = 4.5,
+    with_geometry: bool = False,
+    grids: list[dict] | None = None,
+) -> dict:
+    """Coverage of every unit at ``query.level``, with a summary.
+
+    ``grids``: the rows of :func:`grid_coverage` for the same query, when already computed
+    (a report rolls one grid computation up to every level).
+
+    Returns
+    -------
+    dict
+        ``{"query", "summary": {"units", "covered_units", "population",
+        "covered_population", "covered_share"}, "units": [{"code", "name", "level",
+        "population", "covered_population", "covered_share_area",
+        "covered_share_population", "nearest_m", "covered"}], "elapsed_ms"}``; with
+        ``with_geometry`` each unit also has a GeoJSON ``geometry`` (simplified).
+    """
+    started = time.perf_counter()
+    if grids is None:
+        grids = grid_coverage(session, query, walk_speed_kmh=walk_speed_kmh)
+    units = _roll_up(session, grids, query.level)
+    if query.order == "gaps":
+        units.sort(key=lambda u: (u["covered_share_population"], -u["uncovered_population"]))
+    if with_geometry:
+        _attach_geometry(session, units, query.level)
+    population = sum(u["population"] for u in units)
+    covered_population = sum(u["covered_population"] for u in units)
+    return {
+        "query": query.as_dict(),
+        "summary": {
+            "level": query.level,
+            "units": len(units),
+            "covered_units": sum(1 for u in units if u["covered"]),
+            "population": population,
+            "covered_population": covered_population,
+            "covered_share": round(covered_population / population, 4) if population else None,
+        },
+        "units": units,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
+def _unit(code: str, name: str, level: str, rows: list[dict]) -> dict:
+    population = sum(r["population"] for r in rows)
+    area = sum(r["area_m2"] for r in rows)
+    covered_area = sum(min(r["covered_m2"], r["area_m2"]) for r in rows)
+    covered_pop = sum(
+        r["population"] * min(1.0, r["covered_m2"] / r["area_m2"]) if r["area_m2"] else 0
+        for r in rows
+    )
+    nearest = [r["nearest_m"] for r in rows if r["nearest_m"] is not None]
+    share_area = covered_area / area if area else 0.0
+    covered_population = round(covered_pop)
+    return {
+        "code": code,
+        "name": name,
+        "level": level,
+        "grids": len(rows),
+        "population": population,
+        "covered_population": covered_population,
+        "uncovered_population": population - covered_population,
+        "covered_share_area": round(share_area, 4),
+        "covered_share_population": round(covered_pop / population, 4) if population else 0.0,
+        "nearest_m": round(min(nearest), 1) if nearest else None,
+        "covered": share_area >= COVERED_AREA_SHARE,
+    }
+
+
+def _roll_up(session: Session, grids: list[dict], level: str) -> list[dict]:
+    if level == "grid":
+        return [_unit(g["code"], g["name"], "grid", [g]) for g in grids]
+    regions = {r.code: r for r in session.execute(REGIONS_SQL)}
+
+    def ancestor(code: str | None) -> str | None:
+        while code is not None and code in regions:
+            if regions[code].level == level:
+                return code
+            code = regions[code].parent_code
+        return None
+
+    groups: dict[str, list[dict]] = {}
+    for g in grids:
+        key = ancestor(g["community_code"])
+        if key is not None:
+            groups.setdefault(key, []).append(g)
+    return [_unit(code, regions[code].name, level, rows) for code, rows in sorted(groups.items())]
+
+
+def _attach_geometry(session: Session, units: list[dict], level: str) -> None:
+    import json
+
+    sql = GEOMETRY_SQL["grid" if level == "grid" else "region"]
+    shapes = dict(session.execute(sql, {"codes": [u["code"] for u in units]}).all())
+    for unit in units:
+        text = shapes.get(unit["code"])
+        unit["geometry"] = json.loads(text) if text else None

@@ -1,0 +1,87 @@
+"""Coverage: ``GET /api/coverage``, the planner's "which grids have nothing in reach?"."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from geomap import db
+from geomap.analysis import coverage
+from geomap.api._args import Args
+from geomap.errors import InvalidInput
+
+bp = Blueprint("coverage", __name__, url_prefix="/api")
+
+FORMATS = ("json", "geojson", "csv")
+CSV_COLUMNS = (
+    "code", "name", "level", "grids", "population", "covered_population",
+    "uncovered_population", "covered_share_area", "covered_share_population", "nearest_m",
+    "covered",
+)  # fmt: skip
+
+
+def render(answer: dict, fmt: str) -> Response:
+    """The coverage answer as JSON, GeoJSON (one Feature per unit) or CSV."""
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(answer["units"])
+        return Response(out.getvalue(), mimetype="text/csv; charset=utf-8")
+    if fmt == "geojson":
+        features = [
+            {
+                "type": "Feature",
+                "id": unit["code"],
+                "geometry": unit.pop("geometry"),
+                "properties": unit,
+            }
+            for unit in answer["units"]
+        ]
+        body = {
+            "type": "FeatureCollection",
+            "query": answer["query"],
+            "summary": answer["summary"],
+            "features": features,
+        }
+        return Response(
+            current_app.json.dumps(body), mimetype="application/geo+json; charset=utf-8"
+        )
+    return jsonify(answer)
+
+
+@bp.get("/coverage")
+def coverage_view():
+    """Coverage of every unit at a level by stations, teams or sites."""
+    args = Args(
+        request.args, {"of", "kind", "within_m", "within_min", "by", "level", "format", "order"}
+    )
+    fmt = args.str("format", "json")
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}",
+                           field="format")  # fmt: skip
+    query = coverage.make_query(
+        of=args.str("of", "stations"),
+        kinds=args.list("kind"),
+        by=args.str("by", "distance"),
+        within_m=args.raw("within_m"),
+        within_min=args.raw("within_min"),
+        level=args.str("level", "grid"),
+        order=args.str("order", "code"),
+    )
+    settings = current_app.config["GEOMAP"]
+    answer = coverage.coverage(
+        db.get_session(),
+        query,
+        walk_speed_kmh=settings.walk_speed_kmh,
+        with_geometry=fmt == "geojson",
+    )
+    if len(answer["units"]) > settings.max_features:
+        raise InvalidInput(
+            f"{len(answer['units'])} units exceed the limit of {settings.max_features}; "
+            "choose a coarser level",
+            field="level",
+        )
+    return render(answer, fmt)
