@@ -87,6 +87,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest number of features one API answer may hold; larger requests are refused.",
     ),
     Setting("walk_speed_kmh", float, 4.5, "Walking speed used for walking travel times, in km/h."),
+    Setting(
+        "circle_access_m",
+        float,
+        50.0,
+        "Width in metres around reached streets that a walking circle covers (doors and "
+        "courtyards off the street).",
+    ),
     Setting("log_level", str, "INFO", "Python logging level of the service and the CLI."),
     Setting(
         "frame_ancestors",

@@ -183,6 +183,24 @@ road_edges = Table(
     _source(),
 )
 
+circles = Table(
+    "circles",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("venue_table", Text, nullable=False),
+    Column("venue_id", Integer, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("budget_s", Float, nullable=False),
+    Column("walk_speed_kmh", Float, nullable=False),
+    Column("access_m", Float, nullable=False),
+    Column("start_node", BigInteger),
+    Column("reached_edges", Integer, nullable=False),
+    Column("area_km2", Float, nullable=False),
+    _geom("MULTIPOLYGON", nullable=True),
+    Column("built_at", DateTime(timezone=True), nullable=False),
+    _source(),
+)
+
 #: Tables in the order they are loaded (parents before children).
 LOAD_ORDER = (
     "regions",

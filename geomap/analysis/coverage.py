@@ -47,7 +47,17 @@ MAX_WITHIN_MIN = 120.0
 #: Providers farther than this from any usable road node cannot start on the network.
 MAX_SNAP_M = 1_000.0
 
-# The provider table is chosen from PROVIDERS (a closed list), never from user text.
+# Where providers come from, by name: a closed list, never user text. "red" is the red
+# culture venues of the 15-minute circles: every red culture site and every red station.
+PROVIDER_SOURCES = {
+    "stations": "stations",
+    "teams": "teams",
+    "sites": "sites",
+    "red": "(SELECT id, kind, geom FROM sites "
+    "UNION ALL SELECT id, kind, geom FROM stations WHERE kind = 'red_station')",
+}
+#: An empty GEOMETRYCOLLECTION as WKB: the reach of no provider.
+EMPTY_WKB = bytes.fromhex("010700000000000000")
 _PROVIDER_FILTER = "(CAST(:kinds AS text[]) IS NULL OR p.kind = ANY(CAST(:kinds AS text[])))"
 
 # By distance. For each grid: the union of the discs of the providers near it, cut by the
@@ -93,9 +103,10 @@ CROSS JOIN LATERAL (
 WHERE {filter} AND snap.snap_m <= :max_snap_m
 """
 
-# Network: cut the reached area into small pieces with an index, then sum per grid the
-# area of its intersection with the pieces (they do not overlap, so the sum is exact).
-NETWORK_SQL = """
+# A reached area (network reach, or the union of circles): cut it into small pieces, then
+# sum per grid the area of its intersection with the pieces (they do not overlap, so the
+# sum is exact).
+AREA_SQL = """
 WITH pieces AS MATERIALIZED (
     SELECT ST_Transform(ST_Subdivide(ST_GeomFromWKB(:reach_wkb, 4326), 128), :srid) AS g
 )
@@ -190,42 +201,50 @@ def make_query(
     )
 
 
+def grid_srid(session: Session) -> int | None:
+    """A metric CRS (UTM zone) for the gridded area; None when there are no grids."""
+    lon, lat = session.execute(CENTRE_SQL).one()
+    return None if lon is None else metric_srid(lon, lat)
+
+
+def area_coverage(
+    session: Session, area_wkb: bytes | None, *, providers: str, kinds: list[str] | None,
+    srid: int,
+) -> list[dict]:  # fmt: skip
+    """Per-grid rows for a reached area (WKB in EPSG:4326; None: nothing reached).
+
+    ``providers`` names a key of :data:`PROVIDER_SOURCES`, the venues whose nearest one is
+    measured from each grid.
+    """
+    sql = AREA_SQL.format(table=PROVIDER_SOURCES[providers], filter=_PROVIDER_FILTER)
+    params = {"kinds": kinds, "srid": srid, "reach_wkb": area_wkb or EMPTY_WKB}
+    return [dict(row) for row in session.execute(sa.text(sql), params).mappings()]
+
+
 def grid_coverage(session: Session, query: Query, *, walk_speed_kmh: float = 4.5) -> list[dict]:
     """Per-grid rows: code, name, community_code, population, area_m2, covered_m2, nearest_m."""
-    centre = session.execute(CENTRE_SQL).one()
-    if centre[0] is None:
+    srid = grid_srid(session)
+    if srid is None:
         return []
-    srid = metric_srid(centre[0], centre[1])
-    params: dict[str, Any] = {"kinds": query.kinds, "srid": srid}
-    table_filter = {"table": query.of, "filter": _PROVIDER_FILTER}
+    table_filter = {"table": PROVIDER_SOURCES[query.of], "filter": _PROVIDER_FILTER}
     if query.by == "distance":
-        sql = DISTANCE_SQL.format(**table_filter)
-        params["within_m"] = query.within_m
-    else:
-        cost, reverse_cost = network.cost_columns(query.by)
-        nodes = (
-            session.execute(
-                sa.text(
-                    PROVIDER_NODES_SQL.format(cost=cost, reverse_cost=reverse_cost, **table_filter)
-                ),
-                {"kinds": query.kinds, "max_snap_m": MAX_SNAP_M},
-            )
-            .scalars()
-            .all()
-        )
-        area = reach.reach_polygon(
-            session,
-            list(nodes),
-            query.within_min * 60.0,
-            mode=query.by,
-            walk_speed_kmh=walk_speed_kmh,
-            srid=srid,
-        )
-        sql = NETWORK_SQL.format(**table_filter)
-        # An empty reach (no provider on the network) covers nothing.
-        params["reach_wkb"] = area.wkb or bytes.fromhex("010700000000000000")
-    rows = session.execute(sa.text(sql), params).mappings().all()
-    return [dict(row) for row in rows]
+        params = {"kinds": query.kinds, "srid": srid, "within_m": query.within_m}
+        rows = session.execute(sa.text(DISTANCE_SQL.format(**table_filter)), params)
+        return [dict(row) for row in rows.mappings()]
+    cost, reverse_cost = network.cost_columns(query.by)
+    nodes = session.execute(
+        sa.text(PROVIDER_NODES_SQL.format(cost=cost, reverse_cost=reverse_cost, **table_filter)),
+        {"kinds": query.kinds, "max_snap_m": MAX_SNAP_M},
+    ).scalars()
+    area = reach.reach_polygon(
+        session,
+        list(nodes),
+        query.within_min * 60.0,
+        mode=query.by,
+        walk_speed_kmh=walk_speed_kmh,
+        srid=srid,
+    )
+    return area_coverage(session, area.wkb, providers=query.of, kinds=query.kinds, srid=srid)
 
 
 def coverage(
