@@ -362,6 +362,103 @@ def report_coverage(
     )
 
 
+@main.group("circles")
+def circles_group() -> None:
+    """15-minute red culture circles (walking isochrones of venues)."""
+
+
+def _circles_query(settings, of, kinds, minutes, distance_m):
+    from geomap.analysis import circles
+
+    return circles.make_query(
+        of=of,
+        kinds=list(kinds) or None,
+        minutes=minutes,
+        distance_m=distance_m,
+        walk_speed_kmh=settings.walk_speed_kmh,
+        access_m=settings.circle_access_m,
+    )
+
+
+_circle_options = [
+    click.option("--of", "of", default="red", show_default=True,
+                 type=click.Choice(["red", "sites", "stations"]),
+                 help="red: every red culture site and red station."),
+    click.option("--kind", "kinds", multiple=True, help="Venue kind (repeatable)."),
+    click.option("--minutes", type=float, default=None, help="Walking budget (default 15)."),
+    click.option("--distance-m", type=float, default=None, help="Walking distance budget."),
+]  # fmt: skip
+
+
+def circle_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The venue and budget options shared by the circles commands."""
+    for option in reversed(_circle_options):
+        func = option(func)
+    return func
+
+
+@circles_group.command("build")
+@circle_options
+@click.pass_context
+@handle_errors
+def circles_build(ctx: click.Context, of: str, kinds: tuple[str, ...], minutes: float | None,
+                  distance_m: float | None) -> None:  # fmt: skip
+    """Build (and cache) the circles that are missing, with a progress bar."""
+    from tqdm import tqdm
+
+    from geomap import db as dbmod
+    from geomap.analysis import circles
+
+    settings = _settings(ctx)
+    query = _circles_query(settings, of, kinds, minutes, distance_m)
+    with dbmod.session_scope(settings) as session, tqdm(
+        desc="circles", unit="venue", file=sys.stderr
+    ) as bar:
+
+        def step(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        counts = circles.build(session, query, progress=step)
+    click.echo(
+        f"{counts['built']:,} circles built, {counts['venues'] - counts['built']:,} cached; "
+        f"{counts['without_street']:,} venues have no walkable street within "
+        f"{circles.MAX_SNAP_M:g} m"
+    )
+
+
+@report.command("circles")
+@circle_options
+@click.option("--level", "levels", multiple=True,
+              type=click.Choice(["grid", "community", "township", "district"]),
+              help="Levels in the report (default: all four).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="report.html, report.csv or report.gpkg (one layer per level).")
+@click.pass_context
+@handle_errors
+def report_circles(ctx: click.Context, of: str, kinds: tuple[str, ...], minutes: float | None,
+                   distance_m: float | None, levels: tuple[str, ...], out: Path) -> None:
+    """Residents inside the circles, by grid, community, township and district, as a file."""
+    from geomap import db as dbmod
+    from geomap import reports
+    from geomap.analysis import circles
+
+    settings = _settings(ctx)
+    query = _circles_query(settings, of, kinds, minutes, distance_m)
+    levels = levels or ("grid", "community", "township", "district")
+    with dbmod.session_scope(settings) as session:
+        grids = circles.grid_rows(session, query)
+        by_level = {
+            level: circles.circle_coverage(session, query, level=level, grids=grids,
+                                           with_geometry=out.suffix.lower() == ".gpkg")
+            for level in levels
+        }  # fmt: skip
+    reports.write(out, by_level, {**query.as_dict(), "by": "walk",
+                                  "within_min": query.minutes, "within_m": query.distance_m})
+    summary = by_level[levels[0]]["summary"]
+    click.echo(f"wrote {out}: {summary['covered_share']:.1%} of residents inside the circles")
+
+
 # -- service -------------------------------------------------------------------------------
 @main.command("serve")
 @click.option("--host", default=None, help="Bind address (default: GEOMAP_HOST).")

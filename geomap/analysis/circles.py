@@ -307,6 +307,13 @@ def union(session: Session, query: Query) -> dict:
     }
 
 
+def grid_rows(session: Session, query: Query) -> list[dict]:
+    """Per-grid coverage rows by the union of the query's circles (built if missing)."""
+    build(session, query)
+    wkb, _ = session.execute(UNION_SQL, query.params()).one()
+    return _grid_rows(session, query, wkb)
+
+
 def _covered_population(grid: dict) -> float:
     if not grid["area_m2"]:
         return 0.0
@@ -329,17 +336,18 @@ def circle_coverage(
     level: str = "grid",
     order: str = "gaps",
     with_geometry: bool = False,
+    grids: list[dict] | None = None,
 ) -> dict:
     """Coverage of every unit at ``level`` by the union of circles: residents inside, the
     share covered, the units left outside (``order="gaps"``: most residents outside first).
 
-    The answer has the shape of :func:`geomap.analysis.coverage.coverage`.
+    The answer has the shape of :func:`geomap.analysis.coverage.coverage`. ``grids``: the
+    rows of :func:`grid_rows` for the same query, when already computed.
     """
     level = check_choice(level, "level", coverage.LEVELS)
     order = check_choice(order, "order", ("code", "gaps"))
-    build(session, query)
-    wkb, _ = session.execute(UNION_SQL, query.params()).one()
-    grids = _grid_rows(session, query, wkb)
+    if grids is None:
+        grids = grid_rows(session, query)
     cov_query = coverage.Query(
         of=query.of, kinds=query.kinds, by=MODE, within_m=query.distance_m,
         within_min=query.minutes, level=level, order=order,
