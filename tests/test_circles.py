@@ -58,7 +58,7 @@ def _networkx_reach(edges, start, budget_s):
 
 
 def test_reached_edges_and_area_match_networkx(connection):
-    nodes, edges = handmade.load(connection)
+    _, edges = handmade.load(connection)
     start = handmade.node_id(2, 7)
     budget_s = 4 * 60.0
     expected = _networkx_reach(edges, start, budget_s)
