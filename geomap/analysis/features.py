@@ -1,0 +1,218 @@
+"""Features of a catalog layer: filtered, paged, streamed, as GeoJSON-ready dicts.
+
+The maps' data endpoint and the feature service both read layers through here. Only
+identifiers from the checked catalog (:mod:`geomap.layers`) enter the SQL text; every
+value (bbox, filters, times, paging) is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from geomap import models
+from geomap.analysis._params import check_lonlat
+from geomap.errors import InvalidInput, NotFound
+from geomap.layers import Layer
+
+#: Metres per degree of latitude: turns a layer's simplification in metres into degrees.
+M_PER_DEGREE = 111_320.0
+STREAM_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which features of a layer: bbox, equality filters, time, paging."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    filters: Mapping[str, str] | None = None
+    interval: tuple[dt.datetime | None, dt.datetime | None] | None = None
+    limit: int | None = None
+    offset: int = 0
+    simplify: bool = True
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    """``minlon,minlat,maxlon,maxlat`` (WGS84) → tuple; errors name the ``bbox`` field."""
+    if text is None or text == "":
+        return None
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise InvalidInput("bbox needs 4 numbers: minlon,minlat,maxlon,maxlat", field="bbox")
+    try:
+        x0, y0 = check_lonlat(parts[0], parts[1])
+        x1, y1 = check_lonlat(parts[2], parts[3])
+    except InvalidInput as exc:
+        raise InvalidInput(f"bbox: {exc.message}", field="bbox") from None
+    if x0 > x1 or y0 > y1:
+        raise InvalidInput("bbox: the minimum corner must come first", field="bbox")
+    return x0, y0, x1, y1
+
+
+def _instant(text: str) -> dt.datetime | None:
+    if text in ("", ".."):
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"datetime {text!r} is not an RFC 3339 date-time (e.g. 2026-11-23T08:00:00Z)",
+            field="datetime",
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def parse_datetime(text: str | None) -> tuple[dt.datetime | None, dt.datetime | None] | None:
+    """An instant or an interval (``a/b``, ``../b``, ``a/..``) as (start, end)."""
+    if not text:
+        return None
+    if "/" in text:
+        start_text, end_text = text.split("/", 1)
+        start, end = _instant(start_text), _instant(end_text)
+        if start and end and start > end:
+            raise InvalidInput("datetime: the interval ends before it starts", field="datetime")
+        return start, end
+    instant = _instant(text)
+    return instant, instant
+
+
+def filterable(layer: Layer, personal: bool) -> tuple[str, ...]:
+    """Columns that can be filtered by equality (scalar public properties)."""
+    table = models.metadata.tables[layer.table]
+    return tuple(
+        c
+        for c in layer.public_properties(personal)
+        if not isinstance(table.columns[c].type, sa.ARRAY)
+    )
+
+
+def _where(layer: Layer, selection: Selection, personal: bool) -> tuple[str, dict[str, Any]]:
+    clauses, params = [], {}
+    for i, (column, value) in enumerate(sorted(layer.where.items())):
+        clauses.append(f"{column} = :where_{i}")
+        params[f"where_{i}"] = value
+    if selection.bbox:
+        clauses.append("geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
+        params.update(zip(("x0", "y0", "x1", "y1"), selection.bbox, strict=True))
+    allowed = filterable(layer, personal)
+    for i, (column, value) in enumerate(sorted((selection.filters or {}).items())):
+        if column not in allowed:
+            raise InvalidInput(
+                f"cannot filter {layer.id} by {column!r}; filterable: {', '.join(allowed)}",
+                field=column,
+            )
+        clauses.append(f"CAST({column} AS text) = :filter_{i}")
+        params[f"filter_{i}"] = value
+    if selection.interval:
+        if not layer.time_column:
+            raise InvalidInput(f"layer {layer.id} has no time; drop datetime", field="datetime")
+        start, end = selection.interval
+        if start:
+            clauses.append(f"{layer.time_column} >= :t0")
+            params["t0"] = start
+        if end:
+            clauses.append(f"{layer.time_column} <= :t1")
+            params["t1"] = end
+    return (" AND ".join(clauses) or "true"), params
+
+
+def _geometry_sql(layer: Layer, selection: Selection) -> str:
+    if layer.geometry != "point" and selection.simplify and layer.simplify_m:
+        tolerance = float(layer.simplify_m) / M_PER_DEGREE  # a number from the catalog
+        return f"ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, {tolerance:.10f}), 6)"
+    return "ST_AsGeoJSON(geom, 6)"
+
+
+def count(session: Session, layer: Layer, selection: Selection, *, personal: bool = False) -> int:
+    """How many features match the selection (paging aside)."""
+    where, params = _where(layer, selection, personal)
+    return session.execute(
+        sa.text(f"SELECT count(*) FROM {layer.table} WHERE {where}"), params
+    ).scalar_one()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def iter_features(
+    session: Session, layer: Layer, selection: Selection, *, personal: bool = False
+) -> Iterator[dict]:
+    """GeoJSON Features of the selection, ordered by id, streamed in batches.
+
+    Parameters
+    ----------
+    personal : bool
+        Whether personal columns (``layer.personal``) may be included.
+    """
+    where, params = _where(layer, selection, personal)
+    columns = layer.public_properties(personal)
+    sql = (
+        f"SELECT {layer.id_column} AS feature_id, {_geometry_sql(layer, selection)} AS geometry"
+        + "".join(f", {c}" for c in columns)
+        + f" FROM {layer.table} WHERE {where} ORDER BY {layer.id_column}"
+    )
+    if selection.limit is not None:
+        sql += " LIMIT :limit"
+        params["limit"] = selection.limit
+    if selection.offset:
+        sql += " OFFSET :offset"
+        params["offset"] = selection.offset
+    result = session.execute(
+        sa.text(sql).execution_options(stream_results=True, yield_per=STREAM_BATCH), params
+    )
+    for row in result.mappings():
+        yield {
+            "type": "Feature",
+            "id": row["feature_id"],
+            "geometry": json.loads(row["geometry"]) if row["geometry"] else None,
+            "properties": {c: _jsonable(row[c]) for c in columns},
+        }
+
+
+def feature(session: Session, layer: Layer, feature_id: str, *, personal: bool = False) -> dict:
+    """One feature by id (its full geometry), or NotFound."""
+    id_type = models.metadata.tables[layer.table].columns[layer.id_column].type
+    try:
+        key: Any = int(feature_id) if isinstance(id_type, sa.Integer) else str(feature_id)
+    except ValueError:
+        raise NotFound(f"no feature {feature_id!r} in {layer.id}") from None
+    where, params = _where(layer, Selection(), personal)
+    columns = layer.public_properties(personal)
+    sql = (
+        f"SELECT {layer.id_column} AS feature_id, ST_AsGeoJSON(geom, 6) AS geometry"
+        + "".join(f", {c}" for c in columns)
+        + f" FROM {layer.table} WHERE {where} AND {layer.id_column} = :feature_id"
+    )
+    row = session.execute(sa.text(sql), {**params, "feature_id": key}).mappings().first()
+    if row is None:
+        raise NotFound(f"no feature {feature_id!r} in {layer.id}")
+    return {
+        "type": "Feature",
+        "id": row["feature_id"],
+        "geometry": json.loads(row["geometry"]) if row["geometry"] else None,
+        "properties": {c: _jsonable(row[c]) for c in columns},
+    }
+
+
+def extent(session: Session, layer: Layer) -> tuple[float, float, float, float] | None:
+    """The layer's bounding box in WGS84 (None when it is empty)."""
+    where, params = _where(layer, Selection(), False)
+    row = session.execute(
+        sa.text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            f"(SELECT ST_Extent(geom) AS e FROM {layer.table} WHERE {where}) s"
+        ),
+        params,
+    ).one()
+    return None if row[0] is None else tuple(float(v) for v in row)
