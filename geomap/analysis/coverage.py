@@ -108,12 +108,14 @@ WHERE {filter} AND snap.snap_m <= :max_snap_m
 # sum is exact).
 AREA_SQL = """
 WITH pieces AS MATERIALIZED (
-    SELECT ST_Transform(ST_Subdivide(ST_GeomFromWKB(:reach_wkb, 4326), 128), :srid) AS g
+    SELECT ST_Subdivide(ST_GeomFromWKB(:reach_wkb, 4326), 128) AS g
 )
 SELECT g.code, g.name, g.community_code, g.population,
        ST_Area(gm.g) AS area_m2,
-       coalesce((SELECT sum(ST_Area(ST_Intersection(gm.g, pc.g)))
-                 FROM pieces pc WHERE ST_Intersects(gm.g, pc.g)), 0) AS covered_m2,
+       -- Cut in EPSG:4326, where both sides are valid (reprojected pieces may not be),
+       -- and measure the cut in metres.
+       coalesce((SELECT sum(ST_Area(ST_Transform(ST_Intersection(g.geom, pc.g), :srid)))
+                 FROM pieces pc WHERE ST_Intersects(g.geom, pc.g)), 0) AS covered_m2,
        near.distance_m AS nearest_m
 FROM grids g
 CROSS JOIN LATERAL (SELECT ST_Transform(g.geom, :srid) AS g,
