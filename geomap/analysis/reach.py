@@ -34,14 +34,21 @@ WITH dd AS (
                              CAST(:budget AS float8), directed := true, equicost := true)
 ),
 reached AS (SELECT node, min(agg_cost) AS cost_s FROM dd GROUP BY node),
+-- The edges at reached nodes, found through the node indexes (not a scan of the table):
+-- those leaving a reached node, and those arriving at one whose start was not reached.
+touching AS (
+    SELECT e.* FROM reached r JOIN road_edges e ON e.source_node = r.node
+    UNION ALL
+    SELECT e.* FROM reached r JOIN road_edges e ON e.target_node = r.node
+    WHERE NOT EXISTS (SELECT 1 FROM reached r2 WHERE r2.node = e.source_node)
+),
 edges AS (
     SELECT e.id, e.geom,
            {cost} AS cost_s, {reverse_cost} AS reverse_cost_s,
            rs.cost_s AS from_cost_s, rt.cost_s AS to_cost_s
-    FROM road_edges e
+    FROM touching e
     LEFT JOIN reached rs ON rs.node = e.source_node
     LEFT JOIN reached rt ON rt.node = e.target_node
-    WHERE rs.node IS NOT NULL OR rt.node IS NOT NULL
 ),
 fractions AS (
     -- Share of each edge walked from its source end, and from its target end.
