@@ -459,6 +459,75 @@ def report_circles(ctx: click.Context, of: str, kinds: tuple[str, ...], minutes:
     click.echo(f"wrote {out}: {summary['covered_share']:.1%} of residents inside the circles")
 
 
+@main.group()
+def keys() -> None:
+    """API keys (hashed at rest, with a role) and embed tokens."""
+
+
+@keys.command("create")
+@click.option("--role", required=True, type=click.Choice(["commander", "planner", "viewer"]))
+@click.option("--name", required=True, help="Who or what uses the key.")
+@click.pass_context
+@handle_errors
+def keys_create(ctx: click.Context, role: str, name: str) -> None:
+    """Create a key; it is printed once and only its hash is kept."""
+    from geomap import auth
+    from geomap import db as dbmod
+
+    with dbmod.session_scope(_settings(ctx)) as session:
+        key, prefix = auth.create_key(session.connection(), name, role)
+    click.echo(key)
+    click.echo(f"({role} key {prefix} for {name}; keep it safe, it is not shown again)",
+               err=True)  # fmt: skip
+
+
+@keys.command("list")
+@click.pass_context
+@handle_errors
+def keys_list(ctx: click.Context) -> None:
+    """List keys (names, roles, prefixes and dates; never the keys)."""
+    from geomap import auth
+    from geomap import db as dbmod
+
+    with dbmod.session_scope(_settings(ctx)) as session:
+        for row in auth.list_keys(session.connection()):
+            state = "revoked" if row["revoked_at"] else "active"
+            click.echo(f"{row['prefix']}  {row['role']:<9}  {state:<7}  {row['name']}")
+
+
+@keys.command("revoke")
+@click.argument("prefix")
+@click.pass_context
+@handle_errors
+def keys_revoke(ctx: click.Context, prefix: str) -> None:
+    """Revoke the key with this prefix (the 8 characters after `gm_`)."""
+    from geomap import auth
+    from geomap import db as dbmod
+
+    with dbmod.session_scope(_settings(ctx)) as session:
+        auth.revoke_key(session.connection(), prefix)
+    click.echo(f"revoked key {prefix}")
+
+
+@keys.command("embed")
+@click.option("--layers", "layer_list", required=True,
+              help="Comma-separated layers the token opens, e.g. grids,teams,circles.")
+@click.option("--origin", required=True, help="Origin of the portal, e.g. https://portal.example")
+@click.option("--days", type=float, default=30, show_default=True, help="Validity.")
+@click.pass_context
+@handle_errors
+def keys_embed(ctx: click.Context, layer_list: str, origin: str, days: float) -> None:
+    """Create a signed embed token: read-only, those layers, that origin, for so many days."""
+    from geomap import auth, layers
+
+    catalog = layers.load_catalog()
+    wanted = [x.strip() for x in layer_list.split(",") if x.strip()]
+    for layer_id in wanted:
+        layers.get_layer(catalog, layer_id)
+    settings = _settings(ctx)
+    click.echo(auth.make_embed_token(auth.secret_key(settings), wanted, origin, days))
+
+
 # -- service -------------------------------------------------------------------------------
 @main.command("serve")
 @click.option("--host", default=None, help="Bind address (default: GEOMAP_HOST).")
@@ -468,9 +537,12 @@ def report_circles(ctx: click.Context, of: str, kinds: tuple[str, ...], minutes:
 @handle_errors
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
     """Serve the battle map and the API."""
+    from geomap import auth
+
     settings = _settings(ctx)
     host = host or settings.host
     port = port or settings.port
+    auth.check_bind(host, settings)
     if workers > 0:
         import os
 

@@ -94,6 +94,26 @@ SETTINGS: tuple[Setting, ...] = (
         "Width in metres around reached streets that a walking circle covers (doors and "
         "courtyards off the street).",
     ),
+    Setting(
+        "open_read",
+        _bool,
+        True,
+        "Let callers on the loopback interface read layers and run analyses without a key "
+        "(a local demo). Personal fields and writes always need a key; `geomap serve` "
+        "refuses a non-loopback address while this is on.",
+    ),
+    Setting(
+        "secret_key",
+        str,
+        None,
+        "Secret that signs embed tokens. Unset: one is generated and kept in STATE_DIR.",
+    ),
+    Setting(
+        "cors_origins",
+        _str_list,
+        (),
+        "Comma-separated origins allowed to call the API from a browser (CORS allow-list).",
+    ),
     Setting("log_level", str, "INFO", "Python logging level of the service and the CLI."),
     Setting(
         "frame_ancestors",
@@ -101,6 +121,13 @@ SETTINGS: tuple[Setting, ...] = (
         ("'self'",),
         "Comma-separated origins allowed to frame the embeddable maps "
         "(Content-Security-Policy frame-ancestors).",
+    ),
+    Setting(
+        "tianditu_key",
+        str,
+        None,
+        "Token (tk) of the Tianditu (天地图) tile service for the maps' `basemap=tianditu`; "
+        "unset: that basemap is not drawn and the map says why.",
     ),
 )
 

@@ -201,6 +201,19 @@ circles = Table(
     _source(),
 )
 
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("prefix", Text, nullable=False, unique=True),
+    Column("key_sha256", Text, nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+    Column("last_used_at", DateTime(timezone=True)),
+)
+
 #: Tables in the order they are loaded (parents before children).
 LOAD_ORDER = (
     "regions",

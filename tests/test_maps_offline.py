@@ -252,8 +252,12 @@ def live_url() -> Iterator[str]:
     from geomap import create_app
 
     app = create_app({"database_url": "postgresql+psycopg://nobody@127.0.0.1:9/unused"})
+    from geomap.api.spec import endpoint
+
     html = assets.render_html(build_demo_map())
-    app.add_url_rule("/test/demo-map", "demo_map", lambda: html)
+    # Every view declares who may use it (undeclared views are refused): this one is public.
+    demo = endpoint("demo map (tests only)", permission="public")(lambda: html)
+    app.add_url_rule("/test/demo-map", "demo_map", demo)
     with serve_app(app) as base_url:
         yield base_url
 

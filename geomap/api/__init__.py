@@ -7,11 +7,19 @@ from typing import Any
 
 def init_app(app: Any) -> None:
     """Register every blueprint and the error handlers on ``app``."""
-    from geomap.api import circles, coverage, errors, health, layers, teams
+    from geomap import auth
+    from geomap.api import circles, coverage, errors, headers, health, incidents, layers, teams
+    from geomap.maps import views as maps_views
+    from geomap.ogc import views as ogc_views
 
     errors.init_app(app)
+    auth.init_app(app)
+    headers.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(teams.bp)
+    app.register_blueprint(incidents.bp)
     app.register_blueprint(coverage.bp)
     app.register_blueprint(circles.bp)
     app.register_blueprint(layers.bp)
+    app.register_blueprint(ogc_views.bp)
+    app.register_blueprint(maps_views.bp)

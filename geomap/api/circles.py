@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app
 
-from geomap import db
+from geomap import db, vocab
 from geomap.analysis import circles
+from geomap.api import spec
 from geomap.api._args import Args
 from geomap.api.coverage import FORMATS, render
+from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 from geomap.errors import InvalidInput
 
 bp = Blueprint("circles", __name__, url_prefix="/api/circles")
 
-_QUERY_ARGS = {"of", "kind", "minutes", "distance_m"}
+VENUE_PARAMS = (
+    Param("of", "string", "red: every red culture site and red station; or sites, stations.",
+          enum=circles.VENUE_SETS, default="red"),
+    Param("kind", "string", "Venue kinds.",
+          enum=tuple({**vocab.SITE_KINDS, **vocab.STATION_KINDS}), array=True),
+    Param("minutes", "number", "Walking time budget (default 15).", minimum=0,
+          maximum=circles.MAX_MINUTES),
+    Param("distance_m", "number", "Walking distance budget instead of minutes.", minimum=0,
+          maximum=circles.MAX_DISTANCE_M),
+)  # fmt: skip
 
 
 def _query(args: Args) -> circles.Query:
@@ -33,11 +44,17 @@ def _commit(session) -> None:
 
 
 @bp.get("")
+@endpoint(
+    "One GeoJSON Feature per venue: its walking circle, area and residents inside",
+    permission="analysis",
+    tags=("circles",),
+    response="Circles",
+    media_type="application/geo+json",
+    params=VENUE_PARAMS,
+)
 def circles_view():
     """One GeoJSON Feature per venue with its walking circle."""
-    args = Args(request.args, _QUERY_ARGS | {"format"})
-    if args.str("format", "geojson") != "geojson":
-        raise InvalidInput("circles are served as geojson only", field="format")
+    args = spec.args()
     session = db.get_session()
     records = circles.circles(session, _query(args))
     _commit(session)
@@ -59,9 +76,17 @@ def circles_view():
 
 
 @bp.get("/union")
+@endpoint(
+    "The union of the circles: one Feature with its area and the residents inside",
+    permission="analysis",
+    tags=("circles",),
+    response="CirclesUnion",
+    media_type="application/geo+json",
+    params=VENUE_PARAMS,
+)
 def union_view():
     """The union of the circles as one Feature, with area and residents inside."""
-    args = Args(request.args, _QUERY_ARGS)
+    args = spec.args()
     session = db.get_session()
     answer = circles.union(session, _query(args))
     _commit(session)
@@ -73,9 +98,16 @@ def union_view():
 
 
 @bp.get("/coverage")
+@endpoint(
+    "Residents inside the circles by unit (the shape of /api/coverage), gaps first",
+    permission="analysis",
+    tags=("circles",),
+    response="Coverage",
+    params=(*VENUE_PARAMS, LEVEL, ORDER, FORMAT),
+)
 def coverage_view():
     """Coverage by the union of circles, in the shape of ``/api/coverage``."""
-    args = Args(request.args, _QUERY_ARGS | {"level", "order", "format"})
+    args = spec.args()
     fmt = args.str("format", "json")
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
-from geomap import db
+from geomap import db, vocab
 from geomap.analysis import coverage
-from geomap.api._args import Args
+from geomap.api import spec
+from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 from geomap.errors import InvalidInput
 
 bp = Blueprint("coverage", __name__, url_prefix="/api")
@@ -52,12 +53,34 @@ def render(answer: dict, fmt: str) -> Response:
     return jsonify(answer)
 
 
+ALL_KINDS = tuple({**vocab.STATION_KINDS, **vocab.TEAM_KINDS, **vocab.SITE_KINDS})
+
+
 @bp.get("/coverage")
+@endpoint(
+    "Coverage of grids (or communities, townships, districts) by stations, teams or sites",
+    permission="analysis",
+    tags=("coverage",),
+    response="Coverage",
+    params=(
+        Param("of", "string", "Providers.", enum=("stations", "teams", "sites"),
+              default="stations"),
+        Param("kind", "string", "Provider kinds (of the chosen table).", enum=ALL_KINDS,
+              array=True),
+        Param("within_m", "number", "Reach in metres (by=distance).", minimum=0,
+              maximum=coverage.MAX_WITHIN_M),
+        Param("within_min", "number", "Reach in minutes (by=walk|drive).", minimum=0,
+              maximum=coverage.MAX_WITHIN_MIN),
+        Param("by", "string", "Straight-line metres or network travel time.",
+              enum=("distance", "walk", "drive"), default="distance"),
+        LEVEL,
+        ORDER,
+        FORMAT,
+    ),
+)  # fmt: skip
 def coverage_view():
     """Coverage of every unit at a level by stations, teams or sites."""
-    args = Args(
-        request.args, {"of", "kind", "within_m", "within_min", "by", "level", "format", "order"}
-    )
+    args = spec.args()
     fmt = args.str("format", "json")
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}",

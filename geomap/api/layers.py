@@ -9,12 +9,13 @@ import functools
 import json
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 
 from geomap import db, layers
 from geomap.analysis import features
 from geomap.analysis._params import check_int
-from geomap.api._args import Args
+from geomap.api import spec
+from geomap.api.spec import Param, endpoint
 
 bp = Blueprint("layers", __name__, url_prefix="/api/layers")
 
@@ -32,14 +33,18 @@ def catalog() -> dict[str, layers.Layer]:
 
 
 def may_see_personal() -> bool:
-    """Whether this request may see personal fields. None may, until roles exist."""
-    return False
+    """Whether this request's caller may see personal fields (commanders only)."""
+    from geomap import auth
+
+    return auth.current().may("personal")
 
 
 @bp.get("")
+@endpoint("The layer catalog: titles, geometry, style and behaviour of every layer",
+          permission="layers", tags=("layers",), response="Catalog")  # fmt: skip
 def list_layers():
     """The catalog: every layer's title, geometry, style and behaviour."""
-    Args(request.args, set())
+    spec.args()
     return jsonify({"layers": [layer.to_dict() for layer in catalog().values()]})
 
 
@@ -52,10 +57,24 @@ def stream_collection(items: Iterator[dict], head: dict) -> Iterator[str]:
 
 
 @bp.get("/<layer_id>")
+@endpoint(
+    "The features of one layer as GeoJSON (personal fields for commanders only)",
+    permission="layers",
+    tags=("layers",),
+    response="FeatureCollection",
+    media_type="application/geo+json",
+    statuses=(400, 404),
+    params=(
+        Param("bbox", "string", "minlon,minlat,maxlon,maxlat (WGS84)."),
+        Param("limit", "integer", "Most features.", minimum=1),
+        Param("offset", "integer", "Features to skip.", minimum=0),
+        Param("simplify", "boolean", "Simplify polygons as the layer says (default true)."),
+    ),
+)
 def layer_geojson(layer_id: str):
-    """The features of one layer as GeoJSON; ``bbox``, ``limit``, ``offset``, filters."""
+    """The features of one layer as GeoJSON; ``bbox``, ``limit``, ``offset``."""
     layer = layers.get_layer(catalog(), layer_id)
-    args = Args(request.args, {"bbox", "limit", "offset", "simplify"})
+    args = spec.args()
     settings = current_app.config["GEOMAP"]
     limit = check_int(args.raw("limit") or settings.max_features, "limit", 1,
                       settings.max_features)  # fmt: skip
