@@ -167,6 +167,19 @@ def get_session() -> Session:
     return g.geomap_session
 
 
+def closing_after(session: Session, body: Iterator[str]) -> Iterator[str]:
+    """Yield ``body``, then close ``session``: for streamed responses.
+
+    Flask (3.1) tears the request down, closing its session, *before* a streamed body is
+    written; the query feeding the body then runs on the same session object, reopened,
+    which nothing else would close. The cursor streaming the rows lives until the end.
+    """
+    try:
+        yield from body
+    finally:
+        session.close()
+
+
 def _close_session(_exc: BaseException | None = None) -> None:
     from flask import g
 

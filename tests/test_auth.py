@@ -206,3 +206,12 @@ def test_keys_through_the_cli(runner):
     assert runner.invoke(main, ["keys", "revoke", prefix]).exit_code == 1
     refused = runner.invoke(main, ["serve", "--host", "0.0.0.0"])
     assert refused.exit_code == 2 and "GEOMAP_OPEN_READ=false" in refused.output
+
+
+def test_embed_token_lists_only_its_own_layers(app, client, world):
+    secret = auth.secret_key(app.config["GEOMAP"])
+    token = auth.make_embed_token(secret, ["teams"], PORTAL, days=1)
+    catalog = client.get("/api/layers", query_string={"token": token}).get_json()
+    assert [layer["id"] for layer in catalog["layers"]] == ["teams"]
+    collections = client.get("/ogc/collections", query_string={"token": token, "f": "json"})
+    assert [c["id"] for c in collections.get_json()["collections"]] == ["teams"]

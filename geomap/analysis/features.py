@@ -216,3 +216,30 @@ def extent(session: Session, layer: Layer) -> tuple[float, float, float, float] 
         params,
     ).one()
     return None if row[0] is None else tuple(float(v) for v in row)
+
+
+def time_extent(session: Session, layer: Layer) -> tuple[dt.datetime, dt.datetime] | None:
+    """The earliest and latest value of the layer's time column (None: no time, or empty).
+
+    Parameters
+    ----------
+    session : Session
+    layer : Layer
+        A catalog layer; one without ``time_column`` has no temporal extent.
+
+    Returns
+    -------
+    (datetime, datetime) or None
+        Timezone-aware bounds, as stored.
+    """
+    if not layer.time_column:
+        return None
+    where, params = _where(layer, Selection(), False)
+    row = session.execute(
+        sa.text(
+            f"SELECT min({layer.time_column}), max({layer.time_column}) "
+            f"FROM {layer.table} WHERE {where}"
+        ),
+        params,
+    ).one()
+    return None if row[0] is None else (row[0], row[1])

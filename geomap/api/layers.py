@@ -32,6 +32,14 @@ def catalog() -> dict[str, layers.Layer]:
     return _catalog_cached(str(layers.CATALOG_DIR))
 
 
+def visible_catalog() -> dict[str, layers.Layer]:
+    """The layers this request's caller may see (an embed token opens only its own)."""
+    from geomap import auth
+
+    who = auth.current()
+    return {key: layer for key, layer in catalog().items() if who.may_see_layer(key)}
+
+
 def may_see_personal() -> bool:
     """Whether this request's caller may see personal fields (commanders only)."""
     from geomap import auth
@@ -45,7 +53,7 @@ def may_see_personal() -> bool:
 def list_layers():
     """The catalog: every layer's title, geometry, style and behaviour."""
     spec.args()
-    return jsonify({"layers": [layer.to_dict() for layer in catalog().values()]})
+    return jsonify({"layers": [layer.to_dict() for layer in visible_catalog().values()]})
 
 
 def stream_collection(items: Iterator[dict], head: dict) -> Iterator[str]:
@@ -90,6 +98,6 @@ def layer_geojson(layer_id: str):
     head = {"type": "FeatureCollection", "layer": layer.id, "numberMatched": matched}
     items = features.iter_features(session, layer, selection, personal=personal)
     return Response(
-        stream_with_context(stream_collection(items, head)),
+        db.closing_after(session, stream_with_context(stream_collection(items, head))),
         mimetype="application/geo+json",
     )
