@@ -54,6 +54,9 @@ seed: db-up
 bench: deps venv db-up
 	$(BIN)/python -m bench
 
+fuzz: deps venv
+	GEOMAP_FUZZ_EXAMPLES=300 $(BIN)/pytest tests/test_openapi.py -k fuzz
+
 lint: venv
 	$(BIN)/ruff check .
 

@@ -37,6 +37,7 @@ BOOTSTRAP3=bootstrap@3.4.1
 FONTAWESOME=@fortawesome/fontawesome-free@6.2.0
 FULLSCREEN=leaflet.fullscreen@3.0.0
 SEARCH=leaflet-search@2.9.7
+SWAGGER=swagger-ui-dist@5.35.0  # /docs renders /openapi.json with it
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${1:-$ROOT/geomap/static/vendor}"
@@ -74,6 +75,7 @@ fetch "$BOOTSTRAP3" bootstrap3
 fetch "$FONTAWESOME" fontawesome
 fetch "$FULLSCREEN" fullscreen
 fetch "$SEARCH" search
+fetch "$SWAGGER" swagger
 
 # Build in a staging folder, then swap: a failed run leaves the committed folder untouched.
 STAGE="$WORK/stage"
@@ -142,6 +144,9 @@ put search/dist/leaflet-search.min.css leaflet-search/dist/leaflet-search.min.cs
 put search/images/loader.gif leaflet-search/images/loader.gif
 put search/images/search-icon.png leaflet-search/images/search-icon.png
 put search/license.txt leaflet-search/LICENSE
+put swagger/swagger-ui-bundle.js swagger-ui/swagger-ui-bundle.js
+put swagger/swagger-ui.css swagger-ui/swagger-ui.css
+put swagger/LICENSE swagger-ui/LICENSE
 
 # folium's leaflet.awesome.rotate.css (Icon(angle=N) adds the class fa-rotate-N).
 mkdir -p "$STAGE/folium"
@@ -155,7 +160,8 @@ mkdir -p "$STAGE/folium"
 
 strip_source_maps "$STAGE"/leaflet/leaflet.js \
     "$STAGE"/leaflet.markercluster/leaflet.markercluster.js \
-    "$STAGE"/bootstrap/bootstrap.bundle.min.js "$STAGE"/bootstrap/bootstrap.min.css
+    "$STAGE"/bootstrap/bootstrap.bundle.min.js "$STAGE"/bootstrap/bootstrap.min.css \
+    "$STAGE"/swagger-ui/swagger-ui-bundle.js "$STAGE"/swagger-ui/swagger-ui.css
 
 # Fail now rather than in a browser: no CDN reference may be left in a shipped stylesheet.
 if grep -rnoE 'url\((["'"'"']?)https?:' "$STAGE" --include='*.css'; then
@@ -182,11 +188,13 @@ Total: ${total_bytes} bytes.
 | fontawesome/ | @fortawesome/fontawesome-free | ${FONTAWESOME##*@} | icons CC-BY-4.0, fonts OFL-1.1, code MIT | ${INTEGRITY[$FONTAWESOME]} |
 | leaflet.fullscreen/ | leaflet.fullscreen | ${FULLSCREEN##*@} | MIT | ${INTEGRITY[$FULLSCREEN]} |
 | leaflet-search/ | leaflet-search | ${SEARCH##*@} | MIT | ${INTEGRITY[$SEARCH]} |
+| swagger-ui/ | swagger-ui-dist | ${SWAGGER##*@} | Apache-2.0 | ${INTEGRITY[$SWAGGER]} |
 | folium/ | (written by the script) | - | MIT, as folium | - |
 
 ## Changes made to upstream files
 - Source-map comments removed from leaflet.js, leaflet.markercluster.js,
-  bootstrap.bundle.min.js and bootstrap.min.css (the .map files are not shipped).
+  bootstrap.bundle.min.js, bootstrap.min.css, swagger-ui-bundle.js and swagger-ui.css
+  (the .map files are not shipped).
 - fontawesome/css/all.min.css: the \`.ttf\` fallback of each @font-face removed (only the woff2
   fonts are shipped).
 - glyphicons/glyphicons.css: the \`.glyphicon\` rules of Bootstrap 3.4.1's bootstrap.css with a

@@ -8,7 +8,17 @@ from typing import Any
 def init_app(app: Any) -> None:
     """Register every blueprint and the error handlers on ``app``."""
     from geomap import auth
-    from geomap.api import circles, coverage, errors, headers, health, incidents, layers, teams
+    from geomap.api import (
+        circles,
+        coverage,
+        docs,
+        errors,
+        headers,
+        health,
+        incidents,
+        layers,
+        teams,
+    )
     from geomap.maps import views as maps_views
     from geomap.ogc import views as ogc_views
 
@@ -16,6 +26,7 @@ def init_app(app: Any) -> None:
     auth.init_app(app)
     headers.init_app(app)
     app.register_blueprint(health.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(teams.bp)
     app.register_blueprint(incidents.bp)
     app.register_blueprint(coverage.bp)

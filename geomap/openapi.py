@@ -1,0 +1,392 @@
+"""``/openapi.json``: the API described from the same declarations that serve it.
+
+* Endpoints declared with :func:`geomap.api.spec.endpoint` contribute their summary,
+  parameters, permission (→ security and 401/403), request body and response schema.
+* The OGC API paths are written per collection from the layer catalog (as pygeoapi does),
+  with each collection's filterable properties as query parameters.
+* Path parameters come from the URL rules (``<int:...>`` is an integer; a layer id is an
+  enum of the catalog's ids).
+
+Every operation documents the errors it can answer: its declared statuses, 401/403 when
+it needs a permission, and 503 when the database is away.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from geomap import __version__, layers
+from geomap.analysis import features
+from geomap.api.spec import Endpoint, declared
+
+_NULLABLE_NUMBER = {"type": "number", "nullable": True}
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": _object(
+        ["error"],
+        error=_object(["code", "message"], code={"type": "string"},
+                      message={"type": "string"}, field=_NULLABLE_STRING),
+    ),
+    "Health": _object(
+        ["status"],
+        status={"type": "string", "enum": ["ok", "unavailable"]},
+        versions={"type": "object", "additionalProperties": _NULLABLE_STRING},
+        counts={"type": "object", "additionalProperties": {"type": "integer"}},
+        error={"type": "object"},
+    ),
+    "NearestTeam": _object(
+        ["id", "name", "kind", "status", "headcount", "lon", "lat", "distance_m", "travel_min"],
+        id={"type": "integer"},
+        code={"type": "string"},
+        name={"type": "string"},
+        kind={"type": "string"},
+        status={"type": "string"},
+        headcount={"type": "integer"},
+        unit=_NULLABLE_STRING,
+        capabilities=_STRINGS,
+        lon={"type": "number"},
+        lat={"type": "number"},
+        position_at=_NULLABLE_STRING,
+        distance_m={"type": "number"},
+        travel_min=_NULLABLE_NUMBER,
+        route={"type": "object", "nullable": True},
+    ),
+    "Nearest": _object(
+        ["query", "teams"],
+        query={"type": "object"},
+        teams={"type": "array", "items": _ref("NearestTeam")},
+        elapsed_ms={"type": "number"},
+    ),
+    "CoverageUnit": _object(
+        ["code", "name", "level", "population", "covered_population",
+         "covered_share_area", "covered_share_population", "covered"],
+        code={"type": "string"},
+        name={"type": "string"},
+        level={"type": "string"},
+        grids={"type": "integer"},
+        population={"type": "integer"},
+        covered_population={"type": "integer"},
+        uncovered_population={"type": "integer"},
+        covered_share_area={"type": "number"},
+        covered_share_population={"type": "number"},
+        nearest_m=_NULLABLE_NUMBER,
+        covered={"type": "boolean"},
+    ),
+    "Coverage": _object(
+        ["query", "summary", "units"],
+        query={"type": "object"},
+        summary=_object(
+            ["units", "covered_units", "population", "covered_population", "covered_share"],
+            level={"type": "string"},
+            units={"type": "integer"},
+            covered_units={"type": "integer"},
+            population={"type": "integer"},
+            covered_population={"type": "integer"},
+            covered_share=_NULLABLE_NUMBER,
+        ),
+        units={"type": "array", "items": _ref("CoverageUnit")},
+        elapsed_ms={"type": "number"},
+    ),
+    "Feature": _object(
+        ["type", "geometry", "properties"],
+        type={"type": "string", "enum": ["Feature"]},
+        id={"oneOf": [{"type": "string"}, {"type": "integer"}]},
+        geometry={"type": "object", "nullable": True},
+        properties={"type": "object", "nullable": True},
+    ),
+    "FeatureCollection": _object(
+        ["type", "features"],
+        type={"type": "string", "enum": ["FeatureCollection"]},
+        features={"type": "array", "items": _ref("Feature")},
+        numberMatched={"type": "integer"},
+        numberReturned={"type": "integer"},
+        links={"type": "array", "items": {"type": "object"}},
+    ),
+    "CirclesUnion": _object(
+        ["type", "geometry", "properties"],
+        type={"type": "string", "enum": ["Feature"]},
+        geometry={"type": "object", "nullable": True},
+        properties=_object(
+            ["circles", "area_km2", "population", "covered_population", "covered_share"],
+            circles={"type": "integer"},
+            area_km2={"type": "number"},
+            population={"type": "integer"},
+            covered_population={"type": "integer"},
+            covered_share=_NULLABLE_NUMBER,
+        ),
+    ),
+    "Catalog": _object(
+        ["layers"],
+        layers={"type": "array", "items": _object(["id", "title", "geometry"],
+                                                  id={"type": "string"},
+                                                  title={"type": "object"},
+                                                  geometry={"type": "string"})},
+    ),
+    "Team": _object(
+        ["id", "code", "name", "kind", "status", "lon", "lat"],
+        id={"type": "integer"},
+        code={"type": "string"},
+        name={"type": "string"},
+        kind={"type": "string"},
+        status={"type": "string"},
+        lon={"type": "number"},
+        lat={"type": "number"},
+        position_at=_NULLABLE_STRING,
+    ),
+    "TeamUpdate": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "status": {"type": "string", "enum": ["available", "deployed", "off_duty"]},
+            "lon": {"type": "number", "minimum": -180, "maximum": 180},
+            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+            "position_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Incident": _object(
+        ["id", "title", "status", "lon", "lat"],
+        id={"type": "integer"},
+        title={"type": "string"},
+        kind=_NULLABLE_STRING,
+        status={"type": "string"},
+        grid_code=_NULLABLE_STRING,
+        reported_at={"type": "string"},
+        lon={"type": "number"},
+        lat={"type": "number"},
+        dispatches={"type": "array", "items": {"type": "object"}},
+    ),
+    "Incidents": _object(["incidents"], incidents={"type": "array", "items": _ref("Incident")}),
+    "IncidentNew": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["title", "lon", "lat"],
+        "properties": {
+            "title": {"type": "string", "minLength": 1},
+            "kind": {"type": "string"},
+            "lon": {"type": "number", "minimum": -180, "maximum": 180},
+            "lat": {"type": "number", "minimum": -90, "maximum": 90},
+        },
+    },
+    "Dispatch": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["team_ids"],
+        "properties": {
+            "team_ids": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
+            "travel_min": {"type": "object", "additionalProperties": {"type": "number"}},
+        },
+    },
+    "OgcDocument": _object(["links"], links={"type": "array", "items": {"type": "object"}}),
+    "OgcConformance": _object(["conformsTo"], conformsTo=_STRINGS),
+    "OgcCollections": _object(
+        ["links", "collections"],
+        links={"type": "array", "items": {"type": "object"}},
+        collections={"type": "array", "items": _ref("OgcCollection")},
+    ),
+    "OgcCollection": _object(
+        ["id", "links"],
+        id={"type": "string"},
+        title={"type": "string"},
+        links={"type": "array", "items": {"type": "object"}},
+    ),
+}
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer",
+               "description": "An API key (gm_...) or an embed token (em_...)."},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "embedToken": {"type": "apiKey", "in": "query", "name": "token"},
+}  # fmt: skip
+
+_ERROR_TEXT = {
+    400: "The input is wrong; the error names the field.",
+    401: "No valid credentials.",
+    403: "The credentials do not allow this.",
+    404: "No such thing.",
+    422: "The point lies outside the city or the road network's reach.",
+    503: "The database is unreachable right now (see Retry-After).",
+}
+_RULE_ARG = re.compile(r"<(?:(\w+):)?(\w+)>")
+
+
+def _error(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": _ERROR_TEXT.get(status, "Error."),
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+    if status == 503:
+        response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+    return response
+
+
+def _media(spec: Endpoint) -> dict[str, Any]:
+    schema = _ref(spec.response) if spec.response else {}
+    content = {spec.media_type: {"schema": schema}}
+    formats = {p.name: p for p in spec.params}.get("format")
+    if formats and formats.enum:
+        if "geojson" in formats.enum:
+            content["application/geo+json"] = {"schema": _ref("FeatureCollection")}
+        if "csv" in formats.enum:
+            content["text/csv"] = {"schema": {"type": "string"}}
+    return content
+
+
+def _security(permission: str) -> list[dict[str, list]] | None:
+    if permission == "public":
+        return None
+    schemes: list[dict[str, list]] = [{"bearer": []}, {"apiKey": []}]
+    if permission == "layers":
+        schemes.append({"embedToken": []})
+    if permission in ("layers", "analysis"):
+        schemes.append({})  # open local reads (GEOMAP_OPEN_READ) need no credentials
+    return schemes
+
+
+def _path_params(rule: str, catalog: dict[str, layers.Layer]) -> list[dict[str, Any]]:
+    params = []
+    for converter, name in _RULE_ARG.findall(rule):
+        schema: dict[str, Any] = {"type": "integer" if converter == "int" else "string"}
+        if name == "layer_id":
+            schema["enum"] = list(catalog)
+        params.append({"name": name, "in": "path", "required": True, "schema": schema})
+    return params
+
+
+def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[str, Any]:
+    success = "201" if method == "post" else "200"
+    operation: dict[str, Any] = {
+        "summary": spec.summary,
+        "tags": list(spec.tags),
+        "parameters": _path_params(rule, catalog)
+        + [
+            {"name": p.name, "in": "query", "required": p.required, "description": p.description,
+             "schema": p.schema(), **({"style": "form", "explode": False} if p.array else {})}
+            for p in spec.params
+        ],
+        "responses": {
+            success: {"description": "OK", "content": _media(spec)},
+            **{str(s): _error(s) for s in spec.statuses},
+            "503": _error(503),
+        },
+    }  # fmt: skip
+    if spec.permission != "public":
+        operation["responses"].update({"401": _error(401), "403": _error(403)})
+    security = _security(spec.permission)
+    if security is not None:
+        operation["security"] = security
+    if spec.body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(spec.body)}},
+        }
+        operation["responses"]["400"] = _error(400)
+    return operation
+
+
+def _ogc_paths(catalog: dict[str, layers.Layer], max_features: int) -> dict[str, Any]:
+    """The OGC API - Features paths, one set per collection (pygeoapi's way)."""
+    fmt = {"name": "f", "in": "query", "required": False,
+           "schema": {"type": "string", "enum": ["json", "html"]}}  # fmt: skip
+    security = _security("layers")
+    common = {"401": _error(401), "403": _error(403), "503": _error(503)}
+
+    def document(summary: str, schema: str, extra: dict | None = None) -> dict[str, Any]:
+        return {"get": {
+            "summary": summary, "tags": ["ogc"], "parameters": [fmt], "security": security,
+            "responses": {"200": {"description": "OK", "content": {
+                "application/json": {"schema": _ref(schema)},
+                "text/html": {"schema": {"type": "string"}}}},
+                "400": _error(400), **common, **(extra or {})},
+        }}  # fmt: skip
+
+    paths = {
+        "/ogc": document("OGC API landing page", "OgcDocument"),
+        "/ogc/conformance": document("Conformance classes", "OgcConformance"),
+        "/ogc/collections": document("The collections (the layer catalog)", "OgcCollections"),
+    }
+    for layer in catalog.values():
+        base = f"/ogc/collections/{layer.id}"
+        title = layer.title.get("en", layer.id)
+        paths[base] = document(f"Collection: {title}", "OgcCollection")
+        filters = [
+            {"name": column, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": f"Only features whose {column} equals this value."}
+            for column in features.filterable(layer, personal=False)
+        ]  # fmt: skip
+        query = [
+            fmt,
+            {"name": "bbox", "in": "query", "required": False, "style": "form",
+             "explode": False, "schema": {"type": "array", "minItems": 4, "maxItems": 6,
+                                          "items": {"type": "number"}}},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": max_features,
+                        "default": 100}},
+            {"name": "offset", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 0}},
+            *([{"name": "datetime", "in": "query", "required": False,
+                "schema": {"type": "string"}}] if layer.time_column else []),
+            *filters,
+        ]  # fmt: skip
+        features_content = {
+            "application/geo+json": {"schema": _ref("FeatureCollection")},
+            "text/html": {"schema": {"type": "string"}},
+        }
+        paths[f"{base}/items"] = {"get": {
+            "summary": f"Features of {title}", "tags": ["ogc"], "parameters": query,
+            "security": security,
+            "responses": {"200": {"description": "OK", "content": features_content},
+                          "400": _error(400), **common},
+        }}  # fmt: skip
+        paths[f"{base}/items/{{featureId}}"] = {"get": {
+            "summary": f"One feature of {title}", "tags": ["ogc"], "security": security,
+            "parameters": [fmt, {"name": "featureId", "in": "path", "required": True,
+                                 "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK", "content": {
+                "application/geo+json": {"schema": _ref("Feature")},
+                "text/html": {"schema": {"type": "string"}}}},
+                "400": _error(400), "404": _error(404), **common},
+        }}  # fmt: skip
+    return paths
+
+
+def build(app: Any) -> dict[str, Any]:
+    """The OpenAPI 3.0 document of ``app``, from its declared views and the catalog."""
+    from geomap.api.layers import catalog as load_catalog
+
+    catalog = load_catalog()
+    settings = app.config["GEOMAP"]
+    paths: dict[str, Any] = {}
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        spec = declared(app.view_functions[rule.endpoint])
+        if spec is None:
+            continue
+        path = _RULE_ARG.sub(r"{\2}", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            paths.setdefault(path, {})[method.lower()] = _operation(
+                spec, method.lower(), rule.rule, catalog
+            )
+    paths.update(_ogc_paths(catalog, settings.max_features))
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "geomap",
+            "version": __version__,
+            "description": "Battle map (作战图) service for the emergency teams of urban grid "
+            "governance: teams, coverage, 15-minute red culture circles, layers.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
+    }
