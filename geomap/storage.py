@@ -20,18 +20,6 @@ from sqlalchemy.engine import Connection
 
 from geomap.models import LOAD_ORDER, SRID, metadata
 
-#: Tables whose ``id`` comes from a sequence (serial) and must be advanced after a COPY
-#: that supplied explicit ids.
-_SERIAL_TABLES = (
-    "grids",
-    "stations",
-    "sites",
-    "teams",
-    "team_positions",
-    "incidents",
-    "dispatches",
-)
-
 
 def table_columns(table: str) -> list[str]:
     """Column names of ``table`` in schema order."""
@@ -101,15 +89,19 @@ def frame_geometry_name(frame: pd.DataFrame) -> str | None:
     return frame.geometry.name if isinstance(frame, gpd.GeoDataFrame) else None
 
 
-def advance_sequences(conn: Connection, tables: Iterable[str] = _SERIAL_TABLES) -> None:
-    """Move each serial ``id`` sequence past the largest id (after COPY with explicit ids)."""
+def advance_sequences(conn: Connection, tables: Iterable[str]) -> None:
+    """Move each serial ``id`` sequence past the largest id (after COPY with explicit ids).
+
+    Tables without an ``id`` sequence are skipped (pg_get_serial_sequence gives NULL).
+    """
     for table in tables:
-        if table not in _SERIAL_TABLES:
+        if "id" not in metadata.tables[table].columns:
             continue
         conn.execute(
             sa.text(
-                "SELECT setval(pg_get_serial_sequence(:table, 'id'), "
-                f"coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+                "SELECT setval(sequence, coalesce((SELECT max(id) FROM "
+                f"{table}), 0) + 1, false) FROM pg_get_serial_sequence(:table, 'id') AS sequence "
+                "WHERE sequence IS NOT NULL"
             ),
             {"table": table},
         )

@@ -50,24 +50,27 @@ _TEAM_FILTERS = """
          OR t.capabilities @> ARRAY[CAST(:capability AS text)])
 """
 
+# The query point, written inline wherever it is used: a point from a CTE is a join, and
+# an ORDER BY over a join cannot walk the GiST index (it sorts every team instead).
+_PT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography"
+
 # Step 1: the k nearest by the index (``<->`` on geography ranks on the sphere);
 # step 2: everything within the largest spheroid distance of that set, ranked exactly.
 # Step 2 cannot miss a team: k teams lie within that radius, so the true k nearest do too.
 KNN_SQL = sa.text(
     f"""
-    WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g),
-    knn AS (
-        SELECT ST_Distance(t.geom::geography, pt.g) AS d
-        FROM teams t, pt
+    WITH knn AS (
+        SELECT ST_Distance(t.geom::geography, {_PT}) AS d
+        FROM teams t
         WHERE {_TEAM_FILTERS}
-        ORDER BY t.geom::geography <-> pt.g
+        ORDER BY t.geom::geography <-> {_PT}
         LIMIT :k
-    ),
-    radius AS (SELECT max(d) + 0.001 AS r FROM knn)
-    SELECT {_TEAM_COLUMNS}, ST_Distance(t.geom::geography, pt.g) AS distance_m
-    FROM teams t, pt, radius
+    )
+    SELECT {_TEAM_COLUMNS}, ST_Distance(t.geom::geography, {_PT}) AS distance_m
+    FROM teams t
     WHERE {_TEAM_FILTERS}
-      AND ST_DWithin(t.geom::geography, pt.g, least(radius.r, :max_m))
+      AND ST_DWithin(t.geom::geography, {_PT},
+                     least((SELECT max(d) + 0.001 FROM knn), :max_m))
     ORDER BY distance_m, t.id
     LIMIT :k
     """
@@ -76,11 +79,9 @@ KNN_SQL = sa.text(
 # Candidates for the network ranking: the n nearest (or all within :radius_m), each with
 # its nearest road node usable in the mode and the distance to it.
 CANDIDATES_SQL = """
-    WITH pt AS (SELECT ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography AS g)
-    SELECT {columns}, ST_Distance(t.geom::geography, pt.g) AS distance_m,
+    SELECT {columns}, ST_Distance(t.geom::geography, {pt}) AS distance_m,
            snap.node_id, snap.snap_m
     FROM teams t
-    CROSS JOIN pt
     CROSS JOIN LATERAL (
         SELECT n.id AS node_id, ST_Distance(n.geom::geography, t.geom::geography) AS snap_m
         FROM road_nodes n
@@ -92,9 +93,9 @@ CANDIDATES_SQL = """
         LIMIT 1
     ) AS snap
     WHERE {filters}
-      AND ST_DWithin(t.geom::geography, pt.g, :max_m)
+      AND ST_DWithin(t.geom::geography, {pt}, :max_m)
       {within}
-    ORDER BY t.geom::geography <-> pt.g
+    ORDER BY t.geom::geography <-> {pt}
     {limit}
 """
 
@@ -258,7 +259,8 @@ def _candidates(
         filters=_TEAM_FILTERS,
         cost=cost,
         reverse_cost=reverse_cost,
-        within="AND ST_DWithin(t.geom::geography, pt.g, :radius_m)" if radius_m else "",
+        pt=_PT,
+        within=f"AND ST_DWithin(t.geom::geography, {_PT}, :radius_m)" if radius_m else "",
         limit="LIMIT :limit" if limit else "",
     )
     params = {**query.params(), "limit": limit, "radius_m": radius_m}

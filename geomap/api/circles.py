@@ -8,7 +8,7 @@ from geomap import db, vocab
 from geomap.analysis import circles
 from geomap.api import spec
 from geomap.api._args import Args
-from geomap.api.coverage import FORMATS, render
+from geomap.api.coverage import render, response_format
 from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 from geomap.errors import InvalidInput
 
@@ -108,10 +108,7 @@ def union_view():
 def coverage_view():
     """Coverage by the union of circles, in the shape of ``/api/coverage``."""
     args = spec.args()
-    fmt = args.str("format", "json")
-    if fmt not in FORMATS:
-        raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}",
-                           field="format")  # fmt: skip
+    fmt = response_format(args)
     session = db.get_session()
     answer = circles.circle_coverage(
         session,

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from geomap import db, vocab
 from geomap.analysis import coverage
 from geomap.api import spec
+from geomap.api._args import Args
 from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 from geomap.errors import InvalidInput
 
@@ -21,6 +22,15 @@ CSV_COLUMNS = (
     "uncovered_population", "covered_share_area", "covered_share_population", "nearest_m",
     "covered",
 )  # fmt: skip
+
+
+def response_format(args: Args) -> str:
+    """The ``format`` argument: json (default), geojson or csv."""
+    fmt = args.str("format", "json")
+    if fmt not in FORMATS:
+        raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}",
+                           field="format")  # fmt: skip
+    return fmt
 
 
 def render(answer: dict, fmt: str) -> Response:
@@ -81,10 +91,7 @@ ALL_KINDS = tuple({**vocab.STATION_KINDS, **vocab.TEAM_KINDS, **vocab.SITE_KINDS
 def coverage_view():
     """Coverage of every unit at a level by stations, teams or sites."""
     args = spec.args()
-    fmt = args.str("format", "json")
-    if fmt not in FORMATS:
-        raise InvalidInput(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}",
-                           field="format")  # fmt: skip
+    fmt = response_format(args)
     query = coverage.make_query(
         of=args.str("of", "stations"),
         kinds=args.list("kind"),
