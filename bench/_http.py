@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from geomap import create_app
 def serve(url: str) -> Iterator[int]:
     """Serve the app for database ``url`` on 127.0.0.1; yields the port."""
     app = create_app({"database_url": url, "log_level": "WARNING"})
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -1,5 +1,7 @@
 """Throughput of nearest by distance with the production server (gunicorn, 2 workers).
 
+The workers are threaded (4 threads each, as `geomap serve --workers 2` runs them).
+
 Baseline, measured in the same run: Flask's development server (one process, threads)
 under the same load. The load comes from 8 client threads on the same 2-core machine,
 so both figures are lower bounds.
@@ -90,8 +92,8 @@ def run(url: str) -> None:
     db.get_engine(settings_for(url))  # fail early if the database is not there
     results = {}
     for label, argv in (
-        ("gunicorn, 2 workers", [sys.executable, "-m", "gunicorn", "-w", "2", "-b",
-                                 "127.0.0.1:{port}", "geomap.wsgi:app"]),
+        ("gunicorn, 2 workers", [sys.executable, "-m", "gunicorn", "-w", "2", "--threads",
+                                 "4", "-b", "127.0.0.1:{port}", "geomap.wsgi:app"]),
         ("Flask dev server", [sys.executable, "-m", "geomap.cli", "serve", "--port", "{port}"]),
     ):  # fmt: skip
         port = _free_port()

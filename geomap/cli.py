@@ -8,6 +8,7 @@ Every command reads the settings (``GEOMAP_*``) when it runs; errors of the
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -419,7 +420,9 @@ def circles_build(ctx: click.Context, of: str, kinds: tuple[str, ...], minutes: 
             bar.total = total
             bar.update(done - bar.n)
 
-        counts = circles.build(session, query, progress=step)
+        # One worker per core: the routing and buffering run in PostgreSQL backends.
+        counts = circles.build(session, query, progress=step, engine=dbmod.get_engine(settings),
+                               workers=os.cpu_count() or 1)  # fmt: skip
     click.echo(
         f"{counts['built']:,} circles built, {counts['venues'] - counts['built']:,} cached; "
         f"{counts['without_street']:,} venues have no walkable street within "
@@ -548,8 +551,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
 
         os.execvp(
             sys.executable,
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"{host}:{port}",
-             "geomap.wsgi:app"],
+            # Threaded workers: a request spends most of its time waiting on PostgreSQL,
+            # and a sync worker would sit idle meanwhile.
+            [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", "4",
+             "-b", f"{host}:{port}", "geomap.wsgi:app"],
         )  # fmt: skip
     from geomap import create_app
 

@@ -222,3 +222,22 @@ def test_reach_polygon_of_nothing_is_empty(connection):
     handmade.load(connection)
     area = reach.reach_polygon(connection, [handmade.node_id(0, 0)], 60)
     assert shapely_wkb.loads(area.wkb).is_valid
+
+
+def test_parallel_build_stores_the_same_circles(db_url):
+    from geomap import config, db
+
+    engine = db.get_engine(config.load({"database_url": db_url}, environ={}))
+    with engine.begin() as conn:
+        handmade.load(conn)
+        for col, row in ((1, 1), (2, 7), (6, 4), (8, 8)):
+            _add_site(conn, *handmade.node_lonlat(col, row))
+    query = circles.make_query(minutes=3)
+    with engine.begin() as conn:
+        counts = circles.build(conn, query, engine=engine, workers=2)
+        assert counts == {"built": 4, "without_street": 0, "venues": 4}
+        parallel = conn.execute(sa.text("SELECT venue_id, area_km2 FROM circles ORDER BY 1")).all()
+        conn.execute(sa.text("DELETE FROM circles"))
+        circles.build(conn, query)
+        serial = conn.execute(sa.text("SELECT venue_id, area_km2 FROM circles ORDER BY 1")).all()
+    assert parallel == serial

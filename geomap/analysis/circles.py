@@ -16,12 +16,15 @@ Which venues: ``of="red"`` (default) is every red culture site plus every red st
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from geomap import network, vocab
@@ -219,38 +222,71 @@ def build_circle(session: Session, query: Query, lon: float, lat: float) -> dict
     return {"start_node": start.node_id, "reached_edges": area.edges, "wkb": area.wkb}
 
 
+def _store_circle(conn: Any, query: Query, venue: Any) -> bool:
+    """Build and store one venue's circle; False when the venue has no street nearby."""
+    circle = build_circle(conn, query, venue["lon"], venue["lat"])
+    conn.execute(
+        INSERT_SQL,
+        {
+            **query.params(),
+            "venue_table": venue["venue_table"],
+            "venue_id": venue["venue_id"],
+            "start_node": circle["start_node"],
+            "reached_edges": circle["reached_edges"],
+            "wkb": circle["wkb"],
+            "source": SOURCE,
+        },
+    )
+    return circle["wkb"] is not None
+
+
 def build(
     session: Session,
     query: Query,
     *,
     progress: Callable[[int, int], None] | None = None,
+    engine: Engine | None = None,
+    workers: int = 1,
 ) -> dict[str, int]:
     """Build the circles missing from the cache for the query's venues.
 
-    Returns counts: ``built`` (new circles), ``without_street`` (venues with no walkable
-    street within :data:`MAX_SNAP_M`), ``venues``.
+    Parameters
+    ----------
+    engine, workers : optional
+        With an engine and ``workers > 1``, the venues are split among that many
+        connections, each committing its own circles: the work (routing, buffering)
+        runs in parallel PostgreSQL backends. Without, everything happens in ``session``.
+
+    Returns
+    -------
+    dict
+        ``built`` (new circles), ``without_street`` (venues with no walkable street
+        within :data:`MAX_SNAP_M`), ``venues``.
     """
     missing = session.execute(MISSING_SQL, query.params()).mappings().all()
-    without_street = 0
-    for i, venue in enumerate(missing, start=1):
-        circle = build_circle(session, query, venue["lon"], venue["lat"])
-        without_street += circle["wkb"] is None
-        session.execute(
-            INSERT_SQL,
-            {
-                **query.params(),
-                "venue_table": venue["venue_table"],
-                "venue_id": venue["venue_id"],
-                "start_node": circle["start_node"],
-                "reached_edges": circle["reached_edges"],
-                "wkb": circle["wkb"],
-                "source": SOURCE,
-            },
-        )
-        if progress:
-            progress(i, len(missing))
+    done, lock = [0, 0], threading.Lock()  # circles built, venues without a street
+
+    def record(with_street: bool) -> None:
+        with lock:
+            done[0] += 1
+            done[1] += not with_street
+            if progress:
+                progress(done[0], len(missing))
+
+    if engine is not None and workers > 1 and len(missing) > 1:
+
+        def work(chunk: list[Any]) -> None:
+            with engine.begin() as conn:
+                for venue in chunk:
+                    record(_store_circle(conn, query, venue))
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(work, [missing[i::workers] for i in range(workers)]))
+    else:
+        for venue in missing:
+            record(_store_circle(session, query, venue))
     total = len(session.execute(VENUES_SQL, query.params()).all())
-    return {"built": len(missing), "without_street": without_street, "venues": total}
+    return {"built": len(missing), "without_street": done[1], "venues": total}
 
 
 def circles(session: Session, query: Query) -> list[dict]:
