@@ -214,6 +214,15 @@ api_keys = Table(
     Column("last_used_at", DateTime(timezone=True)),
 )
 
+region_pieces = Table(
+    "region_pieces",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("code", Text, ForeignKey("regions.code", ondelete="CASCADE"), nullable=False),
+    Column("level", Text, nullable=False),
+    _geom("POLYGON"),
+)
+
 #: Tables in the order they are loaded (parents before children).
 LOAD_ORDER = (
     "regions",

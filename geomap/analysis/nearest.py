@@ -104,13 +104,19 @@ MAX_SPEED_SQL = {
     "drive": sa.text("SELECT max(length_m / drive_s) FROM road_edges WHERE drive_s > 0"),
 }
 
+# Whether the point lies in the city: against the indexed pieces of its outline
+# (region_pieces), not the whole outline. NULL when no city is loaded.
 IN_CITY_SQL = sa.text(
     """
-    SELECT bool_or(ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))),
-           string_agg(name, ', ')
-    FROM regions WHERE level = 'city'
+    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM regions WHERE level = 'city') THEN NULL
+                ELSE EXISTS (SELECT 1 FROM region_pieces
+                             WHERE level = 'city'
+                               AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:lon, :lat),
+                                                                  4326)))
+           END
     """
 )
+CITY_NAMES_SQL = sa.text("SELECT string_agg(name, ', ') FROM regions WHERE level = 'city'")
 
 
 @dataclass(frozen=True)
@@ -220,8 +226,9 @@ def nearest_teams(session: Session, query: Query, *, walk_speed_kmh: float = 4.5
 
 
 def _check_in_city(session: Session, query: Query) -> None:
-    inside, names = session.execute(IN_CITY_SQL, query.params()).one()
+    inside = session.execute(IN_CITY_SQL, query.params()).scalar()
     if inside is False:  # None: no city boundary loaded, nothing to check against
+        names = session.execute(CITY_NAMES_SQL).scalar()
         raise Unreachable(
             f"the point ({query.lon:.6f}, {query.lat:.6f}) lies outside the city ({names}); "
             "check the coordinates and their crs",
