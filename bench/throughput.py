@@ -105,6 +105,8 @@ def run(url: str) -> None:
             server.terminate()
             server.wait(timeout=10)
     ours, theirs = results["gunicorn, 2 workers"], results["Flask dev server"]
+    if not ours or not theirs:
+        raise RuntimeError(f"a server answered no request successfully: {results}")
     print(f"  nearest by=distance throughput, gunicorn 2 workers: {ours:,.0f} req/s  | "
           f"baseline Flask dev server: {theirs:,.0f} req/s → {ours / theirs:,.1f}× more")
 
