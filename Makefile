@@ -7,14 +7,17 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 # Debian packages: the database (PostGIS 3 + pgRouting for PostgreSQL 15), GDAL's ogrinfo
-# (the OGC API client used in tests) and Chromium (map tests in a real browser).
+# (the OGC API client used in tests), Chromium (map tests in a real browser) and a CJK font
+# (without it Chinese labels render as empty boxes).
 # postgresql-15 itself comes as their dependency; naming it would upgrade a running server.
-SYSTEM_PACKAGES := postgresql-15-postgis-3 postgresql-15-pgrouting gdal-bin chromium
+SYSTEM_PACKAGES := postgresql-15-postgis-3 postgresql-15-pgrouting gdal-bin chromium \
+                   fonts-wqy-microhei
 
 .PHONY: run test deps venv db-up db-down seed bench lint fuzz clean
 
 run: deps venv db-up
 	$(BIN)/geomap seed nanchang --if-empty
+	$(BIN)/geomap circles build --minutes 15
 	$(BIN)/geomap serve
 
 test: deps venv

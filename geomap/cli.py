@@ -7,7 +7,6 @@ Every command reads the settings (``GEOMAP_*``) when it runs; errors of the
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from collections.abc import Callable
@@ -17,25 +16,9 @@ from typing import Any
 import click
 
 from geomap import config
-from geomap.errors import ConfigError, GeomapError
-
-
-def _settings(ctx: click.Context) -> config.Settings:
-    return ctx.ensure_object(dict).setdefault("settings", config.load())
-
-
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Print GeomapError messages as CLI errors instead of tracebacks."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except GeomapError as exc:
-            click.secho(f"error: {exc.message}", fg="red", err=True)
-            sys.exit(2 if isinstance(exc, ConfigError) else 1)
-
-    return wrapper
+from geomap.clitools import handle_errors
+from geomap.clitools import settings as _settings
+from geomap.errors import ConfigError
 
 
 @click.group()
@@ -562,6 +545,14 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
     click.echo(f"serving on http://{host}:{port}", err=True)
     app.run(host=host, port=port, threaded=True)
 
+
+def _attach_subcommands() -> None:
+    from geomap.maps.cli import map_group
+
+    main.add_command(map_group)
+
+
+_attach_subcommands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -60,7 +60,10 @@ def _urls(client) -> list[str]:
     for path, operations in paths.items():
         if "get" not in operations:
             continue
-        concrete = path.replace("{layer_id}", "teams").replace("{featureId}", "1")
+        concrete = (
+            path.replace("{layer_id}", "teams").replace("{featureId}", "1")
+            .replace("{name}", "map").replace("{layer}", "teams")
+        )
         urls.append(concrete + examples.get(path, ""))
     return urls
 

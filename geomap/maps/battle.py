@@ -1,0 +1,116 @@
+"""The battle map (作战图): where every team is, and the nearest ones to an incident.
+
+:func:`battle_map` takes the layer catalog and, for a standalone file, the layers' data;
+never a database connection. It draws (through ``battlemap.js``):
+
+* district and township outlines (communities on demand), labelled in the page language;
+* grids coloured by population, by station coverage (from ``/api/coverage``) or by the
+  number of teams whose home grid it is; each grid's tooltip gives its teams;
+* stations and red culture sites by kind, with the catalog's icons and colours;
+* teams by kind and status, clustered;
+* the 15-minute red culture circles (the ones built so far);
+* a layer control, a legend from the catalog, a scale bar, fullscreen, a search by name
+  or code, and the nearest-teams panel (a click, coordinates or a grid code →
+  ``/api/teams/nearest?by=drive&route=1``), unless embedded.
+
+Each layer is drawn only from its catalog ``min_zoom`` on, and its data is loaded once:
+from ``/map/data/<layer>`` (compact, see :mod:`geomap.maps.compact`) or, in a standalone
+file, from JSON inlined in the page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import folium
+
+from geomap.layers import Layer
+from geomap.maps import compact, page, text
+
+#: The layers of the battle map, in drawing order (bottom first); all from the catalog.
+BATTLE_LAYERS = (
+    "districts", "townships", "communities", "grids", "circles", "stations", "sites", "teams",
+)  # fmt: skip
+
+#: Service paths the page calls (relative to ``PageSpec.service_url``).
+DATA_PATH = "/map/data/{layer}"
+NEAREST_PATH = "/api/teams/nearest"
+#: The coverage behind the grids' "coverage" colouring: stations within 1 km.
+GRID_COVERAGE_PATH = "/api/coverage?of=stations&within_m=1000&format=json"
+
+#: Element id of a layer's inlined data in a standalone page.
+INLINE_ID = "geomap-data-{layer}"
+
+
+def battle_layers(catalog: Mapping[str, Layer]) -> list[str]:
+    """The layer names the battle map can show (the catalog's, in drawing order).
+
+    Parameters
+    ----------
+    catalog : mapping
+        Layers by id.
+
+    Returns
+    -------
+    list of str
+    """
+    ordered = [name for name in BATTLE_LAYERS if name in catalog]
+    return ordered + [name for name in catalog if name not in ordered]
+
+
+def battle_map(
+    catalog: Mapping[str, Layer],
+    spec: page.PageSpec,
+    *,
+    data: Mapping[str, Mapping[str, Any]] | None = None,
+    layers: Sequence[str] | None = None,
+) -> folium.Map:
+    """The battle map as a folium map (render it once with :func:`page.page_html`).
+
+    Parameters
+    ----------
+    catalog : mapping
+        The layer catalog (:func:`geomap.layers.load_catalog`).
+    spec : PageSpec
+        Language, basemap, embedding, view, where the service is.
+    data : mapping, optional
+        ``geomap-compact/1`` documents by layer id, inlined in the page (a standalone
+        file). None: the page loads each layer from the service.
+    layers : sequence of str, optional
+        Only these layers, all shown (an embed's ``?layers=``); default: every layer of
+        the catalog, shown as the catalog says.
+
+    Returns
+    -------
+    folium.Map
+    """
+    names = list(layers) if layers is not None else battle_layers(catalog)
+    inline: dict[str, str] | None = None if data is None else {}
+    entries = []
+    for name in battle_layers(catalog):
+        if name not in names:
+            continue
+        if data is not None and name not in data:
+            continue  # not exported: the standalone file goes without it
+        if inline is not None:
+            element_id = INLINE_ID.format(layer=name)
+            inline[element_id] = compact.dumps(dict(data[name]))
+            source = {"inline": element_id}
+        else:
+            source = {"url": DATA_PATH.format(layer=name)}
+        entries.append(
+            page.catalog_layer(
+                catalog[name],
+                spec.lang,
+                source=source,
+                visible=True if layers is not None else None,
+            )
+        )
+    config = {
+        "page": "battle",
+        "layers": entries,
+        "urls": {"nearest": NEAREST_PATH, "gridCoverage": GRID_COVERAGE_PATH},
+        "nearest": {"k": 5, "by": "drive", "route": True, "onClick": not spec.embed},
+    }
+    return page.shell(spec, config, title=text.ui("title_battle", spec.lang), inline_data=inline)

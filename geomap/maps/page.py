@@ -1,0 +1,561 @@
+"""The page shell every map shares: a Folium map, its basemap, and our browser module.
+
+Folium builds the shell: the Leaflet map with its scale bar, the fullscreen button, the
+basemap tiles and the asset links (made local by :mod:`geomap.maps.assets`). One element
+of ours, :class:`MapModule`, adds ``battlemap.js``/``battlemap.css`` (with the
+Leaflet.markercluster and leaflet-search plugins they use) and the page's configuration;
+the module draws every layer in the browser, from data it loads once per layer (or finds
+inlined in a standalone file). Nothing here reads a database: builders get their data
+and styles as arguments.
+
+Two renderings of the same map (:func:`page_html`):
+
+``served``
+    Assets and data come from the service (``/static/...``, ``/map/data/<layer>``, the
+    analysis APIs); the page itself is small.
+``standalone``
+    One file: every asset inlined by :func:`geomap.maps.assets.to_standalone_html`, our
+    module and the layers' data inlined as well; it opens from disk with no network.
+
+Text that must not pass through Jinja (branca renders every element's output as a
+template a second time: ``{{`` or ``{%`` inside JS or data would break it) is put in
+after rendering, in place of comment placeholders.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from html import escape as html_escape
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+import folium
+from branca.element import MacroElement
+from folium import plugins
+from folium.elements import JSCSSMixin
+from jinja2 import Template
+
+from geomap.errors import InvalidInput
+from geomap.layers import Layer
+from geomap.maps import assets, compact, text
+
+Rendering = Literal["served", "standalone"]
+
+#: Our own browser files (served from ``/static/geomap/``).
+MODULE_DIR = Path(__file__).resolve().parent.parent / "static" / "geomap"
+MODULE_JS = MODULE_DIR / "battlemap.js"
+MODULE_CSS = MODULE_DIR / "battlemap.css"
+
+#: Where the app serves ``geomap/static`` (Flask's package static folder).
+DEFAULT_STATIC_URL = "/static"
+
+#: Basemaps: ``none`` draws on a plain background and sends no request anywhere.
+BASEMAPS = ("none", "osm", "tianditu", "amap")
+
+#: The farthest a map zooms out (about 7 degrees across at 1280 pixels: a province).
+MIN_ZOOM = 7
+
+#: Nanchang's urban core: the view when nothing better is known (lat, lon).
+DEFAULT_CENTER = (28.68, 115.89)
+
+_CDN = "https://cdnjs.cloudflare.com/ajax/libs/leaflet.markercluster/1.1.0"
+_SEARCH = "https://cdn.jsdelivr.net/npm/leaflet-search@2.9.7/dist"
+# folium's own URLs for the plugins: assets.CDN_ASSETS maps them to the vendored copies.
+_PLUGIN_JS = [
+    ("leaflet.markercluster", f"{_CDN}/leaflet.markercluster.js"),
+    ("leaflet-search", f"{_SEARCH}/leaflet-search.min.js"),
+]
+_PLUGIN_CSS = [
+    ("markercluster_css", f"{_CDN}/MarkerCluster.css"),
+    ("markercluster_default_css", f"{_CDN}/MarkerCluster.Default.css"),
+    ("leaflet-search_css", f"{_SEARCH}/leaflet-search.min.css"),
+]
+# What the maps keep of folium.Map's own assets: Leaflet and Font Awesome (the marker
+# glyphs). jQuery, Bootstrap, Glyphicons and awesome-markers (~700 kB) serve nothing here.
+_KEEP_MAP_ASSETS = {"leaflet", "leaflet_css", "awesome_markers_font_css"}
+
+
+@dataclass(frozen=True)
+class Basemap:
+    """A basemap: tile layers, the coordinate system they are drawn in, a notice."""
+
+    id: str
+    crs: str = "wgs84"  # or "gcj02": features are shifted to match the tiles
+    tiles: tuple[dict[str, Any], ...] = ()
+    notice: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the page configuration."""
+        # A basemap asked for but not drawn (Tianditu without a key) is an error worth
+        # showing even on an embed; the GCJ-02 note is for the full page only.
+        missing = not self.tiles and self.id != "none"
+        return {
+            "id": self.id,
+            "crs": self.crs,
+            "notice": self.notice,
+            "noticeKind": "error" if missing else "notice",
+        }
+
+
+def basemap(name: str | None, *, lang: str, tianditu_key: str | None = None) -> Basemap:
+    """The basemap called ``name`` (``none`` by default).
+
+    Parameters
+    ----------
+    name : str or None
+        ``none``, ``osm``, ``tianditu`` or ``amap``.
+    lang : str
+        Page language (Amap labels its tiles in Chinese or English).
+    tianditu_key : str, optional
+        The Tianditu token (setting ``tianditu_key``); without it the Tianditu basemap
+        shows nothing and says why.
+
+    Returns
+    -------
+    Basemap
+
+    Raises
+    ------
+    InvalidInput
+        For an unknown basemap, naming the ones there are.
+    """
+    name = name or "none"
+    if name not in BASEMAPS:
+        raise InvalidInput(f"unknown basemap {name!r}; choose one of {', '.join(BASEMAPS)}",
+                           field="basemap")  # fmt: skip
+    if name == "osm":
+        return Basemap(
+            "osm",
+            tiles=(
+                {
+                    "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                    "attr": "&copy; OpenStreetMap contributors",
+                    "max_native_zoom": 19,
+                },
+            ),
+        )
+    if name == "tianditu":
+        if not tianditu_key:
+            return Basemap("tianditu", notice=text.ui("basemap_needs_key", lang))
+        # Tianditu's Web Mercator tiles (TILEMATRIXSET=w) are CGCS2000, i.e. WGS84 to
+        # within centimetres: no shift. Roads, then labels (Chinese or English).
+        labels = "eva" if lang == "en" else "cva"
+        wmts = (
+            "https://t{s}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile"
+            "&VERSION=1.0.0&LAYER={layer}&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles"
+            "&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=" + tianditu_key
+        )
+        return Basemap(
+            "tianditu",
+            tiles=tuple(
+                {
+                    "url": wmts.replace("{layer}", layer),
+                    "attr": "&copy; 天地图 Tianditu",
+                    "subdomains": "01234567",
+                    "max_native_zoom": 18,
+                }
+                for layer in ("vec", labels)
+            ),
+        )
+    if name == "amap":
+        amap_lang = "en" if lang == "en" else "zh_cn"
+        return Basemap(
+            "amap",
+            crs="gcj02",
+            tiles=(
+                {
+                    "url": "https://webrd0{s}.is.autonavi.com/appmaptile?lang="
+                    + amap_lang
+                    + "&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+                    "attr": "&copy; 高德地图 AutoNavi",
+                    "subdomains": "1234",
+                    "max_native_zoom": 18,
+                },
+            ),
+            notice=text.ui("gcj_note", lang),
+        )
+    return Basemap("none")
+
+
+@functools.cache
+def _module_version() -> str:
+    # Cache-busting query for our own files: browsers keep /static files, and an upgrade
+    # must not run new pages with an old module.
+    digest = hashlib.sha256(MODULE_JS.read_bytes() + MODULE_CSS.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def _placeholder(name: str) -> str:
+    return f"<!--geomap:{name}-->"
+
+
+_SLOT = re.compile(r"<!--geomap:([\w:-]+)-->")
+
+
+def script_safe(json_text: str) -> str:
+    """JSON text made safe inside a ``<script>`` element.
+
+    ``<`` occurs in JSON only inside strings, where ``\\u003c`` means the same: so no
+    ``</script>`` can end the element early and no ``<!--`` can change how the HTML
+    parser reads it, whatever a feature's name holds.
+
+    Parameters
+    ----------
+    json_text : str
+
+    Returns
+    -------
+    str
+    """
+    return json_text.replace("<", "\\u003c")
+
+
+def json_for_script(value: Any) -> str:
+    """JSON text of ``value``, safe inside a ``<script>`` element (:func:`script_safe`).
+
+    Parameters
+    ----------
+    value : any
+        JSON-serialisable data.
+
+    Returns
+    -------
+    str
+    """
+    return script_safe(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+class MapModule(JSCSSMixin, MacroElement):
+    """``battlemap.js`` and its configuration on a folium map: one per page.
+
+    Parameters
+    ----------
+    config : dict
+        The page configuration (see ``battlemap.js``: ``GeomapMap.start``).
+    inline_data : dict, optional
+        JSON text of the layers' data by element id, for a standalone page.
+    static_url : str
+        Where ``geomap/static`` is served (served pages).
+    """
+
+    _template = Template(
+        """
+        {% macro header(this, kwargs) %}
+            <title>{{ this.title }}</title>
+            {% for href in this.preload -%}
+            <link rel="preload" as="fetch" crossorigin="anonymous" href="{{ href }}">
+            {% endfor %}
+            {% if this.standalone %}<style data-asset="geomap">{{ this.css_slot }}</style>
+            <script data-asset="geomap">{{ this.js_slot }}</script>{% endif %}
+        {% endmacro %}
+        {% macro html(this, kwargs) %}
+            <script type="application/json" id="geomap-config">{{ this.config_slot }}</script>
+            {% for slot in this.data_slots %}{{ slot }}{% endfor %}
+        {% endmacro %}
+        {% macro script(this, kwargs) %}
+            GeomapMap.start({{ this._parent.get_name() }},
+                JSON.parse(document.getElementById("geomap-config").textContent));
+        {% endmacro %}
+        """
+    )
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        *,
+        title: str,
+        inline_data: dict[str, str] | None = None,
+        static_url: str = DEFAULT_STATIC_URL,
+    ) -> None:
+        super().__init__()
+        self._name = "GeomapModule"
+        self.config = config
+        self.title = title
+        self.inline_data = dict(inline_data or {})
+        self.standalone = inline_data is not None
+        self.static_url = static_url
+        # The data of the layers shown at start: the browser fetches it while it is still
+        # loading the scripts (the module's fetch() then takes the preloaded answer).
+        self.preload = [
+            html_escape(layer["source"]["href"])
+            for layer in config.get("layers", [])
+            if layer.get("visible") and layer.get("source", {}).get("href")
+        ]
+        self.default_js = list(_PLUGIN_JS)
+        self.default_css = list(_PLUGIN_CSS)
+        if not self.standalone:
+            version = _module_version()
+            base = static_url.rstrip("/") + "/geomap"
+            self.default_js.append(("geomap_js", f"{base}/battlemap.js?v={version}"))
+            self.default_css.append(("geomap_css", f"{base}/battlemap.css?v={version}"))
+        self.css_slot = _placeholder("css")
+        self.js_slot = _placeholder("js")
+        self.config_slot = _placeholder("config")
+        self.data_slots = [
+            f'<script type="application/json" id="{element_id}">'
+            f"{_placeholder('data:' + element_id)}</script>"
+            for element_id in self.inline_data
+        ]
+
+    def fill(self, html: str) -> str:
+        """Put the configuration, the data and (standalone) our files into a rendered page.
+
+        Parameters
+        ----------
+        html : str
+            The page as rendered by folium.
+
+        Returns
+        -------
+        str
+        """
+        parts = {"config": json_for_script(self.config)}
+        for element_id, payload in self.inline_data.items():
+            parts["data:" + element_id] = script_safe(payload)
+        if self.standalone:
+            parts["js"] = re.sub(r"</(script)", r"<\\/\1", MODULE_JS.read_text("utf-8"), flags=re.I)
+            parts["css"] = MODULE_CSS.read_text("utf-8")
+        found = [m[1] for m in _SLOT.finditer(html)]
+        if sorted(found) != sorted(parts):
+            raise RuntimeError(f"page slots {sorted(found)} do not match {sorted(parts)}")
+        # One pass: what is put in is never searched for slots again.
+        return _SLOT.sub(lambda m: parts[m[1]], html)
+
+
+@dataclass
+class PageSpec:
+    """What a map page needs besides its layers: language, basemap, chrome, view.
+
+    Attributes
+    ----------
+    lang : str
+        ``zh`` or ``en``.
+    basemap : Basemap
+        From :func:`basemap`.
+    embed : bool
+        No chrome (no legend, panels, layer control, search, fullscreen).
+    view : dict
+        ``{"bounds": [[south, west], [north, east]]}`` (the map fills the screen with
+        them) and/or ``{"center": [lat, lon], "zoom": z}`` (wins when given).
+    static_url : str
+        Where ``geomap/static`` is served (served pages).
+    service_url : str or None
+        Prefix of the service's URLs (``""``: the page's own origin). None: no service
+        (a standalone file); features that need one say so.
+    token : str, optional
+        The embed token the page was opened with (``?token=``): its data requests carry
+        it too.
+    """
+
+    lang: str = "zh"
+    basemap: Basemap = field(default_factory=lambda: Basemap("none"))
+    embed: bool = False
+    view: dict[str, Any] = field(default_factory=dict)
+    static_url: str = DEFAULT_STATIC_URL
+    service_url: str | None = ""
+    token: str | None = None
+
+
+def shell(
+    spec: PageSpec, config: dict[str, Any], *, title: str,
+    inline_data: dict[str, str] | None = None,
+) -> folium.Map:  # fmt: skip
+    """The folium map of a page: basemap, scale bar, fullscreen and :class:`MapModule`.
+
+    Parameters
+    ----------
+    spec : PageSpec
+        Language, basemap, chrome, view.
+    config : dict
+        The page-specific configuration (``page``, ``layers``...); the common keys
+        (``lang``, ``strings``, ``embed``, ``basemap``, ``view``, ``service``) are added.
+    title : str
+        The page title.
+    inline_data : dict, optional
+        Layer data by element id (standalone pages); None for served pages.
+
+    Returns
+    -------
+    folium.Map
+        Render it with :func:`page_html`, once.
+    """
+    view = dict(spec.view)
+    center = view.get("center")
+    if center is None and view.get("bounds"):
+        (south, west), (north, east) = view["bounds"]
+        center = [(south + north) / 2, (west + east) / 2]
+    standalone = inline_data is not None
+    m = assets.make_map(
+        location=center or list(DEFAULT_CENTER),
+        zoom_start=int(view.get("zoom") or 11),
+        mode="inline" if standalone else "served",
+        static_url=spec.static_url.rstrip("/") + "/vendor",
+        control_scale=True,
+        zoom_control=True,
+        # A city map needs no world view; fewer zoom levels also means less clustering
+        # work (Leaflet.markercluster builds its tree for every level from minZoom up).
+        min_zoom=MIN_ZOOM,
+    )
+    m.default_js = [(n, u) for n, u in m.default_js if n in _KEEP_MAP_ASSETS]
+    m.default_css = [(n, u) for n, u in m.default_css if n in _KEEP_MAP_ASSETS]
+    for tile in spec.basemap.tiles:
+        folium.TileLayer(
+            tiles=tile["url"],
+            attr=tile["attr"],
+            name=spec.basemap.id,
+            subdomains=tile.get("subdomains", "abc"),
+            max_zoom=assets.DEFAULT_MAX_ZOOM,
+            max_native_zoom=tile.get("max_native_zoom", 18),
+            control=False,
+        ).add_to(m)
+    m.options["max_zoom"] = assets.DEFAULT_MAX_ZOOM  # tiles must not lower it
+    if not spec.embed:
+        plugins.Fullscreen(
+            position="topleft",
+            title=text.ui("fullscreen", spec.lang),
+            title_cancel=text.ui("fullscreen_exit", spec.lang),
+        ).add_to(m)
+    for layer in config.get("layers", []):
+        source = layer.get("source") or {}
+        if "url" in source and spec.service_url is not None:
+            query = "?" + urlencode({"token": spec.token}) if spec.token else ""
+            source["href"] = spec.service_url + source["url"] + query
+    full_config = {
+        **config,
+        "lang": spec.lang,
+        "strings": text.strings(spec.lang),
+        "embed": spec.embed,
+        "basemap": spec.basemap.to_dict(),
+        "view": view,
+        "service": spec.service_url,
+        "token": spec.token,
+    }
+    MapModule(
+        full_config, title=title, inline_data=inline_data, static_url=spec.static_url
+    ).add_to(m)
+    return m
+
+
+def _module_of(m: folium.Map) -> MapModule:
+    for child in m._children.values():
+        if isinstance(child, MapModule):
+            return child
+    raise ValueError("this map has no MapModule: build it with geomap.maps.page.shell")
+
+
+def page_html(m: folium.Map, rendering: Rendering = "served") -> str:
+    """The page of a map built by :func:`shell`, rendered once.
+
+    Parameters
+    ----------
+    m : folium.Map
+        A fresh map (folium repeats scripts when one map is rendered twice).
+    rendering : {"served", "standalone"}
+        ``served``: assets linked from the app. ``standalone``: one self-contained file
+        (the map must have been built with ``inline_data``).
+
+    Returns
+    -------
+    str
+        The HTML page.
+    """
+    module = _module_of(m)
+    if rendering == "standalone":
+        if not module.standalone:
+            raise ValueError("a standalone page needs its data inlined (inline_data)")
+        html = assets.to_standalone_html(m)
+    else:
+        html = assets.render_html(m, static_url=module.static_url.rstrip("/") + "/vendor")
+    # The folium page's <html> carries no language: say which, for screen readers and
+    # for the browser's font choice (Chinese glyphs).
+    lang = "zh-CN" if module.config.get("lang") == "zh" else "en"
+    html = html.replace("<html>", f'<html lang="{lang}">', 1)
+    return module.fill(html)
+
+
+def catalog_layer(
+    layer: Layer, lang: str, *, source: dict[str, str], visible: bool | None = None
+) -> dict[str, Any]:
+    """A catalog layer as the browser module draws it.
+
+    Parameters
+    ----------
+    layer : Layer
+        From the catalog (``layers/*.toml``).
+    lang : str
+        ``zh`` or ``en``: the title, description and kind labels.
+    source : dict
+        Where the data is: ``{"url": ...}`` (a ``geomap-compact/1`` document) or
+        ``{"inline": element_id}``.
+    visible : bool, optional
+        Shown at start (default: the catalog's ``visible``).
+
+    Returns
+    -------
+    dict
+        ``id``, ``title``, ``description``, ``geometry``, ``minZoom``, ``visible``,
+        ``cluster``, ``idField``, ``fields``, ``label``, ``search``, ``kindColumn``,
+        ``statusColumn``, ``choropleth``, ``style``, ``kinds`` (labels), ``source``.
+    """
+    kinds = text.strings(lang)["kinds"].get(layer.id, {})
+    return {
+        "id": layer.id,
+        "type": "catalog",
+        "title": layer.title.get(lang) or layer.title.get("zh") or layer.id,
+        "description": layer.description.get(lang) or "",
+        "geometry": layer.geometry,
+        "minZoom": layer.min_zoom,
+        "visible": layer.visible if visible is None else visible,
+        "cluster": layer.cluster,
+        "idField": layer.id_column,
+        "fields": list(compact.map_fields(layer)),
+        "label": layer.label,
+        "search": list(layer.search),
+        "kindColumn": layer.kind_column,
+        "statusColumn": layer.status_column,
+        "choropleth": list(layer.choropleth),
+        "style": layer.style,
+        "kinds": kinds,
+        "source": source,
+    }
+
+
+def check_layer_names(names: list[str] | None, allowed: list[str], page: str) -> list[str] | None:
+    """The layer names asked for (``?layers=``), or InvalidInput naming the unknown ones.
+
+    Parameters
+    ----------
+    names : list of str or None
+        As given; None: the page's default layers.
+    allowed : list of str
+        The layers this map can show.
+    page : str
+        The map's name, for the message.
+
+    Returns
+    -------
+    list of str or None
+        The names, without repeats, in the order given.
+
+    Raises
+    ------
+    InvalidInput
+        When a name is not a layer of this map, or none is given.
+    """
+    if names is None:
+        return None
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        raise InvalidInput(
+            f"unknown layer(s) {', '.join(unknown)} for the {page} map; "
+            f"layers: {', '.join(allowed)}",
+            field="layers",
+        )
+    if not names:
+        raise InvalidInput(f"layers is empty; layers: {', '.join(allowed)}", field="layers")
+    return list(dict.fromkeys(names))

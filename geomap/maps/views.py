@@ -1,0 +1,333 @@
+"""The map pages over HTTP: thin views over the builders of :mod:`geomap.maps`.
+
+* ``GET /map``: the battle map (作战图); ``/map/circles`` and ``/map/coverage``: the
+  planners' maps. Query: ``lang`` (zh|en), ``basemap`` (none|osm|tianditu|amap),
+  ``center=lat,lon`` and ``zoom``, ``layers`` (a subset), and the analysis parameters of
+  the planners' maps (as ``/api/circles`` and ``/api/coverage`` take them).
+* ``GET /embed/<map>``: the same maps without chrome, for an iframe (``map`` is an alias
+  of ``battle``); framing allowed from the ``frame_ancestors`` setting.
+* ``GET /map/data/<layer>``: a catalog layer in the compact form the pages draw
+  (:mod:`geomap.maps.compact`), gzip-compressed when the client accepts it.
+
+Every response of this blueprint carries the security headers of
+:mod:`geomap.maps.security`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+from flask import Blueprint, Response, current_app, g, request
+
+from geomap import db
+from geomap.analysis import circles, coverage, features
+from geomap.analysis._params import MODES, check_int
+from geomap.api._args import Args
+from geomap.api.layers import catalog
+from geomap.api.spec import Param, endpoint
+from geomap.errors import InvalidInput, NotFound
+from geomap.maps import battle, compact, page, planning, security, text
+
+bp = Blueprint("maps", __name__)
+
+#: The maps /embed/<map> knows; "map" is the battle map under the name of its page.
+EMBEDDABLE = ("battle", "map", "circles", "coverage")
+
+# Query parameters, declared once: for parsing (unknown ones are a 400 naming them) and
+# for /openapi.json (geomap.api.spec).
+PAGE_PARAMS = (
+    Param("lang", "string", "Language of labels and legend.", enum=text.LANGS, default="zh"),
+    Param("basemap", "string", "Tiles under the map; none sends no request anywhere.",
+          enum=page.BASEMAPS, default="none"),
+    Param("center", "string", "Initial centre, lat,lon (WGS84)."),
+    Param("zoom", "integer", "Initial zoom (with center).", minimum=0, maximum=18),
+    Param("layers", "string", "Only these layers (comma-separated).", array=True),
+)  # fmt: skip
+CIRCLES_PARAMS = (
+    Param("of", "string", "Venues: red (sites and red stations), sites or stations.",
+          enum=circles.VENUE_SETS, default="red"),
+    Param("kind", "string", "Only venues of these kinds.", array=True),
+    Param("minutes", "number", "Walking minutes (default 15).", minimum=0,
+          maximum=circles.MAX_MINUTES),
+    Param("distance_m", "number", "Or a walking distance in metres.", minimum=0,
+          maximum=circles.MAX_DISTANCE_M),
+)  # fmt: skip
+COVERAGE_PARAMS = (
+    Param("of", "string", "Providers.", enum=tuple(coverage.PROVIDERS), default="stations"),
+    Param("kind", "string", "Only providers of these kinds.", array=True),
+    Param("within_m", "number", "Reach in metres (by=distance; default 1000).", minimum=0,
+          maximum=coverage.MAX_WITHIN_M),
+    Param("within_min", "number", "Reach in minutes (by=walk or drive).", minimum=0,
+          maximum=coverage.MAX_WITHIN_MIN),
+    Param("by", "string", "Straight line or travel time.", enum=MODES, default="distance"),
+    Param("level", "string", "Units of the map.", enum=coverage.LEVELS, default="grid"),
+)  # fmt: skip
+
+
+def _names(*groups: tuple[Param, ...]) -> set[str]:
+    # "token": an embed token (geomap.auth) opens a page and travels on with its requests.
+    return {p.name for group in groups for p in group} | {"token"}
+
+
+_PAGE_ARGS = _names(PAGE_PARAMS)
+_CIRCLES_ARGS = _names(CIRCLES_PARAMS)
+_COVERAGE_ARGS = _names(COVERAGE_PARAMS)
+_EMBED_PARAMS = PAGE_PARAMS + tuple(
+    {p.name: p for p in CIRCLES_PARAMS + COVERAGE_PARAMS if p.name not in ("of", "kind")}.values()
+) + (
+    Param("of", "string", "Circles: venues; coverage: providers."),
+    Param("kind", "string", "Only these kinds.", array=True),
+)
+#: Responses smaller than this are not worth compressing.
+_GZIP_MIN_BYTES = 1024
+#: Layers whose rows change only when they are rebuilt, each rebuild stamping the
+#: layer's time column (the circles cache: ``built_at``). For them (rows matched, newest
+#: stamp) identifies the content, so their encoded document is kept between requests:
+#: the circles are the heaviest layer (~0.9 s to read and encode on Nanchang). Teams are
+#: not such a layer: a status change keeps ``position_at``.
+STAMPED_LAYERS = frozenset({"circles"})
+
+
+@bp.after_request
+def _security_headers(response: Response) -> Response:
+    settings = current_app.config["GEOMAP"]
+    ancestors = settings.frame_ancestors if g.get("geomap_embed") else ("'self'",)
+    return security.page_headers(response, frame_ancestors=ancestors)
+
+
+def _view(args: Args) -> dict:
+    """The initial view: ``center``/``zoom`` if given, else the gridded area fills it."""
+    view: dict = {}
+    center = args.str("center")
+    if center:
+        parts = center.split(",")
+        try:
+            lat, lon = (float(p) for p in parts)
+        except ValueError:
+            raise InvalidInput("center must be lat,lon in degrees", field="center") from None
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise InvalidInput("center must be lat,lon in degrees", field="center")
+        view["center"] = [lat, lon]
+    if args.raw("zoom") is not None:
+        view["zoom"] = check_int(args.raw("zoom"), "zoom", 0, 18)
+        if "center" not in view:
+            raise InvalidInput("zoom needs a center (center=lat,lon)", field="zoom")
+    if "center" in view:
+        view.setdefault("zoom", 12)
+        return view
+    session = db.get_session()
+    layers = catalog()
+    for name in ("grids", "districts"):
+        if name in layers:
+            box = features.extent(session, layers[name])
+            if box:
+                view["bounds"] = [[box[1], box[0]], [box[3], box[2]]]
+                break
+    return view
+
+
+def _spec(args: Args, *, embed: bool) -> page.PageSpec:
+    settings = current_app.config["GEOMAP"]
+    lang = text.check_lang(args.str("lang"))
+    return page.PageSpec(
+        lang=lang,
+        basemap=page.basemap(args.str("basemap"), lang=lang, tianditu_key=settings.tianditu_key),
+        embed=embed,
+        view=_view(args),
+        static_url=request.script_root + "/static",
+        service_url=request.script_root,
+        token=args.str("token"),
+    )
+
+
+def _html(m) -> Response:
+    response = Response(page.page_html(m), mimetype="text/html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _token_layers(allowed: list[str]) -> list[str] | None:
+    """The layers an embed token opens (geomap.auth), which a page shows by default."""
+    from geomap import auth
+
+    opened = auth.current().layers
+    if opened is None:
+        return None
+    return [name for name in allowed if name in opened] or None
+
+
+def _battle(embed: bool) -> Response:
+    args = Args(request.args, _PAGE_ARGS)
+    allowed = battle.battle_layers(catalog())
+    layer_names = page.check_layer_names(
+        args.list("layers") if "layers" in request.args else None, allowed, "battle"
+    )
+    if layer_names is None:
+        layer_names = _token_layers(allowed)
+    m = battle.battle_map(catalog(), _spec(args, embed=embed), layers=layer_names)
+    return _html(m)
+
+
+def _circles(embed: bool) -> Response:
+    args = Args(request.args, _PAGE_ARGS | _CIRCLES_ARGS)
+    layer_names = page.check_layer_names(
+        args.list("layers") if "layers" in request.args else None,
+        list(planning.CIRCLES_LAYERS),
+        "circles",
+    )
+    settings = current_app.config["GEOMAP"]
+    # Validated here, so a bad parameter is a 400 now rather than an error in the page.
+    query = circles.make_query(
+        of=args.str("of", "red"),
+        kinds=args.list("kind"),
+        minutes=args.raw("minutes"),
+        distance_m=args.raw("distance_m"),
+        walk_speed_kmh=settings.walk_speed_kmh,
+    )
+    api_query = {
+        "of": query.of,
+        "kind": query.kinds,
+        "minutes": query.minutes,
+        "distance_m": query.distance_m,
+    }
+    m = planning.circles_map(
+        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names
+    )
+    return _html(m)
+
+
+def _coverage(embed: bool) -> Response:
+    args = Args(request.args, _PAGE_ARGS | _COVERAGE_ARGS)
+    layer_names = page.check_layer_names(
+        args.list("layers") if "layers" in request.args else None,
+        list(planning.COVERAGE_LAYERS),
+        "coverage",
+    )
+    within_m, within_min = args.raw("within_m"), args.raw("within_min")
+    if within_m is None and within_min is None:
+        within_m = 1000  # the page's default question: what has a station within 1 km?
+    query = coverage.make_query(
+        of=args.str("of", "stations"),
+        kinds=args.list("kind"),
+        by=args.str("by", "distance"),
+        within_m=within_m,
+        within_min=within_min,
+        level=args.str("level", "grid"),
+    )
+    api_query = {
+        "of": query.of,
+        "kind": query.kinds,
+        "by": query.by,
+        "within_m": query.within_m,
+        "within_min": query.within_min,
+        "level": query.level,
+    }
+    m = planning.coverage_map(
+        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names
+    )
+    return _html(m)
+
+
+def _page(summary: str, params: tuple[Param, ...], statuses: tuple[int, ...] = (400,)):
+    return endpoint(summary, permission="layers", params=params, media_type="text/html",
+                    tags=("maps",), statuses=statuses)  # fmt: skip
+
+
+@bp.get("/map")
+@_page("The battle map (作战图): teams, stations, grids, circles; nearest teams", PAGE_PARAMS)
+def battle_page() -> Response:
+    """The battle map (作战图)."""
+    return _battle(embed=False)
+
+
+@bp.get("/map/circles")
+@_page("The 15-minute red culture circles and their residents", PAGE_PARAMS + CIRCLES_PARAMS)
+def circles_page() -> Response:
+    """The 15-minute red culture circles, with residents inside each."""
+    return _circles(embed=False)
+
+
+@bp.get("/map/coverage")
+@_page("Coverage gaps: units with no provider in reach", PAGE_PARAMS + COVERAGE_PARAMS)
+def coverage_page() -> Response:
+    """Coverage gaps: grids (or higher units) with no provider in reach."""
+    return _coverage(embed=False)
+
+
+@bp.get("/embed/<name>")
+@_page("A map without chrome, for an iframe: battle (alias map), circles, coverage",
+       _EMBED_PARAMS, statuses=(400, 404))  # fmt: skip
+def embed_page(name: str) -> Response:
+    """A map without chrome for an iframe: ``battle`` (alias ``map``), circles, coverage."""
+    if name not in EMBEDDABLE:
+        raise NotFound(f"no map {name!r} to embed; maps: {', '.join(EMBEDDABLE)}", field="map")
+    g.geomap_embed = True
+    if name in ("battle", "map"):
+        return _battle(embed=True)
+    if name == "circles":
+        return _circles(embed=True)
+    return _coverage(embed=True)
+
+
+@bp.get("/map/data/<layer_id>")
+@endpoint("A layer in the maps' compact form (geomap-compact/1; no personal fields)",
+          permission="layers", tags=("maps",), statuses=(400, 404))  # fmt: skip
+def layer_data(layer_id: str) -> Response:
+    """One catalog layer as ``geomap-compact/1`` JSON (no personal fields, ever)."""
+    from geomap.layers import get_layer
+
+    layer = get_layer(catalog(), layer_id)
+    Args(request.args, {"token"})
+    settings = current_app.config["GEOMAP"]
+    session = db.get_session()
+    selection = features.Selection(limit=settings.max_features)
+    matched = features.count(session, layer, selection)
+    cache = current_app.extensions.setdefault("geomap_map_documents", {})
+    key = None
+    if layer.id in STAMPED_LAYERS:
+        key = (matched, features.time_extent(session, layer))
+        kept = cache.get(layer.id)
+        if kept is not None and kept.key == key:
+            return _json_response(kept)
+    document = compact.encode_layer(
+        layer, features.iter_features(session, layer, selection, personal=False), matched=matched
+    )
+    encoded = _Encoded(compact.dumps(document).encode("utf-8"), key)
+    if key is not None:
+        cache[layer.id] = encoded  # one document per layer: the newest replaces the older
+    return _json_response(encoded)
+
+
+class _Encoded:
+    """A JSON body with its ETag and (made on first need) its gzip form."""
+
+    def __init__(self, body: bytes, key: object = None) -> None:
+        self.body = body
+        self.key = key
+        self.etag = hashlib.sha256(body).hexdigest()[:32]
+        self._gzipped: bytes | None = None
+
+    @property
+    def gzipped(self) -> bytes:
+        if self._gzipped is None:
+            # Level 5: ~4x smaller for these documents, at a few ms per megabyte.
+            self._gzipped = gzip.compress(self.body, compresslevel=5, mtime=0)
+        return self._gzipped
+
+
+def _json_response(encoded: _Encoded) -> Response:
+    """JSON with an ETag (a reload of unchanged data costs a 304), gzip when accepted."""
+    response = Response(mimetype="application/json")
+    response.headers["Cache-Control"] = "no-cache"  # teams move: always revalidate
+    response.set_etag(encoded.etag)
+    response.vary.add("Accept-Encoding")
+    if request.if_none_match and encoded.etag in request.if_none_match:
+        response.status_code = 304
+        return response
+    body = encoded.body
+    if len(body) >= _GZIP_MIN_BYTES and "gzip" in request.accept_encodings:
+        body = encoded.gzipped
+        response.headers["Content-Encoding"] = "gzip"
+    response.set_data(body)
+    return response
