@@ -36,8 +36,9 @@ MODE = "walk"
 DEFAULT_MINUTES = 15.0
 MAX_MINUTES = 120.0
 MAX_DISTANCE_M = 10_000.0
-#: A venue farther than this from any walkable street gets no circle (and says so).
-MAX_SNAP_M = 500.0
+#: A venue farther than this from any walkable street gets no circle (and says so). The
+#: walk to the street is taken off the budget, so a remote village keeps a small circle.
+MAX_SNAP_M = 1_000.0
 VENUE_SETS = ("red", "sites", "stations")
 SOURCE = "synthetic: derived by geomap from the road network and venue positions"
 
