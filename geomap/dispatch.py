@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from geomap import vocab
-from geomap.analysis._params import check_choice, check_lonlat
 from geomap.errors import InvalidInput, NotFound
+from geomap.params import check_choice, check_lonlat
 
 SOURCE = "real: entered by a commander through the geomap API"
 

@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 from geomap import storage
 from geomap.errors import InvalidFile, InvalidInput, Unreachable
 from geomap.models import SRID
+from geomap.params import check_finite, check_lonlat
 from geomap.vocab import NO_WALK_CLASSES, ROAD_CLASS_DRIVE_KMH
 
 #: What runs the queries: a Core connection (imports, tests) or an ORM session (the API).
@@ -500,25 +501,6 @@ def _check_mode(mode: str, field: str = "by") -> tuple[str, str]:
         ) from None
 
 
-def _finite(value: Any, field: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{field} must be a number, got {value!r}", field=field) from None
-    if not math.isfinite(number):
-        raise InvalidInput(f"{field} must be a finite number, got {value!r}", field=field)
-    return number
-
-
-def _check_lon_lat(lon: Any, lat: Any) -> tuple[float, float]:
-    lon_f, lat_f = _finite(lon, "lon"), _finite(lat, "lat")
-    if not -180 <= lon_f <= 180:
-        raise InvalidInput(f"longitude {lon_f} is outside [-180, 180]", field="lon")
-    if not -90 <= lat_f <= 90:
-        raise InvalidInput(f"latitude {lat_f} is outside [-90, 90]", field="lat")
-    return lon_f, lat_f
-
-
 #: KNN candidates fetched before re-ranking by exact distance: the index orders by sphere
 #: distance, ST_Distance on geography is spheroidal; the two can swap near-ties.
 _SNAP_CANDIDATES = 8
@@ -555,8 +537,8 @@ def snap(
         No usable node within ``max_distance_m`` (the message says how far the nearest is).
     """
     cost, reverse = _check_mode(mode)
-    lon, lat = _check_lon_lat(lon, lat)
-    limit = _finite(max_distance_m, "max_distance_m")
+    lon, lat = check_lonlat(lon, lat)
+    limit = check_finite(max_distance_m, "max_distance_m")
     if limit <= 0:
         raise InvalidInput("max_distance_m must be positive", field="max_distance_m")
     # Column names come from MODES (a constant), never from the caller.
@@ -603,7 +585,7 @@ def snap(
 
 
 def _walk_factor(walk_speed_kmh: Any) -> float:
-    speed = _finite(walk_speed_kmh, "walk_speed_kmh")
+    speed = check_finite(walk_speed_kmh, "walk_speed_kmh")
     if not 0 < speed <= 30:
         raise InvalidInput(
             f"walking speed must be in (0, 30] km/h, got {speed:g}", field="walk_speed_kmh"
@@ -614,7 +596,7 @@ def _walk_factor(walk_speed_kmh: Any) -> float:
 def _check_bbox(bbox: Sequence[Any]) -> tuple[float, float, float, float]:
     if bbox is None or isinstance(bbox, str) or len(bbox) != 4:
         raise InvalidInput("bbox must be (minx, miny, maxx, maxy)", field="bbox")
-    minx, miny, maxx, maxy = (_finite(v, "bbox") for v in bbox)
+    minx, miny, maxx, maxy = (check_finite(v, "bbox") for v in bbox)
     if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
         raise InvalidInput(
             f"bbox {bbox!r} is not (minx, miny, maxx, maxy) in lon/lat", field="bbox"
@@ -639,10 +621,10 @@ def bbox_of(
     -------
     (minx, miny, maxx, maxy) : tuple of float
     """
-    pts = [_check_lon_lat(lon, lat) for lon, lat in points]
+    pts = [check_lonlat(lon, lat) for lon, lat in points]
     if not pts:
         raise InvalidInput("a box needs at least one point", field="points")
-    margin = _finite(margin_m, "margin_m")
+    margin = check_finite(margin_m, "margin_m")
     if margin < 0:
         raise InvalidInput("margin_m must be >= 0", field="margin_m")
     lons, lats = zip(*pts, strict=True)

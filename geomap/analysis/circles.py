@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session
 
 from geomap import network, vocab
 from geomap.analysis import coverage, reach
-from geomap.analysis._params import check_choice, check_choices, check_positive, metric_srid
 from geomap.errors import InvalidInput, Unreachable
+from geomap.params import check_choice, check_choices, check_positive, metric_srid
 
 MODE = "walk"
 DEFAULT_MINUTES = 15.0

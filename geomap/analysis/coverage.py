@@ -28,14 +28,14 @@ from sqlalchemy.orm import Session
 
 from geomap import network, vocab
 from geomap.analysis import reach
-from geomap.analysis._params import (
+from geomap.errors import InvalidInput
+from geomap.params import (
     MODES,
     check_choice,
     check_choices,
     check_positive,
     metric_srid,
 )
-from geomap.errors import InvalidInput
 
 LEVELS = ("grid", "community", "township", "district")
 PROVIDERS = {

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from geomap import models
-from geomap.analysis._params import check_lonlat
 from geomap.errors import InvalidInput, NotFound
 from geomap.layers import Layer
+from geomap.params import check_lonlat
 
 #: Metres per degree of latitude: turns a layer's simplification in metres into degrees.
 M_PER_DEGREE = 111_320.0

@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from geomap import network, vocab
-from geomap.analysis._params import (
+from geomap.errors import InvalidInput, Unreachable
+from geomap.params import (
     MODES,
     check_choice,
     check_choices,
@@ -29,7 +30,6 @@ from geomap.analysis._params import (
     check_lonlat,
     check_positive,
 )
-from geomap.errors import InvalidInput, Unreachable
 
 MAX_K = 100
 MAX_DISTANCE_M = 200_000.0

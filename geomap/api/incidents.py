@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from geomap import db, dispatch, vocab
-from geomap.analysis._params import check_int
 from geomap.api import spec
 from geomap.api.spec import Param, endpoint
 from geomap.api.teams import json_body
+from geomap.params import check_int
 
 bp = Blueprint("incidents", __name__, url_prefix="/api/incidents")
 

@@ -13,9 +13,9 @@ from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 
 from geomap import db, layers
 from geomap.analysis import features
-from geomap.analysis._params import check_int
 from geomap.api import spec
 from geomap.api.spec import Param, endpoint
+from geomap.params import check_int
 
 bp = Blueprint("layers", __name__, url_prefix="/api/layers")
 

@@ -6,11 +6,11 @@ from flask import Blueprint, current_app, jsonify, request
 
 from geomap import crs, db, dispatch, vocab
 from geomap.analysis import nearest
-from geomap.analysis._params import check_lonlat
 from geomap.api import spec
 from geomap.api._args import Args
 from geomap.api.spec import LAT, LON, POINT_CRS, Param, endpoint
 from geomap.errors import InvalidInput
+from geomap.params import check_lonlat
 
 bp = Blueprint("teams", __name__, url_prefix="/api/teams")
 

@@ -22,12 +22,12 @@ from flask import Blueprint, Response, current_app, g, request
 
 from geomap import db
 from geomap.analysis import circles, coverage, features
-from geomap.analysis._params import MODES, check_int
 from geomap.api._args import Args
 from geomap.api.layers import catalog
 from geomap.api.spec import Param, endpoint
 from geomap.errors import InvalidInput, NotFound
 from geomap.maps import battle, compact, page, planning, security, text
+from geomap.params import MODES, check_int
 
 bp = Blueprint("maps", __name__)
 

@@ -1,4 +1,5 @@
-"""Validation shared by the analysis functions: every error names the parameter at fault."""
+"""Validation of user-given values, shared by every layer of the package: every error
+names the parameter at fault."""
 
 from __future__ import annotations
 
@@ -11,18 +12,24 @@ from geomap.errors import InvalidInput
 MODES = ("distance", "walk", "drive")
 
 
+def check_finite(value: Any, name: str) -> float:
+    """A finite number (a missing, non-numeric, NaN or infinite value names ``name``)."""
+    if value is None:
+        raise InvalidInput(f"{name} is required", field=name)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name} must be a number, got {value!r}", field=name) from None
+    if not math.isfinite(number):
+        raise InvalidInput(f"{name} must be a finite number, got {value!r}", field=name)
+    return number
+
+
 def check_lonlat(lon: Any, lat: Any) -> tuple[float, float]:
     """Finite longitude in [-180, 180] and latitude in [-90, 90], as floats."""
     values = []
     for name, value, bound in (("lon", lon, 180.0), ("lat", lat, 90.0)):
-        if value is None:
-            raise InvalidInput(f"{name} is required", field=name)
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"{name} must be a number, got {value!r}", field=name) from None
-        if not math.isfinite(number):
-            raise InvalidInput(f"{name} must be a finite number, got {value!r}", field=name)
+        number = check_finite(value, name)
         if abs(number) > bound:
             raise InvalidInput(
                 f"{name}={number} is out of range [-{bound:g}, {bound:g}]", field=name
