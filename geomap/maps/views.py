@@ -157,11 +157,16 @@ def _token_layers(allowed: list[str]) -> list[str] | None:
     return [name for name in allowed if name in opened] or None
 
 
+def _requested_layers(args: Args) -> list[str] | None:
+    """The ``layers`` argument, or None when it is absent (then the page's defaults)."""
+    return args.list("layers") if "layers" in request.args else None
+
+
 def _battle(embed: bool) -> Response:
     args = Args(request.args, _PAGE_ARGS)
     allowed = battle.battle_layers(catalog())
     layer_names = page.check_layer_names(
-        args.list("layers") if "layers" in request.args else None, allowed, "battle"
+        _requested_layers(args), allowed, "battle"
     )
     if layer_names is None:
         layer_names = _token_layers(allowed)
@@ -172,7 +177,7 @@ def _battle(embed: bool) -> Response:
 def _circles(embed: bool) -> Response:
     args = Args(request.args, _PAGE_ARGS | _CIRCLES_ARGS)
     layer_names = page.check_layer_names(
-        args.list("layers") if "layers" in request.args else None,
+        _requested_layers(args),
         list(planning.CIRCLES_LAYERS),
         "circles",
     )
@@ -200,7 +205,7 @@ def _circles(embed: bool) -> Response:
 def _coverage(embed: bool) -> Response:
     args = Args(request.args, _PAGE_ARGS | _COVERAGE_ARGS)
     layer_names = page.check_layer_names(
-        args.list("layers") if "layers" in request.args else None,
+        _requested_layers(args),
         list(planning.COVERAGE_LAYERS),
         "coverage",
     )
