@@ -30,8 +30,23 @@ from sqlalchemy import (
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import base as postgresql_base
+from sqlalchemy.types import UserDefinedType
 
 SRID = 4326
+
+
+class XID8(UserDefinedType):
+    """PostgreSQL's 64-bit transaction id (``xid8``), read as text."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "xid8"
+
+
+# Reflection (tests/test_migrations.py, alembic autogenerate) then knows the type too.
+postgresql_base.ischema_names.setdefault("xid8", XID8)
 
 metadata = MetaData()
 
@@ -117,6 +132,9 @@ teams = Table(
     Column("leader_name", Text),
     Column("leader_phone", Text),
     _source(),
+    # The transaction that last wrote the row (stamped by trigger): the routing engine's
+    # team mirror fetches only rows written since its previous look (0005_routing_sync).
+    Column("sync_xid", XID8, nullable=False, info={"server_set": True}),
 )
 
 team_positions = Table(
@@ -199,6 +217,8 @@ circles = Table(
     _geom("MULTIPOLYGON", nullable=True),
     Column("built_at", DateTime(timezone=True), nullable=False),
     _source(),
+    Column("start_edge", BigInteger),
+    Column("start_fraction", Float),
 )
 
 api_keys = Table(
@@ -221,6 +241,15 @@ region_pieces = Table(
     Column("code", Text, ForeignKey("regions.code", ondelete="CASCADE"), nullable=False),
     Column("level", Text, nullable=False),
     _geom("POLYGON"),
+)
+
+data_versions = Table(
+    "data_versions",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("changed_xid", XID8),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
 #: Tables in the order they are loaded (parents before children).

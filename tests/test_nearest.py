@@ -102,7 +102,7 @@ def test_network_ranking_matches_networkx(connection, mode):
             connection, nearest.make_query(*coords[target], k=5, by=mode)
         )
         got = [(t["travel_min"] * 60, t["id"]) for t in answer["teams"]]
-        assert [tid for _, tid in got] == [tid for _, tid in expected]
+        assert [tid for _, tid in got] == [tid for _, tid in expected], (got, expected)
         for (got_s, _), (exp_s, _) in zip(got, expected, strict=True):
             assert math.isclose(got_s, exp_s, rel_tol=0.01, abs_tol=1.0)
 

@@ -5,22 +5,26 @@ question "which available teams are closest, and how long until they arrive?".
 
 * ``by="distance"``: an index-assisted KNN on ``geom::geography`` (metres, not degrees),
   then exact geodesic metres (WGS84 spheroid) for the short list.
-* ``by="walk" | "drive"``: a straight-line short list, then travel times with pgRouting
-  from each team's snapped road node to the point's snapped node, re-ranked. The short
-  list is provably wide enough: see :func:`_network_rank`.
+* ``by="walk" | "drive"``: travel times on the in-memory street graph
+  (:mod:`geomap.routing`): one Dijkstra from the point on the reversed graph, bounded by
+  a budget that grows until it provably holds the k best (see :func:`_network_rank`),
+  over the process's mirror of the teams. pgRouting (``geomap.network``) gives the same
+  answers in the database; the tests compare the two.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
+from pyproj import Geod
 from sqlalchemy.orm import Session
 
-from geomap import network, vocab
+from geomap import routing, vocab
+from geomap.analysis import city
 from geomap.errors import InvalidInput, Unreachable
 from geomap.params import (
     MODES,
@@ -30,7 +34,10 @@ from geomap.params import (
     check_lonlat,
     check_positive,
 )
+from geomap.routing import search
+from geomap.routing.snap import snap_one
 
+GEOD = Geod(ellps="WGS84")
 MAX_K = 100
 MAX_DISTANCE_M = 200_000.0
 #: Speed of the legs between a point and its snapped road node when driving (km/h):
@@ -75,49 +82,6 @@ KNN_SQL = sa.text(
     LIMIT :k
     """
 )
-
-# Candidates for the network ranking: the n nearest (or all within :radius_m), each with
-# its nearest road node usable in the mode and the distance to it.
-CANDIDATES_SQL = """
-    SELECT {columns}, ST_Distance(t.geom::geography, {pt}) AS distance_m,
-           snap.node_id, snap.snap_m
-    FROM teams t
-    CROSS JOIN LATERAL (
-        SELECT n.id AS node_id, ST_Distance(n.geom::geography, t.geom::geography) AS snap_m
-        FROM road_nodes n
-        WHERE EXISTS (
-            SELECT 1 FROM road_edges e
-            WHERE (e.source_node = n.id OR e.target_node = n.id)
-              AND (e.{cost} >= 0 OR e.{reverse_cost} >= 0))
-        ORDER BY n.geom::geography <-> t.geom::geography
-        LIMIT 1
-    ) AS snap
-    WHERE {filters}
-      AND ST_DWithin(t.geom::geography, {pt}, :max_m)
-      {within}
-    ORDER BY t.geom::geography <-> {pt}
-    {limit}
-"""
-
-MAX_SPEED_SQL = {
-    "walk": None,  # walking costs are length / walking speed everywhere
-    "drive": sa.text("SELECT max(length_m / drive_s) FROM road_edges WHERE drive_s > 0"),
-}
-
-# Whether the point lies in the city: against the indexed pieces of its outline
-# (region_pieces), not the whole outline. NULL when no city is loaded.
-IN_CITY_SQL = sa.text(
-    """
-    SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM regions WHERE level = 'city') THEN NULL
-                ELSE EXISTS (SELECT 1 FROM region_pieces
-                             WHERE level = 'city'
-                               AND ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:lon, :lat),
-                                                                  4326)))
-           END
-    """
-)
-CITY_NAMES_SQL = sa.text("SELECT string_agg(name, ', ') FROM regions WHERE level = 'city'")
-
 
 @dataclass(frozen=True)
 class Query:
@@ -203,8 +167,8 @@ def nearest_teams(session: Session, query: Query, *, walk_speed_kmh: float = 4.5
         When the point lies outside the city, or (network modes) no road is within reach.
     """
     started = time.perf_counter()
-    _check_in_city(session, query)
     if query.by == "distance":
+        city.check_in_city(session, query.lon, query.lat)
         rows = session.execute(KNN_SQL, query.params()).mappings().all()
         teams = [_team(row, travel_s=None) for row in rows]
     else:
@@ -223,17 +187,6 @@ def nearest_teams(session: Session, query: Query, *, walk_speed_kmh: float = 4.5
         "teams": teams,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
-
-
-def _check_in_city(session: Session, query: Query) -> None:
-    inside = session.execute(IN_CITY_SQL, query.params()).scalar()
-    if inside is False:  # None: no city boundary loaded, nothing to check against
-        names = session.execute(CITY_NAMES_SQL).scalar()
-        raise Unreachable(
-            f"the point ({query.lon:.6f}, {query.lat:.6f}) lies outside the city ({names}); "
-            "check the coordinates and their crs",
-            field="lon",
-        )
 
 
 def _team(row: Any, travel_s: float | None, route: Any = None) -> dict:
@@ -257,112 +210,101 @@ def _team(row: Any, travel_s: float | None, route: Any = None) -> dict:
     return team
 
 
-def _candidates(
-    session: Session, query: Query, mode: str, *, limit: int | None, radius_m: float | None
-) -> list[Any]:
-    cost, reverse_cost = network.cost_columns(mode)
-    sql = CANDIDATES_SQL.format(
-        columns=_TEAM_COLUMNS,
-        filters=_TEAM_FILTERS,
-        cost=cost,
-        reverse_cost=reverse_cost,
-        pt=_PT,
-        within=f"AND ST_DWithin(t.geom::geography, {_PT}, :radius_m)" if radius_m else "",
-        limit="LIMIT :limit" if limit else "",
-    )
-    params = {**query.params(), "limit": limit, "radius_m": radius_m}
-    return list(session.execute(sa.text(sql), params).mappings().all())
+#: Farthest a query point may lie from a road usable in the mode (metres).
+MAX_POINT_SNAP_M = 1_000.0
+#: Speeds (km/h) that set a search's first budget from the k-th straight-line distance;
+#: a wrong guess only costs another, larger search (the budget doubles).
+_GUESS_KMH = {"drive": 25.0}
 
 
-def _max_speed_ms(session: Session, mode: str, walk_speed_kmh: float) -> float:
-    if mode == "walk":
-        return walk_speed_kmh / 3.6
-    fastest = session.execute(MAX_SPEED_SQL["drive"]).scalar()
-    if not fastest:
-        raise Unreachable("the road network has no drivable edge", field="by")
-    return float(fastest)
+def _team_from(table: routing.mirror.TeamTable, i: int, distance_m: float) -> dict:
+    row = table.row(i)
+    row["distance_m"] = distance_m
+    return row
 
 
 def _network_rank(session: Session, query: Query, walk_speed_kmh: float) -> list[dict]:
-    """Rank teams by network travel time, with a short list that cannot miss the best.
+    """Rank teams by travel time to the point on the in-memory street graph.
 
-    Why the short list is wide enough: a team's travel time is at least its straight-line
-    distance divided by the fastest speed on the network (``v_max``: the walking speed, or
-    the fastest drivable edge), because the route is at least as long as the straight line
-    and no part of it is faster than ``v_max``. Round 1 ranks the ``max(4k, 25)`` teams
-    nearest in a straight line; with ``T_k`` the k-th best travel time found, any team
-    farther than ``T_k * v_max`` cannot beat it. If some unranked team may be nearer than
-    that, round 2 ranks every team within ``T_k * v_max``. The edges given to pgRouting are
-    those in a box around the point with a margin of the same radius: every route of cost
-    at most ``T_k`` stays within ``T_k * v_max`` of the point.
+    A team's time is: its walk (or slow drive, :data:`DRIVE_ACCESS_KMH`) to its position
+    along its nearest edge, the network from there to the point's position along its
+    edge, and the point's access leg. One Dijkstra on the reversed graph from the point,
+    limited to a budget B, prices every team whose edge it reaches.
+
+    Why the answer is exact: a team priced at network cost ≤ B is priced exactly (the
+    search settled every node cheaper than B). A team left unpriced, or priced above B,
+    needs more than B on the network, so more than ``B + point access`` in all. Once the
+    k-th best total is at most ``B + point access``, nothing outside can beat it; until
+    then B doubles (and finally becomes unlimited: teams that cannot reach the point at
+    all are simply absent).
     """
     mode = query.by
-    v_max = _max_speed_ms(session, mode, walk_speed_kmh)
+    teams, known = routing.team_mirror(session)
+    city.check_in_city(session, query.lon, query.lat, known=known)
+    graph = routing.current_graph(session, known)
+    point = snap_one(graph, mode, query.lon, query.lat, max_distance_m=MAX_POINT_SNAP_M)
     access_ms = (walk_speed_kmh if mode == "walk" else DRIVE_ACCESS_KMH) / 3.6
-    start = network.snap(session, query.lon, query.lat, mode=mode)
-    n_first = max(4 * query.k, 25)
-    candidates = _candidates(session, query, mode, limit=n_first, radius_m=None)
-    if not candidates:
+    snaps = teams.snaps(graph, mode)
+    keep = teams.mask(kinds=query.kinds, statuses=query.statuses, capability=query.capability)
+    keep = keep & snaps.found
+    xy = teams.xy(graph)
+    px, py = graph.to_metric.transform(query.lon, query.lat)
+    straight_m = np.hypot(xy[:, 0] - px, xy[:, 1] - py)
+    candidates = np.flatnonzero(keep & (straight_m <= query.max_distance_m))
+    if candidates.size == 0:
         return []
-    radius_m = 2.0 * max(c["distance_m"] for c in candidates) + 2_000.0
-    ranked = _travel_times(session, query, start, candidates, mode, radius_m, access_ms,
-                           walk_speed_kmh)  # fmt: skip
-    if not ranked:
+    points = snaps.take(candidates)
+    team_access_s = points.distance_m / access_ms
+    point_access_s = float(point.distance_m[0]) / access_ms
+    k = min(query.k, candidates.size)
+    guess_ms = (_GUESS_KMH.get(mode) or walk_speed_kmh) / 3.6
+    budget_s = max(60.0, 1.5 * float(np.partition(straight_m[candidates], k - 1)[k - 1]) / guess_ms)
+    while True:
+        found = search.search(graph, mode, point, reverse=True, budget_s=budget_s,
+                              walk_speed_kmh=walk_speed_kmh, predecessors=query.route)  # fmt: skip
+        network_s, via = found.cost_at(points)
+        total_s = network_s + team_access_s + point_access_s
+        # Ties broken by id, equal to a microsecond (sums in another order differ by ulps).
+        order = np.lexsort((teams["id"][candidates], np.round(total_s, 6)))[:k]
+        order = order[np.isfinite(total_s[order])]
+        if not np.isfinite(budget_s):
+            break
+        if order.size == k and total_s[order[-1]] <= budget_s + point_access_s:
+            break
+        budget_s = budget_s * 2.0 if budget_s < 6 * 3600 else np.inf
+    if order.size == 0:
         raise Unreachable(
             "no team matching the filters can reach the point on the road network", field="lon"
         )
-    t_k = ranked[min(query.k, len(ranked)) - 1][0]
-    bound_m = t_k * v_max
-    complete = len(candidates) < n_first or candidates[-1]["distance_m"] >= bound_m
-    if not (complete and bound_m <= radius_m):
-        candidates = _candidates(session, query, mode, limit=None, radius_m=bound_m)
-        ranked = _travel_times(session, query, start, candidates, mode,
-                               max(bound_m, radius_m), access_ms, walk_speed_kmh)  # fmt: skip
-    best = ranked[: query.k]
-    routes = (
-        _routes(session, start, [row for _, row in best], mode, walk_speed_kmh)
-        if (query.route and best)
-        else {}
-    )
-    return [_team(row, travel_s, routes.get(row["id"])) for travel_s, row in best]
+    chosen = candidates[order]
+    _, _, geodesic_m = GEOD.inv(np.full(chosen.size, query.lon), np.full(chosen.size, query.lat),
+                                teams["lon"][chosen], teams["lat"][chosen])  # fmt: skip
+    answer = []
+    for rank, (i, j) in enumerate(zip(chosen.tolist(), order.tolist(), strict=True)):
+        route = None
+        if query.route:
+            route = _route(graph, found, points.take(np.array([j])), int(via[j]),
+                           (teams["lon"][i], teams["lat"][i]), (query.lon, query.lat))  # fmt: skip
+        row = _team_from(teams, i, float(geodesic_m[rank]))
+        answer.append(_team(row, float(total_s[j]), route))
+    return answer
 
 
-def _travel_times(
-    session: Session,
-    query: Query,
-    start: network.Snap,
-    candidates: list[Any],
-    mode: str,
-    radius_m: float,
-    access_ms: float,
-    walk_speed_kmh: float,
-) -> list[tuple[float, Any]]:
-    """(travel seconds, candidate row) for every candidate that can reach the point."""
-    bbox = network.bbox_around(query.lon, query.lat, radius_m)
-    # Teams travel to the point: on the reversed graph one search from the point's node
-    # gives every team node's cost to it.
-    edges = network.edges_sql(mode, bbox=bbox, walk_speed_kmh=walk_speed_kmh, reverse=True)
-    nodes = sorted({c["node_id"] for c in candidates})
-    cost_by_node = network.costs_from(session, edges, start.node_id, nodes)
-    ranked = []
-    for row in candidates:
-        network_s = cost_by_node.get(row["node_id"])
-        if network_s is None:
-            continue
-        access_s = (row["snap_m"] + start.distance_m) / access_ms
-        ranked.append((network_s + access_s, row))
-    ranked.sort(key=lambda pair: (pair[0], pair[1]["id"]))
-    return ranked
-
-
-def _routes(
-    session: Session, start: network.Snap, rows: list[Any], mode: str, walk_speed_kmh: float
-) -> dict[int, dict]:
-    """Route of each team to the point as a GeoJSON geometry, keyed by team id."""
-    routes = {}
-    for row in rows:
-        geometry = network.route_geojson(
-            session, row["node_id"], start.node_id, mode, walk_speed_kmh=walk_speed_kmh
-        )
-        routes[row["id"]] = json.loads(geometry) if geometry else None
-    return routes
+def _route(
+    graph: routing.StreetGraph,
+    found: search.Search,
+    team: routing.EdgePoints,
+    via: int,
+    team_lonlat: tuple[float, float],
+    point_lonlat: tuple[float, float],
+) -> dict | None:
+    """The route from a team to the point as a GeoJSON LineString: the team's access leg,
+    the streets, the point's access leg."""
+    coords = search.route_coords(found, team, via)
+    if coords is None:
+        return None
+    lon, lat = graph.to_lonlat.transform(coords[:, 0], coords[:, 1])
+    line = [list(team_lonlat), *zip(lon.tolist(), lat.tolist(), strict=True), list(point_lonlat)]
+    rounded = [[round(float(a), 7), round(float(b), 7)] for a, b in line]
+    deduplicated = [xy for n, xy in enumerate(rounded) if n == 0 or xy != rounded[n - 1]]
+    return {"type": "LineString", "coordinates": deduplicated}

@@ -149,7 +149,9 @@ def generate(
 
 
 def _columns(table: str) -> list[str]:
-    return [column.name for column in models.metadata.tables[table].columns]
+    """The columns a generator fills (not those the database sets itself)."""
+    columns = models.metadata.tables[table].columns
+    return [column.name for column in columns if not column.info.get("server_set")]
 
 
 def _frame(rows: pd.DataFrame, table: str) -> gpd.GeoDataFrame:

@@ -1,0 +1,219 @@
+"""The teams in memory: attributes, positions and snaps, kept current row by row.
+
+Ranking 10,000 teams by travel time takes microseconds on arrays and milliseconds to read
+from the database, so each process keeps a copy of the ``teams`` table and, before each
+use, fetches only what changed (migration 0005):
+
+* every team row carries ``sync_xid``, the transaction that last wrote it;
+* a look fetches the rows with ``sync_xid >= watermark`` and sets the watermark to its
+  snapshot's ``xmin`` (the oldest transaction still running): whatever commits later was
+  still running then, so its rows are fetched next time, and nothing is missed;
+* rows written by the *caller's own* uncommitted transaction are used for that call only
+  (an overlay), never shared with other threads: they may yet be rolled back;
+* deletions bump the ``teams`` row of ``data_versions``: the next look reloads everything.
+
+Snaps (a team's position along its nearest edge, per mode) are computed when a team's row
+changes or the network does, never per query.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from geomap.routing.graph import StreetGraph
+from geomap.routing.snap import EdgePoints, snap_lonlat
+
+COLUMNS = (
+    "id", "code", "name", "kind", "status", "headcount", "unit", "capabilities", "lon", "lat",
+    "position_at",
+)  # fmt: skip
+
+SYNC_SQL = sa.text(
+    """
+    WITH state AS (
+        SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
+               pg_current_xact_id_if_assigned() AS me,
+               v.version AS epoch, v.changed_xid AS epoch_xid
+        FROM data_versions v WHERE v.name = 'teams'
+    )
+    SELECT s.xmin::text AS xmin, s.epoch, coalesce(s.epoch_xid = s.me, false) AS epoch_mine,
+           (SELECT json_agg(json_build_array(name, version,
+                                             coalesce(changed_xid = s.me, false)))
+            FROM data_versions) AS versions,
+           coalesce(t.sync_xid = s.me, false) AS mine,
+           t.id, t.code, t.name, t.kind, t.status, t.headcount, t.unit, t.capabilities,
+           ST_X(t.geom) AS lon, ST_Y(t.geom) AS lat, t.position_at
+    FROM state s
+    LEFT JOIN teams t ON t.sync_xid >= CAST(:watermark AS xid8)
+    """
+)
+
+
+@dataclass(frozen=True)
+class TeamTable:
+    """An immutable snapshot of the teams: one array per column, rows in id order."""
+
+    columns: dict[str, np.ndarray]
+    #: (graph version, mode) → (the graph, every row's snap on it)
+    _snaps: dict[tuple[int, str], tuple[StreetGraph, EdgePoints]] = field(
+        default_factory=dict, repr=False
+    )
+    #: Masks and projected positions, computed on first use.
+    _derived: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.columns["id"].size)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.columns[name]
+
+    def mask(
+        self,
+        *,
+        kinds: list[str] | None = None,
+        statuses: list[str] | None = None,
+        capability: str | None = None,
+    ) -> np.ndarray:
+        """Rows matching the filters (None: no filter on that column); read-only."""
+        key = ("mask", tuple(kinds or ()), tuple(statuses or ()), capability)
+        if key not in self._derived:
+            self._derived[key] = self._mask(kinds, statuses, capability)
+            self._derived[key].flags.writeable = False
+        return self._derived[key]
+
+    def xy(self, graph: StreetGraph) -> np.ndarray:
+        """Positions in the graph's metric CRS."""
+        key = ("xy", graph.srid)
+        if key not in self._derived:
+            x, y = graph.to_metric.transform(self.columns["lon"], self.columns["lat"])
+            self._derived[key] = np.column_stack([x, y])
+        return self._derived[key]
+
+    def _mask(
+        self, kinds: list[str] | None, statuses: list[str] | None, capability: str | None
+    ) -> np.ndarray:
+        keep = np.ones(len(self), dtype=bool)
+        if kinds:
+            keep &= np.isin(self.columns["kind"], kinds)
+        if statuses:
+            keep &= np.isin(self.columns["status"], statuses)
+        if capability is not None:
+            keep &= np.fromiter(
+                (capability in caps for caps in self.columns["capabilities"]), bool, len(self)
+            )
+        return keep
+
+    def snaps(self, graph: StreetGraph, mode: str) -> EdgePoints:
+        """Every team's position along its nearest edge of ``mode`` (on ``graph``)."""
+        key = (graph.version, mode)
+        if key not in self._snaps:
+            points = snap_lonlat(graph, mode, self.columns["lon"], self.columns["lat"])
+            # Only the newest network's snaps are worth keeping.
+            for old in [k for k in self._snaps if k[0] != graph.version]:
+                self._snaps.pop(old, None)
+            self._snaps[key] = (graph, points)
+        return self._snaps[key][1]
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Row ``i`` as a dict of plain Python values."""
+        row = {name: values[i] for name, values in self.columns.items()}
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+
+
+def _table(rows: list[dict[str, Any]]) -> TeamTable:
+    rows = sorted(rows, key=lambda r: r["id"])
+    columns: dict[str, np.ndarray] = {}
+    for name in COLUMNS:
+        values = [r[name] for r in rows]
+        if name == "id":
+            columns[name] = np.asarray(values, dtype=np.int64)
+        elif name in ("lon", "lat"):
+            columns[name] = np.asarray(values, dtype=float)
+        else:
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+            columns[name] = array
+    return TeamTable(columns)
+
+
+def _merged(old: TeamTable, changed: list[dict[str, Any]]) -> TeamTable:
+    """``old`` with ``changed`` rows replaced or added; snaps carried over for the rest."""
+    if not changed:
+        return old
+    by_id = {int(r["id"]): r for r in changed}
+    ids = old.columns["id"]
+    position = {int(i): k for k, i in enumerate(ids)}
+    fresh = [r for i, r in by_id.items() if i not in position]
+    if fresh:  # new rows: rebuild (rare: teams are created by imports and seeds)
+        rows = [old.row(k) for k in range(len(old)) if int(ids[k]) not in by_id]
+        return _table(rows + list(by_id.values()))
+    columns = {name: values.copy() for name, values in old.columns.items()}
+    where = np.asarray([position[i] for i in by_id], dtype=np.int64)
+    for name in COLUMNS:
+        values = [r[name] for r in by_id.values()]
+        if columns[name].dtype == object:
+            holder = np.empty(len(values), dtype=object)
+            holder[:] = values
+            columns[name][where] = holder
+        else:
+            columns[name][where] = values
+    table = TeamTable(columns)
+    moved = where[
+        (old.columns["lon"][where] != columns["lon"][where])
+        | (old.columns["lat"][where] != columns["lat"][where])
+    ]
+    for key, (graph, points) in list(old._snaps.items()):
+        if moved.size:  # re-snap only the rows that moved, on the graph of these snaps
+            lon, lat = columns["lon"][moved], columns["lat"][moved]
+            points = _replace(points, moved, snap_lonlat(graph, key[1], lon, lat))
+        table._snaps[key] = (graph, points)
+    return table
+
+
+def _replace(points: EdgePoints, where: np.ndarray, new: EdgePoints) -> EdgePoints:
+    edge, fraction = points.edge.copy(), points.fraction.copy()
+    distance, xy = points.distance_m.copy(), points.xy.copy()
+    edge[where], fraction[where], distance[where], xy[where] = (
+        new.edge, new.fraction, new.distance_m, new.xy,
+    )  # fmt: skip
+    return EdgePoints(edge, fraction, distance, xy)
+
+
+class TeamMirror:
+    """One database's teams, shared by the threads of a process (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._table = _table([])
+        self._watermark = "0"
+        self._epoch: int | None = None
+
+    def view(self, conn: Any) -> tuple[TeamTable, dict[str, tuple[int, bool]]]:
+        """The teams as ``conn``'s transaction sees them (fetching what changed), and the
+        data versions it sees (as :func:`geomap.routing.cache.versions` reads them)."""
+        with self._lock:
+            rows = conn.execute(SYNC_SQL, {"watermark": self._watermark}).mappings().all()
+            head = rows[0]
+            versions = {name: (int(v), bool(mine)) for name, v, mine in head["versions"]}
+            changed = [dict(r) for r in rows if r["id"] is not None]
+            if head["epoch_mine"]:  # our own uncommitted deletion: a private full view
+                everything = conn.execute(SYNC_SQL, {"watermark": "0"}).mappings().all()
+                return _table([dict(r) for r in everything if r["id"] is not None]), versions
+            if head["epoch"] != self._epoch:
+                if self._watermark != "0":  # someone deleted teams: start over
+                    self._watermark = "0"
+                    rows = conn.execute(SYNC_SQL, {"watermark": "0"}).mappings().all()
+                    changed = [dict(r) for r in rows if r["id"] is not None]
+                self._table = _table([r for r in changed if not r["mine"]])
+                self._epoch = head["epoch"]
+            else:
+                self._table = _merged(self._table, [r for r in changed if not r["mine"]])
+            self._watermark = head["xmin"]
+            shared = self._table
+        mine = [r for r in changed if r["mine"]]
+        return (_merged(shared, mine) if mine else shared), versions
