@@ -53,7 +53,7 @@ def ensure_circles(url: str) -> None:
         return
     started = time.perf_counter()
     with engine.begin() as conn:
-        circles.build(conn, circles.make_query(minutes=15), engine=engine, workers=2)
+        circles.build(conn, circles.make_query(minutes=15))
     print(f"  (15-minute circles built first, in {time.perf_counter() - started:.0f} s)")
 
 

@@ -7,7 +7,6 @@ Every command reads the settings (``GEOMAP_*``) when it runs; errors of the
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -326,7 +325,8 @@ def report_coverage(
         tqdm(total=len(levels) + 1, desc="coverage", unit="step", file=sys.stderr) as bar,
     ):
         bar.set_postfix_str("grids")
-        grids = coverage.grid_coverage(session, query, walk_speed_kmh=settings.walk_speed_kmh)
+        grids = coverage.grid_coverage(session, query, walk_speed_kmh=settings.walk_speed_kmh,
+                                       access_m=settings.circle_access_m)  # fmt: skip
         bar.update(1)
         for level in levels:
             bar.set_postfix_str(level)
@@ -403,9 +403,7 @@ def circles_build(ctx: click.Context, of: str, kinds: tuple[str, ...], minutes: 
             bar.total = total
             bar.update(done - bar.n)
 
-        # One worker per core: the routing and buffering run in PostgreSQL backends.
-        counts = circles.build(session, query, progress=step, engine=dbmod.get_engine(settings),
-                               workers=os.cpu_count() or 1)  # fmt: skip
+        counts = circles.build(session, query, progress=step)
     click.echo(
         f"{counts['built']:,} circles built, {counts['venues'] - counts['built']:,} cached; "
         f"{counts['without_street']:,} venues have no walkable street within "

@@ -219,6 +219,7 @@ circles = Table(
     _source(),
     Column("start_edge", BigInteger),
     Column("start_fraction", Float),
+    Column("population", Float),
 )
 
 api_keys = Table(

@@ -781,6 +781,75 @@ def costs_from(
     return costs
 
 
+def points_sql(points: Sequence[tuple[int, float]]) -> str:
+    """The points query of ``pgr_withPoints*``: one row per (edge id, fraction), pid 1..n.
+
+    Like :func:`edges_sql`, the text holds only integers and finite floats this function
+    has converted itself, so nothing a caller passes can add SQL.
+    """
+    rows = []
+    for pid, (edge, fraction) in enumerate(points, start=1):
+        f = check_finite(fraction, "fraction")
+        if not 0.0 <= f <= 1.0:
+            raise InvalidInput(f"fraction {f!r} is not in [0, 1]", field="fraction")
+        rows.append(f"({pid}, {_node_id(int(edge), 'edge_id')}, {f!r})")
+    if not rows:
+        raise InvalidInput("no points", field="points")
+    return (
+        "SELECT pid, edge_id, fraction FROM (VALUES "
+        + ", ".join(rows)
+        + ") AS p(pid, edge_id, fraction)"
+    )
+
+
+def costs_between_points(
+    conn: Executor,
+    mode: str,
+    points: Sequence[tuple[int, float]],
+    start: int,
+    *,
+    reverse: bool = False,
+    walk_speed_kmh: float = BASE_WALK_KMH,
+) -> dict[int, float]:
+    """Least costs (seconds) from point ``start`` to every other point (``reverse``: from
+    every point to ``start``), with ``pgr_withPointsCost``: positions along edges, as the
+    in-memory engine (:mod:`geomap.routing`) takes them. The in-database reference.
+
+    Parameters
+    ----------
+    points : sequence of (edge id, fraction)
+        Positions along ``road_edges`` (fraction from the edge's first vertex).
+    start : int
+        Index into ``points``.
+
+    Returns
+    -------
+    dict
+        ``{point index: seconds}`` for every reachable other point.
+    """
+    edges = edges_sql(mode, walk_speed_kmh=walk_speed_kmh)
+    others = [-(i + 1) for i in range(len(points)) if i != start]
+    if not others:
+        return {}
+    if reverse:
+        sql = (
+            "SELECT start_pid AS pid, agg_cost FROM pgr_withPointsCost("
+            "CAST(:edges AS text), CAST(:points AS text), CAST(:others AS bigint[]), "
+            "CAST(:start AS bigint), directed => true, driving_side => 'b')"
+        )
+    else:
+        sql = (
+            "SELECT end_pid AS pid, agg_cost FROM pgr_withPointsCost("
+            "CAST(:edges AS text), CAST(:points AS text), CAST(:start AS bigint), "
+            "CAST(:others AS bigint[]), directed => true, driving_side => 'b')"
+        )
+    rows = conn.execute(
+        sa.text(sql),
+        {"edges": edges, "points": points_sql(points), "start": -(start + 1), "others": others},
+    ).all()
+    return {-int(pid) - 1: float(cost) for pid, cost in rows}
+
+
 def travel_times(
     conn: Executor,
     from_node: int,

@@ -224,7 +224,7 @@ def test_reach_polygon_of_nothing_is_empty(connection):
     assert shapely_wkb.loads(area.wkb).is_valid
 
 
-def test_parallel_build_stores_the_same_circles(db_url):
+def test_batch_build_stores_the_same_circles_as_one_by_one(db_url):
     from geomap import config, db
 
     engine = db.get_engine(config.load({"database_url": db_url}, environ={}))
@@ -234,10 +234,20 @@ def test_parallel_build_stores_the_same_circles(db_url):
             _add_site(conn, *handmade.node_lonlat(col, row))
     query = circles.make_query(minutes=3)
     with engine.begin() as conn:
-        counts = circles.build(conn, query, engine=engine, workers=2)
+        counts = circles.build(conn, query)
         assert counts == {"built": 4, "without_street": 0, "venues": 4}
-        parallel = conn.execute(sa.text("SELECT venue_id, area_km2 FROM circles ORDER BY 1")).all()
-        conn.execute(sa.text("DELETE FROM circles"))
-        circles.build(conn, query)
-        serial = conn.execute(sa.text("SELECT venue_id, area_km2 FROM circles ORDER BY 1")).all()
-    assert parallel == serial
+        batch = conn.execute(sa.text("SELECT venue_id, area_km2 FROM circles ORDER BY 1")).all()
+        sites = conn.execute(sa.text("SELECT id, ST_X(geom), ST_Y(geom) FROM sites")).all()
+    with engine.connect() as conn:
+        one_by_one = sorted(
+            (site, circles.build_circle(conn, query, lon, lat)) for site, lon, lat in sites
+        )
+        areas = [
+            conn.execute(
+                sa.text("SELECT ST_Area(ST_GeomFromWKB(:w, 4326)::geography) / 1e6"),
+                {"w": circle["wkb"]},
+            ).scalar()
+            for _, circle in one_by_one
+        ]
+    assert [site for site, _ in one_by_one] == [venue for venue, _ in batch]
+    assert areas == pytest.approx([area for _, area in batch], rel=1e-9)

@@ -16,21 +16,25 @@ Which venues: ``of="red"`` (default) is every red culture site plus every red st
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import shapely
+import shapely.geometry
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from pyproj import Geod
 from sqlalchemy.orm import Session
 
-from geomap import network, vocab
+from geomap import routing, vocab
 from geomap.analysis import coverage, reach
-from geomap.errors import InvalidInput, Unreachable
-from geomap.params import check_choice, check_choices, check_positive, metric_srid
+from geomap.errors import InvalidInput
+from geomap.params import check_choice, check_choices, check_positive
+from geomap.routing import search, snap
+
+GEOD = Geod(ellps="WGS84")
 
 MODE = "walk"
 DEFAULT_MINUTES = 15.0
@@ -74,51 +78,45 @@ MISSING_SQL = sa.text(
 INSERT_SQL = sa.text(
     """
     INSERT INTO circles (venue_table, venue_id, mode, budget_s, walk_speed_kmh, access_m,
-                         start_node, reached_edges, area_km2, geom, source)
-    VALUES (:venue_table, :venue_id, :mode, :budget_s, :speed, :access_m, :start_node,
-            :reached_edges,
+                         start_edge, start_fraction, reached_edges, population, area_km2,
+                         geom, source)
+    VALUES (:venue_table, :venue_id, :mode, :budget_s, :speed, :access_m, :start_edge,
+            :start_fraction, :reached_edges, :population,
             coalesce(ST_Area(ST_GeomFromWKB(:wkb, 4326)::geography) / 1e6, 0),
             ST_GeomFromWKB(:wkb, 4326), :source)
     ON CONFLICT (venue_table, venue_id, mode, budget_s, walk_speed_kmh, access_m) DO UPDATE
-    SET start_node = EXCLUDED.start_node, reached_edges = EXCLUDED.reached_edges,
+    SET start_edge = EXCLUDED.start_edge, start_fraction = EXCLUDED.start_fraction,
+        reached_edges = EXCLUDED.reached_edges, population = EXCLUDED.population,
         area_km2 = EXCLUDED.area_km2, geom = EXCLUDED.geom, built_at = now()
     """
 )
 
-# The circles of the venues, with the residents inside each (grid population spread
-# evenly over the grid's area, as in coverage).
+# The circles of the venues, with the residents counted when each was built.
 CIRCLES_SQL = sa.text(
     f"""
     WITH venues AS ({VENUES_SQL.text})
     SELECT v.venue_table, v.venue_id, v.name, v.kind, ST_X(v.geom) AS lon, ST_Y(v.geom) AS lat,
            c.area_km2, c.reached_edges, ST_AsGeoJSON(c.geom, 6) AS geometry,
-           coalesce(pop.population, 0) AS population
+           coalesce(c.population, 0) AS population
     FROM venues v
     JOIN circles c ON c.venue_table = v.venue_table AND c.venue_id = v.venue_id
-    LEFT JOIN LATERAL (
-        SELECT round(sum(g.population
-                         * ST_Area(ST_Transform(ST_Intersection(g.geom, c.geom), :srid))
-                         / nullif(ST_Area(ST_Transform(g.geom, :srid)), 0)))::bigint
-               AS population
-        FROM grids g
-        WHERE c.geom IS NOT NULL AND ST_Intersects(g.geom, c.geom)
-    ) AS pop ON true
     WHERE c.mode = :mode AND c.budget_s = :budget_s AND c.walk_speed_kmh = :speed
       AND c.access_m = :access_m
     ORDER BY v.venue_table, v.venue_id
     """
 )
 
-UNION_SQL = sa.text(
+WITH_CIRCLE_SQL = sa.text(
     f"""
     WITH venues AS ({VENUES_SQL.text})
-    SELECT ST_AsBinary(ST_Multi(ST_CollectionExtract(ST_MakeValid(ST_Union(c.geom)), 3))),
-           count(c.geom)
-    FROM venues v
+    SELECT count(*) FROM venues v
     JOIN circles c ON c.venue_table = v.venue_table AND c.venue_id = v.venue_id
     WHERE c.mode = :mode AND c.budget_s = :budget_s AND c.walk_speed_kmh = :speed
       AND c.access_m = :access_m AND c.geom IS NOT NULL
     """
+)
+VENUE_POINTS_SQL = sa.text(
+    f"WITH venues AS ({VENUES_SQL.text}) SELECT ST_X(geom), ST_Y(geom) FROM venues"
 )
 
 
@@ -195,50 +193,44 @@ def make_query(
     )
 
 
+def _engine(session: Session, query: Query) -> tuple[Any, Any]:
+    """The street graph and the grids' sample points the circles are built on."""
+    known = routing.versions(session)
+    graph = routing.current_graph(session, known)
+    return graph, routing.grid_samples(session, graph, query.access_m, known)
+
+
+def _circle(graph: Any, samples: Any, query: Query, start: routing.EdgePoints) -> dict:
+    """The circle from one snapped venue (``start``: one point; not found: no circle)."""
+    if not start.found[0]:  # no walkable street near the venue: no circle, recorded as such
+        return {"start_edge": None, "start_fraction": None, "reached_edges": 0,
+                "population": 0.0, "wkb": None}  # fmt: skip
+    access_s = float(start.distance_m[0]) / (query.walk_speed_kmh / 3.6)
+    found = search.search(graph, MODE, start, offsets_s=np.array([access_s]),
+                          budget_s=query.budget_s, walk_speed_kmh=query.walk_speed_kmh)  # fmt: skip
+    stretches = routing.reach.reached(found)
+    a, b = routing.reach.segments(graph, stretches)
+    shape = routing.reach.polygon(a, b, query.access_m)
+    return {
+        "start_edge": int(graph.edge_id[start.edge[0]]),
+        "start_fraction": float(start.fraction[0]),
+        "reached_edges": int(np.unique(stretches.edge).size),
+        "population": samples.population_of(samples.covered(stretches)),
+        "wkb": routing.reach.to_lonlat_wkb(graph, shape),
+    }
+
+
 def build_circle(session: Session, query: Query, lon: float, lat: float) -> dict:
-    """The circle of one venue at (lon, lat): start node, reached edge count, WKB polygon.
+    """The circle of one venue at (lon, lat): start edge, reached edge count, residents,
+    WKB polygon (EPSG:4326).
 
-    The walk from the venue to its nearest street node is taken off the budget. The edges
-    read are those within the distance walkable in the budget: no route can leave it.
+    The venue starts at its position along the nearest walkable edge of the network's
+    main component (none within :data:`MAX_SNAP_M`: no circle); the walk to it is taken
+    off the budget.
     """
-    try:
-        start = network.snap(session, lon, lat, mode=MODE, max_distance_m=MAX_SNAP_M)
-    except Unreachable:  # no walkable street near the venue: no circle, recorded as such
-        return {"start_node": None, "reached_edges": 0, "wkb": None}
-    speed_ms = query.walk_speed_kmh / 3.6
-    budget_s = query.budget_s - start.distance_m / speed_ms
-    if budget_s <= 0:
-        return {"start_node": start.node_id, "reached_edges": 0, "wkb": None}
-    bbox = network.bbox_around(lon, lat, query.budget_s * speed_ms + query.access_m)
-    area = reach.reach_polygon(
-        session,
-        [start.node_id],
-        budget_s,
-        mode=MODE,
-        walk_speed_kmh=query.walk_speed_kmh,
-        access_m=query.access_m,
-        srid=metric_srid(lon, lat),
-        bbox=bbox,
-    )
-    return {"start_node": start.node_id, "reached_edges": area.edges, "wkb": area.wkb}
-
-
-def _store_circle(conn: Any, query: Query, venue: Any) -> bool:
-    """Build and store one venue's circle; False when the venue has no street nearby."""
-    circle = build_circle(conn, query, venue["lon"], venue["lat"])
-    conn.execute(
-        INSERT_SQL,
-        {
-            **query.params(),
-            "venue_table": venue["venue_table"],
-            "venue_id": venue["venue_id"],
-            "start_node": circle["start_node"],
-            "reached_edges": circle["reached_edges"],
-            "wkb": circle["wkb"],
-            "source": SOURCE,
-        },
-    )
-    return circle["wkb"] is not None
+    graph, samples = _engine(session, query)
+    start = snap.snap_lonlat(graph, MODE, lon, lat, max_distance_m=MAX_SNAP_M)
+    return _circle(graph, samples, query, start)
 
 
 def build(
@@ -246,17 +238,8 @@ def build(
     query: Query,
     *,
     progress: Callable[[int, int], None] | None = None,
-    engine: Engine | None = None,
-    workers: int = 1,
 ) -> dict[str, int]:
-    """Build the circles missing from the cache for the query's venues.
-
-    Parameters
-    ----------
-    engine, workers : optional
-        With an engine and ``workers > 1``, the venues are split among that many
-        connections, each committing its own circles: the work (routing, buffering)
-        runs in parallel PostgreSQL backends. Without, everything happens in ``session``.
+    """Build the circles missing from the cache for the query's venues, and store them.
 
     Returns
     -------
@@ -265,29 +248,23 @@ def build(
         within :data:`MAX_SNAP_M`), ``venues``.
     """
     missing = session.execute(MISSING_SQL, query.params()).mappings().all()
-    done, lock = [0, 0], threading.Lock()  # circles built, venues without a street
-
-    def record(with_street: bool) -> None:
-        with lock:
-            done[0] += 1
-            done[1] += not with_street
-            if progress:
-                progress(done[0], len(missing))
-
-    if engine is not None and workers > 1 and len(missing) > 1:
-
-        def work(chunk: list[Any]) -> None:
-            with engine.begin() as conn:
-                for venue in chunk:
-                    record(_store_circle(conn, query, venue))
-
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(work, [missing[i::workers] for i in range(workers)]))
-    else:
-        for venue in missing:
-            record(_store_circle(session, query, venue))
     total = len(session.execute(VENUES_SQL, query.params()).all())
-    return {"built": len(missing), "without_street": done[1], "venues": total}
+    if not missing:
+        return {"built": 0, "without_street": 0, "venues": total}
+    graph, samples = _engine(session, query)
+    lon = np.array([v["lon"] for v in missing])
+    lat = np.array([v["lat"] for v in missing])
+    starts = snap.snap_lonlat(graph, MODE, lon, lat, max_distance_m=MAX_SNAP_M)
+    rows = []
+    for i, venue in enumerate(missing):
+        circle = _circle(graph, samples, query, starts.take(np.array([i])))
+        rows.append({**query.params(), "venue_table": venue["venue_table"],
+                     "venue_id": venue["venue_id"], "source": SOURCE, **circle})  # fmt: skip
+        if progress:
+            progress(i + 1, len(missing))
+    session.execute(INSERT_SQL, rows)
+    without = sum(1 for r in rows if r["wkb"] is None)
+    return {"built": len(missing), "without_street": without, "venues": total}
 
 
 def circles(session: Session, query: Query) -> list[dict]:
@@ -296,8 +273,7 @@ def circles(session: Session, query: Query) -> list[dict]:
     Builds missing circles first. A venue with no walkable street nearby has geometry None.
     """
     build(session, query)
-    srid = coverage.grid_srid(session) or 32650
-    rows = session.execute(CIRCLES_SQL, {**query.params(), "srid": srid}).mappings()
+    rows = session.execute(CIRCLES_SQL, query.params()).mappings()
     return [
         {
             "venue_table": row["venue_table"],
@@ -309,7 +285,7 @@ def circles(session: Session, query: Query) -> list[dict]:
             "minutes": query.minutes,
             "distance_m": query.distance_m,
             "area_km2": round(row["area_km2"], 4),
-            "population": int(row["population"]),
+            "population": round(row["population"]),
             "reached_edges": row["reached_edges"],
             "geometry": json.loads(row["geometry"]) if row["geometry"] else None,
         }
@@ -317,53 +293,59 @@ def circles(session: Session, query: Query) -> list[dict]:
     ]
 
 
+def _venue_points(session: Session, query: Query) -> np.ndarray:
+    rows = session.execute(VENUE_POINTS_SQL, query.params()).all()
+    return np.asarray(rows, dtype=float).reshape(-1, 2)
+
+
 def union(session: Session, query: Query) -> dict:
-    """The union of the query's circles, its area and the residents inside it."""
+    """The union of the query's circles, its area and the residents inside it.
+
+    The union of every venue's circle is the reach of all venues at once (a place is
+    within the budget of some venue exactly when its least cost from any venue is), so
+    it is computed as one search from every venue, not as a union of polygons.
+    """
     started = time.perf_counter()
     build(session, query)
-    wkb, count = session.execute(UNION_SQL, query.params()).one()
-    grids = _grid_rows(session, query, wkb)
-    population = sum(g["population"] for g in grids)
-    covered = sum(_covered_population(g) for g in grids)
-    area_km2 = session.execute(
-        sa.text("SELECT coalesce(ST_Area(ST_GeomFromWKB(:wkb, 4326)::geography) / 1e6, 0)"),
-        {"wkb": wkb},
-    ).scalar()
-    geometry = session.execute(
-        sa.text("SELECT ST_AsGeoJSON(ST_GeomFromWKB(:wkb, 4326), 6)"), {"wkb": wkb}
-    ).scalar()
+    graph, samples = _engine(session, query)
+    places = _venue_points(session, query)
+    with_circle = session.execute(WITH_CIRCLE_SQL, query.params()).scalar()
+    if places.shape[0]:
+        _, _, stretches = routing.reach.from_places(
+            graph, MODE, places[:, 0], places[:, 1], query.budget_s,
+            walk_speed_kmh=query.walk_speed_kmh, max_snap_m=MAX_SNAP_M,
+        )  # fmt: skip
+        a, b = routing.reach.segments(graph, stretches)
+        wkb = routing.reach.to_lonlat_wkb(graph, routing.reach.polygon(a, b, query.access_m))
+        covered = samples.covered(stretches)
+    else:
+        wkb, covered = None, np.zeros(0, dtype=np.int64)
+    population = int(samples.population.sum())
+    covered_population = samples.population_of(covered)
+    shape = shapely.from_wkb(wkb) if wkb else None
+    area_km2 = 0.0
+    if shape is not None:
+        area_km2 = float(abs(GEOD.geometry_area_perimeter(shape)[0])) / 1e6
     return {
         "query": query.as_dict(),
-        "circles": int(count),
-        "area_km2": round(float(area_km2), 3),
+        "circles": int(with_circle or 0),
+        "area_km2": round(area_km2, 3),
         "population": population,
-        "covered_population": round(covered),
-        "covered_share": round(covered / population, 4) if population else None,
-        "geometry": json.loads(geometry) if geometry else None,
+        "covered_population": round(covered_population),
+        "covered_share": round(covered_population / population, 4) if population else None,
+        "geometry": shapely.geometry.mapping(shape) if shape is not None else None,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
 
 
 def grid_rows(session: Session, query: Query) -> list[dict]:
-    """Per-grid coverage rows by the union of the query's circles (built if missing)."""
-    build(session, query)
-    wkb, _ = session.execute(UNION_SQL, query.params()).one()
-    return _grid_rows(session, query, wkb)
-
-
-def _covered_population(grid: dict) -> float:
-    if not grid["area_m2"]:
-        return 0.0
-    return grid["population"] * min(1.0, grid["covered_m2"] / grid["area_m2"])
-
-
-def _grid_rows(session: Session, query: Query, union_wkb: bytes | None) -> list[dict]:
-    srid = coverage.grid_srid(session)
-    if srid is None:
+    """Per-grid coverage rows by the union of the query's circles."""
+    if coverage.grid_srid(session) is None:
         return []
-    providers = "red" if query.of == "red" else query.of
-    kinds = query.kinds if query.of != "red" else None
-    return coverage.area_coverage(session, union_wkb, providers=providers, kinds=kinds, srid=srid)
+    return coverage.network_rows(
+        session, _venue_points(session, query), mode=MODE, budget_s=query.budget_s,
+        walk_speed_kmh=query.walk_speed_kmh, access_m=query.access_m,
+    )  # fmt: skip
 
 
 def circle_coverage(

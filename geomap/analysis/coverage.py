@@ -5,7 +5,7 @@ planner's question "which grids have no station within reach, and how many resid
 there?". Reach is either straight-line metres (``by="distance"``: a disc of ``within_m``
 around each provider, measured in a metric CRS) or network travel time (``by="walk"`` /
 ``"drive"``: the area the road network reaches from the providers within ``within_min``,
-see :mod:`geomap.analysis.reach`).
+counted on the grids' sample points, see :mod:`geomap.routing.sample`).
 
 For each unit: population, covered population, covered share of area and of population,
 and the distance to the nearest provider. Residents are assumed spread evenly over their
@@ -26,7 +26,7 @@ import shapely
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from geomap import network, vocab
+from geomap import network, routing, vocab
 from geomap.analysis import reach
 from geomap.errors import InvalidInput
 from geomap.params import (
@@ -83,6 +83,9 @@ GRIDS_METRIC_SQL = sa.text(
     FROM grids ORDER BY code
     """
 )
+PROVIDER_POINTS_SQL = """
+SELECT ST_X(p.geom), ST_Y(p.geom) FROM {table} p WHERE {filter}
+"""
 PROVIDERS_METRIC_SQL = """
 SELECT ST_AsBinary(ST_Transform(p.geom, :srid)) FROM {table} p WHERE {filter}
 """
@@ -277,14 +280,79 @@ def area_coverage(
     return [dict(row) for row in session.execute(sa.text(sql), params).mappings()]
 
 
-def grid_coverage(session: Session, query: Query, *, walk_speed_kmh: float = 4.5) -> list[dict]:
-    """Per-grid rows: code, name, community_code, population, area_m2, covered_m2, nearest_m."""
+def grid_coverage(
+    session: Session,
+    query: Query,
+    *,
+    walk_speed_kmh: float = 4.5,
+    access_m: float = reach.DEFAULT_ACCESS_M,
+) -> list[dict]:
+    """Per-grid rows: code, name, community_code, population, area_m2, covered_m2, nearest_m.
+
+    By distance: exact discs in a metric CRS (:func:`_distance_rows`). By travel time: the
+    in-memory street graph and the grids' sample points (:func:`network_rows`); the same
+    rule computed by PostGIS and pgRouting is :func:`database_rows`.
+    """
     srid = grid_srid(session)
     if srid is None:
         return []
     table_filter = _provider_sql(query.of)
     if query.by == "distance":
         return _distance_rows(session, query, srid, table_filter)
+    places = np.asarray(
+        session.execute(
+            sa.text(PROVIDER_POINTS_SQL.format(**table_filter)), {"kinds": query.kinds}
+        ).all(),
+        dtype=float,
+    ).reshape(-1, 2)
+    return network_rows(session, places, mode=query.by, budget_s=query.within_min * 60.0,
+                        walk_speed_kmh=walk_speed_kmh, access_m=access_m)  # fmt: skip
+
+
+def network_rows(
+    session: Session,
+    places: np.ndarray,
+    *,
+    mode: str,
+    budget_s: float,
+    walk_speed_kmh: float,
+    access_m: float,
+) -> list[dict]:
+    """Per-grid rows for the reach of ``places`` (lon/lat rows) within ``budget_s``.
+
+    A place farther than :data:`MAX_SNAP_M` from a street usable in ``mode`` reaches
+    nothing; the others start along their nearest edge with the access leg spent. A grid's
+    covered share is the share of its sample points within ``access_m`` of a reached
+    street (see :mod:`geomap.routing.sample`); ``nearest_m`` is the straight line from a
+    point inside the grid to the nearest place.
+    """
+    known = routing.versions(session)
+    graph = routing.current_graph(session, known)
+    samples = routing.grid_samples(session, graph, access_m, known)
+    if places.shape[0] == 0:
+        return samples.rows(np.zeros(samples.codes.size))
+    _, _, stretches = routing.reach.from_places(
+        graph, mode, places[:, 0], places[:, 1], budget_s,
+        walk_speed_kmh=walk_speed_kmh, max_snap_m=MAX_SNAP_M,
+    )  # fmt: skip
+    shares = samples.grid_shares(samples.covered(stretches))
+    x, y = graph.to_metric.transform(places[:, 0], places[:, 1])
+    tree = shapely.STRtree(shapely.points(x, y))
+    _, nearest_m = tree.query_nearest(shapely.points(samples.inner_xy), return_distance=True,
+                                      all_matches=False)  # fmt: skip
+    return samples.rows(shares, nearest_m)
+
+
+def database_rows(
+    session: Session, query: Query, *, walk_speed_kmh: float = 4.5
+) -> list[dict]:
+    """The travel-time rows computed in the database: pgRouting from each provider's
+    nearest node, PostGIS buffers and intersections (the reference for tests and
+    benchmarks; seconds on a city where :func:`network_rows` takes milliseconds)."""
+    srid = grid_srid(session)
+    if srid is None:
+        return []
+    table_filter = _provider_sql(query.of)
     cost, reverse_cost = network.cost_columns(query.by)
     nodes = session.execute(
         sa.text(PROVIDER_NODES_SQL.format(cost=cost, reverse_cost=reverse_cost, **table_filter)),
@@ -306,6 +374,7 @@ def coverage(
     query: Query,
     *,
     walk_speed_kmh: float = 4.5,
+    access_m: float = reach.DEFAULT_ACCESS_M,
     with_geometry: bool = False,
     grids: list[dict] | None = None,
 ) -> dict:
@@ -325,7 +394,7 @@ def coverage(
     """
     started = time.perf_counter()
     if grids is None:
-        grids = grid_coverage(session, query, walk_speed_kmh=walk_speed_kmh)
+        grids = grid_coverage(session, query, walk_speed_kmh=walk_speed_kmh, access_m=access_m)
     units = _roll_up(session, grids, query.level)
     if query.order == "gaps":
         units.sort(key=lambda u: (u["covered_share_population"], -u["uncovered_population"]))

@@ -40,9 +40,6 @@ from geomap.routing.snap import snap_one
 GEOD = Geod(ellps="WGS84")
 MAX_K = 100
 MAX_DISTANCE_M = 200_000.0
-#: Speed of the legs between a point and its snapped road node when driving (km/h):
-#: the slowest drivable class, so that travel times never flatter a team.
-DRIVE_ACCESS_KMH = 15.0
 
 _TEAM_COLUMNS = """
     t.id, t.code, t.name, t.kind, t.status, t.headcount, t.unit, t.capabilities,
@@ -226,7 +223,7 @@ def _team_from(table: routing.mirror.TeamTable, i: int, distance_m: float) -> di
 def _network_rank(session: Session, query: Query, walk_speed_kmh: float) -> list[dict]:
     """Rank teams by travel time to the point on the in-memory street graph.
 
-    A team's time is: its walk (or slow drive, :data:`DRIVE_ACCESS_KMH`) to its position
+    A team's time is: its walk (or slow drive, ``search.DRIVE_ACCESS_KMH``) to its position
     along its nearest edge, the network from there to the point's position along its
     edge, and the point's access leg. One Dijkstra on the reversed graph from the point,
     limited to a budget B, prices every team whose edge it reaches.
@@ -243,7 +240,7 @@ def _network_rank(session: Session, query: Query, walk_speed_kmh: float) -> list
     city.check_in_city(session, query.lon, query.lat, known=known)
     graph = routing.current_graph(session, known)
     point = snap_one(graph, mode, query.lon, query.lat, max_distance_m=MAX_POINT_SNAP_M)
-    access_ms = (walk_speed_kmh if mode == "walk" else DRIVE_ACCESS_KMH) / 3.6
+    access_ms = search.access_speed_ms(mode, walk_speed_kmh)
     snaps = teams.snaps(graph, mode)
     keep = teams.mask(kinds=query.kinds, statuses=query.statuses, capability=query.capability)
     keep = keep & snaps.found

@@ -106,6 +106,7 @@ def coverage_view():
         db.get_session(),
         query,
         walk_speed_kmh=settings.walk_speed_kmh,
+        access_m=settings.circle_access_m,
         with_geometry=fmt == "geojson",
     )
     if len(answer["units"]) > settings.max_features:

@@ -20,12 +20,12 @@ tests compare against. This package answers the same questions on arrays in the 
 """
 
 
-from geomap.routing import mirror
+from geomap.routing import mirror, reach, sample, search, snap
 from geomap.routing.cache import current_graph, grid_samples, team_mirror, versions
 from geomap.routing.graph import StreetGraph
 from geomap.routing.snap import EdgePoints
 
 __all__ = [
-    "EdgePoints", "StreetGraph", "current_graph", "grid_samples", "mirror", "team_mirror",
-    "versions",
+    "EdgePoints", "StreetGraph", "current_graph", "grid_samples", "mirror", "reach", "sample",
+    "search", "snap", "team_mirror", "versions",
 ]  # fmt: skip

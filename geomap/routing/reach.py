@@ -23,12 +23,14 @@ import contourpy
 import numpy as np
 import shapely
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from geomap.routing.graph import StreetGraph
-from geomap.routing.search import Search
+from geomap.routing.search import Search, access_speed_ms, search
+from geomap.routing.snap import EdgePoints, snap_lonlat
 
-#: Lattice step of the distance field, as a share of the access width (10 m for 50 m).
-CELL_SHARE = 0.2
+#: Lattice step of the distance field, as a share of the access width (12.5 m for 50 m).
+CELL_SHARE = 0.25
 #: Most lattice points one polygon may use; larger areas get a coarser lattice.
 MAX_CELLS = 4_000_000
 
@@ -56,6 +58,49 @@ class Reached:
                            strict=True):  # fmt: skip
             out[e] = min(1.0, out.get(e, 0.0) + (b - a))
         return out
+
+
+def from_places(
+    graph: StreetGraph,
+    mode: str,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    budget_s: float,
+    *,
+    walk_speed_kmh: float,
+    max_snap_m: float,
+) -> tuple[EdgePoints, Search, Reached]:
+    """What is reached within ``budget_s`` from any of some places (lon/lat arrays).
+
+    Each place snaps to its nearest usable edge (none beyond ``max_snap_m``: such places
+    reach nothing); the access leg to it is spent from its budget. Returns the snaps, the
+    search and the reached stretches.
+    """
+    snaps = snap_lonlat(graph, mode, lon, lat, max_distance_m=max_snap_m)
+    offsets = snaps.distance_m / access_speed_ms(mode, walk_speed_kmh)
+    found = search(graph, mode, snaps, offsets_s=np.nan_to_num(offsets), budget_s=budget_s,
+                   walk_speed_kmh=walk_speed_kmh)  # fmt: skip
+    return snaps, found, reached(found)
+
+
+def to_lonlat_wkb(graph: StreetGraph, shape: shapely.Geometry | None) -> bytes | None:
+    """A metric shape of ``graph`` as a WKB MultiPolygon in EPSG:4326 on the 1e-6° grid.
+
+    The grid is the precision GeoJSON carries; reducing to it here, with validity kept,
+    means no later rounding can make the polygon invalid.
+    """
+    if shape is None or shape.is_empty:
+        return None
+    coords = shapely.get_coordinates(shape)
+    lon, lat = graph.to_lonlat.transform(coords[:, 0], coords[:, 1])
+    shape = shapely.set_precision(
+        shapely.set_coordinates(shape, np.column_stack([lon, lat])), 1e-6
+    )
+    polygons = shapely.get_parts(shapely.get_parts(shape))
+    polygons = polygons[shapely.get_type_id(polygons) == 3]
+    if polygons.size == 0:
+        return None
+    return shapely.to_wkb(shapely.multipolygons(polygons))
 
 
 def incident_edges(graph: StreetGraph, nodes: np.ndarray) -> np.ndarray:
@@ -168,22 +213,22 @@ def segments(graph: StreetGraph, stretches: Reached) -> tuple[np.ndarray, np.nda
 def _distance_field(
     a: np.ndarray, b: np.ndarray, reach_m: float, cell_m: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distance (m) from each lattice point to the nearest segment ``a[i]``-``b[i]``.
+    """Distance (m) from each lattice point to the nearest segment ``a[i]``-``b[i]``,
+    exact where it decides the contour at ``reach_m``.
 
-    Measuring every lattice point against every segment near it costs ~25 segments per
-    point on a dense network. Instead: mark the lattice cells the segments pass through
-    (remembering one segment per cell), find each lattice point's nearest marked cell
-    with scipy's exact Euclidean distance transform (linear time), and measure the exact
-    distance to that cell's segment. Where two streets are nearly equidistant the chosen
-    one may not be the nearest, which moves the contour by far less than a cell (IoU
-    against GEOS buffers ≥ 0.99: see tests/test_routing.py).
+    Marching squares places the contour between neighbouring lattice points from their
+    values; points farther from it only need to be on the right side. So: mark the cells
+    the segments pass through (samples every half cell along each segment), take scipy's
+    exact Euclidean distance transform to the nearest marked cell (linear time; within
+    about a cell of the truth), and measure exactly only the points within 1.5 cells of
+    the contour: against the segment of their nearest sample, which is the nearest
+    segment or within millimetres of it. Measuring every point against every segment
+    near it costs ~25 segments per point on a dense network; this costs one.
     """
     lo = np.minimum(a, b).min(axis=0) - reach_m - 2 * cell_m
     hi = np.maximum(a, b).max(axis=0) + reach_m + 2 * cell_m
     x0, y0 = np.floor(lo / cell_m) * cell_m
     nx, ny = int((hi[0] - x0) // cell_m) + 2, int((hi[1] - y0) // cell_m) + 2
-    # Samples every half cell along each segment, ends included: every cell a segment
-    # crosses gets a sample.
     length = np.hypot(*(b - a).T)
     count = np.maximum(np.ceil(length / (0.5 * cell_m)).astype(np.int64), 1) + 1
     seg = np.repeat(np.arange(a.shape[0]), count)
@@ -193,21 +238,28 @@ def _distance_field(
     samples = a[seg] + (b - a)[seg] * t[:, None]
     ix = np.rint((samples[:, 0] - x0) / cell_m).astype(np.int64)
     iy = np.rint((samples[:, 1] - y0) / cell_m).astype(np.int64)
-    cell_seg = np.full(nx * ny, -1, dtype=np.int64)
-    cell_seg[iy * nx + ix] = seg
-    cell_seg = cell_seg.reshape(ny, nx)
-    near_y, near_x = ndimage.distance_transform_edt(
-        cell_seg < 0, return_distances=False, return_indices=True
-    )
-    s = cell_seg[near_y, near_x]
-    px = x0 + np.arange(nx)[None, :] * cell_m
-    py = y0 + np.arange(ny)[:, None] * cell_m
+    unmarked = np.ones((ny, nx), dtype=bool)
+    unmarked[iy, ix] = False
+    field = ndimage.distance_transform_edt(unmarked) * cell_m
+    # A point next to the contour is within one cell of it, and the transform is within
+    # 1/sqrt(2) cell of the true distance: 1.75 cells hold every point the contour uses.
+    band = np.abs(field - reach_m) <= 1.75 * cell_m
+    by, bx = np.nonzero(band)
+    px, py = x0 + bx * cell_m, y0 + by * cell_m
+    _, nearest = cKDTree(samples, balanced_tree=False).query(np.column_stack([px, py]))
+    field[by, bx] = _to_segment(px, py, a, b, seg[nearest])
+    return x0 + np.arange(nx) * cell_m, y0 + np.arange(ny) * cell_m, field
+
+
+def _to_segment(
+    px: np.ndarray, py: np.ndarray, a: np.ndarray, b: np.ndarray, s: np.ndarray
+) -> np.ndarray:
+    """Distance from points (px, py) to segments ``a[s]``-``b[s]`` (broadcast)."""
     ax, ay = a[s, 0], a[s, 1]
     dx, dy = b[s, 0] - ax, b[s, 1] - ay
     norm = dx * dx + dy * dy
     t = np.clip(((px - ax) * dx + (py - ay) * dy) / np.where(norm > 0, norm, 1.0), 0.0, 1.0)
-    field = np.hypot(px - ax - t * dx, py - ay - t * dy)
-    return x0 + np.arange(nx) * cell_m, y0 + np.arange(ny) * cell_m, field
+    return np.hypot(px - ax - t * dx, py - ay - t * dy)
 
 
 def polygon(

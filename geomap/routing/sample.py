@@ -46,7 +46,8 @@ class GridSamples:
     ``community_codes``, ``population``, ``area_m2``, ``inner_xy`` (a point inside each
     grid). Point arrays: ``point_grid`` (grid index), ``point_xy``. Pair arrays (one per
     point and nearby segment): ``pair_point``, ``pair_edge``, ``pair_lo``, ``pair_hi``
-    (the stretch of the edge within ``access_m`` of the point, as fractions).
+    (the stretch of the edge within ``access_m`` of the point, as fractions), sorted by
+    edge; ``edge_ptr[e]:edge_ptr[e + 1]`` are edge ``e``'s pairs.
     """
 
     access_m: float
@@ -63,44 +64,56 @@ class GridSamples:
     pair_edge: np.ndarray
     pair_lo: np.ndarray
     pair_hi: np.ndarray
+    edge_ptr: np.ndarray
 
     @property
     def points_per_grid(self) -> np.ndarray:
         return np.bincount(self.point_grid, minlength=self.codes.size)
 
-    def covered_points(self, graph: StreetGraph, stretches: Reached) -> np.ndarray:
-        """Which sample points lie within the access width of a reached stretch."""
-        covered = np.zeros(self.point_grid.size, dtype=bool)
+    @property
+    def point_weight(self) -> np.ndarray:
+        """Residents each point stands for (its grid's population shared evenly)."""
+        return self.population[self.point_grid] / np.maximum(self.points_per_grid, 1)[
+            self.point_grid
+        ]
+
+    def covered(self, stretches: Reached) -> np.ndarray:
+        """Indices of the sample points within the access width of a reached stretch.
+
+        Pairs are stored grouped by edge (``edge_ptr``), so only the pairs of reached
+        edges are read: a circle touches a few thousand, the whole city's reach ~10⁶.
+        """
         if stretches.edge.size == 0 or self.pair_edge.size == 0:
-            return covered
-        # Most edges are reached whole or not at all: one byte per edge decides their
-        # pairs; only the pairs of partly reached edges compare stretches.
-        state = np.zeros(graph.n_edges, dtype=np.int8)
-        whole = stretches.whole
-        state[stretches.edge] = 2
-        state[stretches.edge[whole]] = 1
-        pair_state = state[self.pair_edge]
-        covered[self.pair_point[pair_state == 1]] = True
-        partial = np.flatnonzero(pair_state == 2)
-        if partial.size:
-            edge = self.pair_edge[partial]
-            # Every stretch of each edge against every pair of that edge.
-            first = np.searchsorted(stretches.edge, edge, side="left")
-            last = np.searchsorted(stretches.edge, edge, side="right")
-            n = last - first
-            pair = np.repeat(np.arange(partial.size), n)
-            k = first[pair] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-            meets = (stretches.start[k] <= self.pair_hi[partial][pair]) & (
-                stretches.end[k] >= self.pair_lo[partial][pair]
+            return np.zeros(0, dtype=np.int64)
+        ptr = self.edge_ptr
+        # Whole edges: every pair of the edge.
+        whole = np.unique(stretches.edge[stretches.whole])
+        counts = ptr[whole + 1] - ptr[whole]
+        take = np.repeat(ptr[whole] - np.cumsum(counts) + counts, counts) + np.arange(
+            counts.sum()
+        )
+        found = [self.pair_point[take]]
+        # Partly reached edges: each of their stretches against each of their pairs.
+        part = ~np.isin(stretches.edge, whole)
+        if part.any():
+            edge, lo_s, hi_s = stretches.edge[part], stretches.start[part], stretches.end[part]
+            counts = ptr[edge + 1] - ptr[edge]
+            which = np.repeat(np.arange(edge.size), counts)
+            pair = np.repeat(ptr[edge] - np.cumsum(counts) + counts, counts) + np.arange(
+                counts.sum()
             )
-            covered[self.pair_point[partial[pair[meets]]]] = True
-        return covered
+            meets = (lo_s[which] <= self.pair_hi[pair]) & (hi_s[which] >= self.pair_lo[pair])
+            found.append(self.pair_point[pair[meets]])
+        return np.unique(np.concatenate(found))
 
     def grid_shares(self, covered: np.ndarray) -> np.ndarray:
-        """Share of each grid's sample points that are covered."""
-        hits = np.bincount(self.point_grid, weights=covered.astype(float),
-                           minlength=self.codes.size)  # fmt: skip
+        """Share of each grid's sample points among ``covered`` (point indices)."""
+        hits = np.bincount(self.point_grid[covered], minlength=self.codes.size)
         return hits / np.maximum(self.points_per_grid, 1)
+
+    def population_of(self, covered: np.ndarray) -> float:
+        """Residents represented by the ``covered`` points."""
+        return float(self.point_weight[covered].sum())
 
     def rows(self, shares: np.ndarray, nearest_m: np.ndarray | None = None) -> list[dict]:
         """Per-grid rows in the shape coverage rolls up (``area_m2``, ``covered_m2``...)."""
@@ -244,6 +257,10 @@ def build(conn: Any, graph: StreetGraph, access_m: float) -> GridSamples:
         (0, 2)
     )
     pair_point, pair_edge, lo, hi = _pairs(graph, point_xy, spacing, access_m)
+    order = np.argsort(pair_edge, kind="stable")
+    pair_point, pair_edge, lo, hi = pair_point[order], pair_edge[order], lo[order], hi[order]
+    edge_ptr = np.zeros(graph.n_edges + 1, dtype=np.int64)
+    np.cumsum(np.bincount(pair_edge, minlength=graph.n_edges), out=edge_ptr[1:])
     return GridSamples(
         access_m=float(access_m),
         spacing_m=spacing,
@@ -259,4 +276,5 @@ def build(conn: Any, graph: StreetGraph, access_m: float) -> GridSamples:
         pair_edge=pair_edge,
         pair_lo=lo,
         pair_hi=hi,
+        edge_ptr=edge_ptr,
     )

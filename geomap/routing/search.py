@@ -53,6 +53,17 @@ def _slotted(base: sp.csr_matrix, n: int) -> tuple[sp.csr_matrix, threading.Lock
     return sp.csr_matrix((data, indices, indptr), shape=(n + 1, n + 1)), threading.Lock()
 
 
+#: Speed of the leg between a place and its snapped position when driving (km/h): the
+#: slowest drivable class, so that travel times never flatter a team. Walking uses the
+#: walking speed.
+DRIVE_ACCESS_KMH = 15.0
+
+
+def access_speed_ms(mode: str, walk_speed_kmh: float = network.BASE_WALK_KMH) -> float:
+    """Speed (m/s) of the access legs between places and the network in ``mode``."""
+    return (walk_speed_kmh if mode == "walk" else DRIVE_ACCESS_KMH) / 3.6
+
+
 def seconds_factor(mode: str, walk_speed_kmh: float = network.BASE_WALK_KMH) -> float:
     """Multiplier from stored costs to seconds at ``walk_speed_kmh`` (1 when driving)."""
     if mode != "walk":

@@ -17,7 +17,8 @@ and must never mix another transaction's uncommitted rows into what it shares:
   running at its previous look (its snapshot's xmin): nothing committed since is missed,
   without a shared row that every team update would have to lock.
 * ``circles.start_edge``/``start_fraction``: circles now start at a position along an
-  edge (as ``pgr_withPoints`` does), not at the nearest node.
+  edge (as ``pgr_withPoints`` does), not at the nearest node; ``circles.population``:
+  the residents inside, counted when the circle is built (so grids changing forget them).
 """
 
 from __future__ import annotations
@@ -87,9 +88,16 @@ CREATE TRIGGER teams_stamp_sync_xid
 ALTER TABLE circles ADD COLUMN start_edge bigint;
 ALTER TABLE circles ADD COLUMN start_fraction double precision
     CHECK (start_fraction IS NULL OR start_fraction BETWEEN 0 AND 1);
+ALTER TABLE circles ADD COLUMN population double precision;
+-- A circle's residents come from the grids: new grids, new counts.
+CREATE TRIGGER grids_forget_circles
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON grids
+    FOR EACH STATEMENT EXECUTE FUNCTION circles_forget_network();
 """
 
 DOWNGRADE = """
+DROP TRIGGER IF EXISTS grids_forget_circles ON grids;
+ALTER TABLE circles DROP COLUMN IF EXISTS population;
 ALTER TABLE circles DROP COLUMN IF EXISTS start_fraction;
 ALTER TABLE circles DROP COLUMN IF EXISTS start_edge;
 DROP TRIGGER IF EXISTS teams_stamp_sync_xid ON teams;
