@@ -516,27 +516,32 @@ def keys_embed(ctx: click.Context, layer_list: str, origin: str, days: float) ->
 @main.command("serve")
 @click.option("--host", default=None, help="Bind address (default: GEOMAP_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default: GEOMAP_PORT).")
-@click.option("--workers", type=int, default=0, help="Run gunicorn with N workers (0: Flask).")
+@click.option("--workers", type=int, default=None,
+              help="gunicorn worker processes (default: GEOMAP_WORKERS); 0: Flask's "
+                   "development server.")  # fmt: skip
 @click.pass_context
 @handle_errors
-def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) -> None:
-    """Serve the battle map and the API."""
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the battle map and the API (gunicorn threaded workers, see geomap.serving)."""
+    import os
+
     from geomap import auth
 
     settings = _settings(ctx)
     host = host or settings.host
     port = port or settings.port
+    workers = settings.workers if workers is None else workers
     auth.check_bind(host, settings)
     if workers > 0:
-        import os
-
-        os.execvp(
+        click.echo(f"serving on http://{host}:{port} ({workers} workers)", err=True)
+        # The settings module geomap.serving reads them from the environment.
+        env = {**os.environ, "GEOMAP_HOST": host, "GEOMAP_PORT": str(port),
+               "GEOMAP_WORKERS": str(workers)}  # fmt: skip
+        os.execvpe(
             sys.executable,
-            # Threaded workers: a request spends most of its time waiting on PostgreSQL,
-            # and a sync worker would sit idle meanwhile.
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", "4",
-             "-b", f"{host}:{port}", "geomap.wsgi:app"],
-        )  # fmt: skip
+            [sys.executable, "-m", "gunicorn", "-c", "python:geomap.serving", "geomap.wsgi:app"],
+            env,
+        )
     from geomap import create_app
 
     app = create_app({"host": host, "port": port})

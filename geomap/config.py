@@ -75,6 +75,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, "127.0.0.1", "Address `geomap serve` binds to."),
     Setting("port", int, 5000, "Port `geomap serve` listens on."),
     Setting(
+        "workers",
+        int,
+        2,
+        "Processes `geomap serve` runs (gunicorn, threaded workers, keep-alive); 0 runs "
+        "Flask's development server instead.",
+    ),
+    Setting(
+        "threads",
+        int,
+        4,
+        "Threads per worker process; each process keeps this many database connections "
+        "(plus two for background work).",
+    ),
+    Setting(
         "statement_timeout_ms",
         int,
         30_000,

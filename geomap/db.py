@@ -34,14 +34,16 @@ def database_url(settings: Settings) -> str:
     return pg.Cluster(settings.state_dir, port=settings.pg_port).url()
 
 
-_ENGINES: dict[tuple[str, int], Engine] = {}
+_ENGINES: dict[tuple[str, int, int], Engine] = {}
 
 
-def _create_engine(url: str, statement_timeout_ms: int) -> Engine:
+def _create_engine(url: str, statement_timeout_ms: int, pool_size: int) -> Engine:
     return sa.create_engine(
         url,
         pool_pre_ping=True,  # a restarted database is picked up without restarting us
-        pool_size=5,
+        # One connection per serving thread, two for background work (the engine's
+        # listeners, jobs); overflow for the CLI's parallel steps.
+        pool_size=pool_size,
         max_overflow=5,
         connect_args={
             # JIT compiles plans for queries it thinks long; ours are short or spatial, and
@@ -55,10 +57,17 @@ def _create_engine(url: str, statement_timeout_ms: int) -> Engine:
 
 def get_engine(settings: Settings) -> Engine:
     """The process's engine for the settings' database (created once, then cached)."""
-    key = (database_url(settings), int(settings.statement_timeout_ms))
+    key = (database_url(settings), int(settings.statement_timeout_ms), int(settings.threads) + 2)
     if key not in _ENGINES:
         _ENGINES[key] = _create_engine(*key)
     return _ENGINES[key]
+
+
+def close_connections() -> None:
+    """Close every pooled connection, keeping the engines (before a fork: each process
+    then opens its own)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
 
 
 def dispose_engines() -> None:

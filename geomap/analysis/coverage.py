@@ -418,27 +418,41 @@ def coverage(
 
 
 def _unit(code: str, name: str, level: str, rows: list[dict]) -> dict:
-    population = sum(r["population"] for r in rows)
-    area = sum(r["area_m2"] for r in rows)
-    covered_area = sum(min(r["covered_m2"], r["area_m2"]) for r in rows)
-    covered_pop = sum(
-        r["population"] * min(1.0, r["covered_m2"] / r["area_m2"]) if r["area_m2"] else 0
-        for r in rows
-    )
+    if len(rows) == 1:  # a grid (4,418 per city answer): no sums needed
+        r = rows[0]
+        area, covered = r["area_m2"], r["covered_m2"]
+        return _summary(code, name, level, 1, r["population"], area, min(covered, area),
+                        r["population"] * min(1.0, covered / area) if area else 0.0,
+                        r["nearest_m"])  # fmt: skip
     nearest = [r["nearest_m"] for r in rows if r["nearest_m"] is not None]
+    return _summary(
+        code, name, level, len(rows),
+        sum(r["population"] for r in rows),
+        sum(r["area_m2"] for r in rows),
+        sum(min(r["covered_m2"], r["area_m2"]) for r in rows),
+        sum(r["population"] * min(1.0, r["covered_m2"] / r["area_m2"]) if r["area_m2"] else 0
+            for r in rows),
+        min(nearest) if nearest else None,
+    )  # fmt: skip
+
+
+def _summary(
+    code: str, name: str, level: str, grids: int, population: int, area: float,
+    covered_area: float, covered_pop: float, nearest_m: float | None,
+) -> dict:  # fmt: skip
     share_area = covered_area / area if area else 0.0
     covered_population = round(covered_pop)
     return {
         "code": code,
         "name": name,
         "level": level,
-        "grids": len(rows),
+        "grids": grids,
         "population": population,
         "covered_population": covered_population,
         "uncovered_population": population - covered_population,
         "covered_share_area": round(share_area, 4),
         "covered_share_population": round(covered_pop / population, 4) if population else 0.0,
-        "nearest_m": round(min(nearest), 1) if nearest else None,
+        "nearest_m": round(nearest_m, 1) if nearest_m is not None else None,
         "covered": share_area >= COVERED_AREA_SHARE,
     }
 

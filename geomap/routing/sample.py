@@ -17,6 +17,7 @@ district or the city (tests compare with the polygon rule computed by PostGIS).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ GRIDS_SQL = sa.text(
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class GridSamples:
     """Sample points of every grid and the reachable street stretches near each point.
 
@@ -66,11 +67,11 @@ class GridSamples:
     pair_hi: np.ndarray
     edge_ptr: np.ndarray
 
-    @property
+    @functools.cached_property
     def points_per_grid(self) -> np.ndarray:
         return np.bincount(self.point_grid, minlength=self.codes.size)
 
-    @property
+    @functools.cached_property
     def point_weight(self) -> np.ndarray:
         """Residents each point stands for (its grid's population shared evenly)."""
         return self.population[self.point_grid] / np.maximum(self.points_per_grid, 1)[
@@ -78,24 +79,28 @@ class GridSamples:
         ]
 
     def covered(self, stretches: Reached) -> np.ndarray:
-        """Indices of the sample points within the access width of a reached stretch.
+        """Which sample points (a boolean mask) lie within the access width of a reached
+        stretch.
 
         Pairs are stored grouped by edge (``edge_ptr``), so only the pairs of reached
         edges are read: a circle touches a few thousand, the whole city's reach ~10⁶.
         """
+        mask = np.zeros(self.point_grid.size, dtype=bool)
         if stretches.edge.size == 0 or self.pair_edge.size == 0:
-            return np.zeros(0, dtype=np.int64)
+            return mask
         ptr = self.edge_ptr
-        # Whole edges: every pair of the edge.
-        whole = np.unique(stretches.edge[stretches.whole])
+        is_whole = stretches.whole
+        # Whole edges: every pair of the edge. (An edge is whole in one stretch at most:
+        # merged stretches do not overlap.)
+        whole = stretches.edge[is_whole]
         counts = ptr[whole + 1] - ptr[whole]
         take = np.repeat(ptr[whole] - np.cumsum(counts) + counts, counts) + np.arange(
             counts.sum()
         )
-        found = [self.pair_point[take]]
+        mask[self.pair_point[take]] = True
         # Partly reached edges: each of their stretches against each of their pairs.
-        part = ~np.isin(stretches.edge, whole)
-        if part.any():
+        if not is_whole.all():
+            part = ~is_whole
             edge, lo_s, hi_s = stretches.edge[part], stretches.start[part], stretches.end[part]
             counts = ptr[edge + 1] - ptr[edge]
             which = np.repeat(np.arange(edge.size), counts)
@@ -103,16 +108,16 @@ class GridSamples:
                 counts.sum()
             )
             meets = (lo_s[which] <= self.pair_hi[pair]) & (hi_s[which] >= self.pair_lo[pair])
-            found.append(self.pair_point[pair[meets]])
-        return np.unique(np.concatenate(found))
+            mask[self.pair_point[pair[meets]]] = True
+        return mask
 
     def grid_shares(self, covered: np.ndarray) -> np.ndarray:
-        """Share of each grid's sample points among ``covered`` (point indices)."""
+        """Share of each grid's sample points that are ``covered`` (a boolean mask)."""
         hits = np.bincount(self.point_grid[covered], minlength=self.codes.size)
         return hits / np.maximum(self.points_per_grid, 1)
 
     def population_of(self, covered: np.ndarray) -> float:
-        """Residents represented by the ``covered`` points."""
+        """Residents represented by the ``covered`` points (a boolean mask)."""
         return float(self.point_weight[covered].sum())
 
     def rows(self, shares: np.ndarray, nearest_m: np.ndarray | None = None) -> list[dict]:

@@ -1,0 +1,68 @@
+"""Serving in production: gunicorn with threaded workers that share the routing state.
+
+``geomap serve`` runs ``gunicorn -c python:geomap.serving geomap.wsgi:app``. This module
+is that configuration, read from the settings (``GEOMAP_HOST``, ``GEOMAP_PORT``,
+``GEOMAP_WORKERS``, ``GEOMAP_THREADS``):
+
+* threaded workers (``gthread``) with keep-alive: a request spends much of its time
+  waiting on PostgreSQL, and a client that keeps its connection saves a TCP handshake
+  and a thread start per request;
+* the app is loaded in the master (``preload_app``) and :func:`warm` builds the street
+  graph, the grids' sample points and the team mirror there, before the workers fork:
+  their arrays (~100 MB for Nanchang) are then shared copy-on-write by every worker
+  instead of being built and held once per worker; the master's database connections
+  are closed before the fork, so no connection is shared between processes.
+"""
+
+from __future__ import annotations
+
+import logging as _logging
+from typing import Any
+
+from geomap import config as _config
+
+# Every module-level name gunicorn knows is a setting: helpers stay private (underscore).
+_settings = _config.load()
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = max(1, int(_settings.workers))
+threads = max(1, int(_settings.threads))
+worker_class = "gthread"
+keepalive = 5
+preload_app = True
+# One line per request would cost more than a nearest-teams answer; errors still log.
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+
+_log = _logging.getLogger("geomap.serving")
+
+
+def warm(app: Any) -> None:
+    """Build what every request path shares (graph, samples, mirror) in this process.
+
+    A database that is down or not loaded yet is not an error here: the first requests
+    build what they need.
+    """
+    from geomap import db, routing
+
+    settings = app.config["GEOMAP"]
+    try:
+        with db.session_scope(settings) as session:
+            known = routing.versions(session)
+            graph = routing.current_graph(session, known)
+            routing.grid_samples(session, graph, settings.circle_access_m, known)
+            teams, _ = routing.team_mirror(session)
+            for mode in graph.modes:  # the snapping indexes, and every team's snap
+                teams.snaps(graph, mode)
+            routing.reach.incident_edges(graph, [0] if graph.n_nodes else [])
+        _log.info("routing state ready: %d nodes, %d edges", graph.n_nodes, graph.n_edges)
+    except Exception as exc:  # warming is an optimisation, never fatal
+        _log.warning("routing state not warmed (%s); built on first use instead", exc)
+    finally:
+        db.close_connections()  # before the fork: no connection shared by two processes
+
+
+def when_ready(server: Any) -> None:
+    """gunicorn hook, in the master after the app is loaded, before the workers fork."""
+    warm(server.app.wsgi())
