@@ -55,6 +55,7 @@ seed: db-up
 	$(BIN)/geomap seed nanchang
 
 bench: deps venv db-up
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python -m bench
 
 fuzz: deps venv

@@ -220,7 +220,7 @@ def _distance_field(
     values; points farther from it only need to be on the right side. So: mark the cells
     the segments pass through (samples every half cell along each segment), take scipy's
     exact Euclidean distance transform to the nearest marked cell (linear time; within
-    about a cell of the truth), and measure exactly only the points within 1.5 cells of
+    about a cell of the truth), and measure exactly only the points within 1.75 cells of
     the contour: against the segment of their nearest sample, which is the nearest
     segment or within millimetres of it. Measuring every point against every segment
     near it costs ~25 segments per point on a dense network; this costs one.
@@ -229,12 +229,20 @@ def _distance_field(
     hi = np.maximum(a, b).max(axis=0) + reach_m + 2 * cell_m
     x0, y0 = np.floor(lo / cell_m) * cell_m
     nx, ny = int((hi[0] - x0) // cell_m) + 2, int((hi[1] - y0) // cell_m) + 2
+    # Samples every half cell along each segment: its start and inner points, and its end
+    # only where the next segment does not start there (street polylines are chains of
+    # short segments: sharing their joints halves the samples).
     length = np.hypot(*(b - a).T)
-    count = np.maximum(np.ceil(length / (0.5 * cell_m)).astype(np.int64), 1) + 1
+    count = np.ceil(length / (0.5 * cell_m)).astype(np.int64)
+    count = np.maximum(count, 1)
     seg = np.repeat(np.arange(a.shape[0]), count)
     t = (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)) / np.repeat(
-        count - 1, count
+        count, count
     )
+    chained = np.r_[np.all(b[:-1] == a[1:], axis=1), False]
+    ends = np.flatnonzero(~chained)
+    seg = np.concatenate([seg, ends])
+    t = np.concatenate([t, np.ones(ends.size)])
     samples = a[seg] + (b - a)[seg] * t[:, None]
     ix = np.rint((samples[:, 0] - x0) / cell_m).astype(np.int64)
     iy = np.rint((samples[:, 1] - y0) / cell_m).astype(np.int64)
@@ -246,7 +254,8 @@ def _distance_field(
     band = np.abs(field - reach_m) <= 1.75 * cell_m
     by, bx = np.nonzero(band)
     px, py = x0 + bx * cell_m, y0 + by * cell_m
-    _, nearest = cKDTree(samples, balanced_tree=False).query(np.column_stack([px, py]))
+    tree = cKDTree(samples, balanced_tree=False, compact_nodes=False)
+    _, nearest = tree.query(np.column_stack([px, py]))
     field[by, bx] = _to_segment(px, py, a, b, seg[nearest])
     return x0 + np.arange(nx) * cell_m, y0 + np.arange(ny) * cell_m, field
 
