@@ -61,6 +61,7 @@ _PT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography"
 # Step 1: the k nearest by the index (``<->`` on geography ranks on the sphere);
 # step 2: everything within the largest spheroid distance of that set, ranked exactly.
 # Step 2 cannot miss a team: k teams lie within that radius, so the true k nearest do too.
+# One round trip: the k nearest teams, and the regions' version the city check needs.
 KNN_SQL = sa.text(
     f"""
     WITH knn AS (
@@ -69,14 +70,23 @@ KNN_SQL = sa.text(
         WHERE {_TEAM_FILTERS}
         ORDER BY t.geom::geography <-> {_PT}
         LIMIT :k
+    ),
+    found AS (
+        SELECT {_TEAM_COLUMNS}, ST_Distance(t.geom::geography, {_PT}) AS distance_m
+        FROM teams t
+        WHERE {_TEAM_FILTERS}
+          AND ST_DWithin(t.geom::geography, {_PT},
+                         least((SELECT max(d) + 0.001 FROM knn), :max_m))
+        ORDER BY distance_m, t.id
+        LIMIT :k
     )
-    SELECT {_TEAM_COLUMNS}, ST_Distance(t.geom::geography, {_PT}) AS distance_m
-    FROM teams t
-    WHERE {_TEAM_FILTERS}
-      AND ST_DWithin(t.geom::geography, {_PT},
-                     least((SELECT max(d) + 0.001 FROM knn), :max_m))
-    ORDER BY distance_m, t.id
-    LIMIT :k
+    SELECT v.version AS regions_version,
+           coalesce(v.changed_xid = pg_current_xact_id_if_assigned(), false) AS regions_mine,
+           found.*
+    FROM data_versions v
+    LEFT JOIN found ON true
+    WHERE v.name = 'regions'
+    ORDER BY found.distance_m, found.id
     """
 )
 
@@ -165,9 +175,11 @@ def nearest_teams(session: Session, query: Query, *, walk_speed_kmh: float = 4.5
     """
     started = time.perf_counter()
     if query.by == "distance":
-        city.check_in_city(session, query.lon, query.lat)
         rows = session.execute(KNN_SQL, query.params()).mappings().all()
-        teams = [_team(row, travel_s=None) for row in rows]
+        known = {"regions": (rows[0]["regions_version"], rows[0]["regions_mine"]),
+                 "db": (routing.cache.database_key(session), None)}  # fmt: skip
+        city.check_in_city(session, query.lon, query.lat, known=known)
+        teams = [_team(row, travel_s=None) for row in rows if row["id"] is not None]
     else:
         teams = _network_rank(session, query, walk_speed_kmh)
     return {

@@ -45,7 +45,8 @@ _mirrors: dict[tuple[Any, ...], TeamMirror] = {}
 T = TypeVar("T")
 
 
-def _database(conn: Any) -> str:
+def database_key(conn: Any) -> str:
+    """What identifies ``conn``'s database in the caches (its URL, without password)."""
     bind = conn.get_bind() if isinstance(conn, Session) else conn
     return bind.engine.url.render_as_string(hide_password=True)
 
@@ -54,7 +55,7 @@ def versions(conn: Any) -> dict[str, tuple[int, bool]]:
     """``{name: (version, changed by this transaction)}`` plus ``"db"``: the database."""
     rows = conn.execute(VERSIONS_SQL).all()
     found: dict[str, Any] = {name: (int(version), bool(mine)) for name, version, mine in rows}
-    found["db"] = (_database(conn), None)
+    found["db"] = (database_key(conn), None)
     return found
 
 
@@ -97,7 +98,7 @@ def current_graph(conn: Any, known: dict[str, Any] | None = None) -> StreetGraph
 def team_mirror(conn: Any) -> tuple[TeamTable, dict[str, Any]]:
     """The teams as ``conn``'s transaction sees them (see :mod:`geomap.routing.mirror`),
     and the data versions (as :func:`versions` returns them), in one round trip."""
-    database = _database(conn)
+    database = database_key(conn)
     with _lock:
         mirror = _mirrors.setdefault(database, TeamMirror())
     table, known = mirror.view(conn)

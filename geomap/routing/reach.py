@@ -76,11 +76,31 @@ def from_places(
     reach nothing); the access leg to it is spent from its budget. Returns the snaps, the
     search and the reached stretches.
     """
-    snaps = snap_lonlat(graph, mode, lon, lat, max_distance_m=max_snap_m)
+    snaps = snap_places(graph, mode, lon, lat, max_snap_m)
     offsets = snaps.distance_m / access_speed_ms(mode, walk_speed_kmh)
     found = search(graph, mode, snaps, offsets_s=np.nan_to_num(offsets), budget_s=budget_s,
                    walk_speed_kmh=walk_speed_kmh)  # fmt: skip
     return snaps, found, reached(found)
+
+
+#: Place sets whose snaps a graph remembers (venue sets, provider sets: a handful).
+_SNAPPED_SETS = 16
+
+
+def snap_places(
+    graph: StreetGraph, mode: str, lon: np.ndarray, lat: np.ndarray, max_snap_m: float
+) -> EdgePoints:
+    """:func:`~geomap.routing.snap.snap_lonlat`, remembered per graph for each set of
+    places: asking again about the same venues reuses their snaps; a venue that moved is a
+    new set, snapped afresh."""
+    lon, lat = np.ascontiguousarray(lon, dtype=float), np.ascontiguousarray(lat, dtype=float)
+    key = (mode, float(max_snap_m), lon.tobytes(), lat.tobytes())
+    known = graph.lazy("snapped_places", dict)
+    if key not in known:
+        if len(known) >= _SNAPPED_SETS:
+            known.clear()
+        known[key] = snap_lonlat(graph, mode, lon, lat, max_distance_m=max_snap_m)
+    return known[key]
 
 
 def to_lonlat_wkb(graph: StreetGraph, shape: shapely.Geometry | None) -> bytes | None:
