@@ -22,7 +22,8 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(url: str, workers: int = 2) -> Iterator[int]:
-    """`geomap serve --workers N` on a free loopback port for database ``url``."""
+    """`geomap serve --workers N` on a free loopback port for database ``url`` (N = 0:
+    Flask's development server)."""
     port = free_port()
     env = {**os.environ, "GEOMAP_DATABASE_URL": url, "GEOMAP_PORT": str(port),
            "GEOMAP_LOG_LEVEL": "WARNING"}  # fmt: skip
