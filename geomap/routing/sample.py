@@ -238,7 +238,10 @@ def _pairs(
     scale = np.where(edge_length > 0, edge_length, 1.0)
     lo = (cum[i0[seg]] + lo_m) / scale
     hi = (cum[i0[seg]] + hi_m) / scale
-    return point.astype(np.int64), edge.astype(np.int64), lo, hi
+    # Compact types: a city has ~1.5 million points and pairs, shared by the workers.
+    return point.astype(np.int32), edge.astype(np.int32), lo.astype(np.float32), hi.astype(
+        np.float32
+    )
 
 
 def build(conn: Any, graph: StreetGraph, access_m: float) -> GridSamples:
@@ -275,7 +278,7 @@ def build(conn: Any, graph: StreetGraph, access_m: float) -> GridSamples:
         population=population,
         area_m2=area,
         inner_xy=inner,
-        point_grid=point_grid,
+        point_grid=point_grid.astype(np.int32),
         point_xy=point_xy,
         pair_point=pair_point,
         pair_edge=pair_edge,
