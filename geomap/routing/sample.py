@@ -170,10 +170,10 @@ def _pairs(
     """(point, edge, lo, hi) for every point and segment within ``access_m`` of it.
 
     The points sit on a known lattice, so no spatial index is needed: each segment lists
-    the lattice nodes of its box grown by ``access_m``, keeps those close enough, and
-    finds which sample point (if any) sits on each node by a sorted-key lookup. Points off
-    the lattice (one per grid too small for a node) are measured against every segment
-    near them through an R-tree.
+    the lattice nodes of its box grown by ``access_m``, looks up which sample point (if
+    any) sits on each in a dense table, and keeps those close enough. Points off the
+    lattice (one per grid too small for a node) are measured against every segment near
+    them through an R-tree.
     """
     offsets, coords, cum = graph.offsets, graph.coords_xy, graph.cum_m
     counts = np.maximum(np.diff(offsets) - 1, 0)
@@ -183,33 +183,30 @@ def _pairs(
     i0 = first + k
     a, b = coords[i0], coords[i0 + 1]
 
-    node = np.rint(xy / spacing - 0.5)
+    node = np.rint(xy / spacing - 0.5).astype(np.int64)
     on_lattice = np.all(np.abs(xy - (node + 0.5) * spacing) < 1e-6, axis=1)
     lattice_points = np.flatnonzero(on_lattice)
-    key_x, key_y = node[lattice_points, 0].astype(np.int64), node[lattice_points, 1].astype(
-        np.int64
-    )
-    y_base = int(key_y.min()) if key_y.size else 0
-    width = int(key_y.max() - y_base + 1) if key_y.size else 1
-    keys = key_x * width + (key_y - y_base)
-    order = np.argsort(keys)
-    keys, lattice_points = keys[order], lattice_points[order]
+    # Which point sits on each lattice node of the grids' box (-1: none): a dense table,
+    # a few megabytes for a city, read by plain indexing.
+    if lattice_points.size:
+        base = node[lattice_points].min(axis=0)
+        size = node[lattice_points].max(axis=0) - base + 1
+    else:
+        base, size = np.zeros(2, dtype=np.int64), np.ones(2, dtype=np.int64)
+    table = np.full((int(size[1]), int(size[0])), -1, dtype=np.int32)
+    table[node[lattice_points, 1] - base[1], node[lattice_points, 0] - base[0]] = lattice_points
 
-    lo_xy = np.floor((np.minimum(a, b) - access_m) / spacing - 0.5).astype(np.int64)
-    hi_xy = np.ceil((np.maximum(a, b) + access_m) / spacing - 0.5).astype(np.int64)
-    span = hi_xy - lo_xy + 1
+    lo_xy = np.floor((np.minimum(a, b) - access_m) / spacing - 0.5).astype(np.int64) - base
+    hi_xy = np.ceil((np.maximum(a, b) + access_m) / spacing - 0.5).astype(np.int64) - base
+    lo_xy, hi_xy = np.maximum(lo_xy, 0), np.minimum(hi_xy, size - 1)
+    span = np.maximum(hi_xy - lo_xy + 1, 0)
     cells = span[:, 0] * span[:, 1]
-    seg = np.repeat(np.arange(a.shape[0]), cells)
+    seg = np.repeat(np.arange(a.shape[0], dtype=np.int32), cells)
     j = np.arange(cells.sum()) - np.repeat(np.cumsum(cells) - cells, cells)
-    nx_ = lo_xy[seg, 0] + j % span[seg, 0]
-    ny_ = lo_xy[seg, 1] + j // span[seg, 0]
-    inside = (ny_ >= y_base) & (ny_ < y_base + width)
-    seg, nx_, ny_ = seg[inside], nx_[inside], ny_[inside]
-    wanted = nx_ * width + (ny_ - y_base)
-    slot = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
-    hit = (keys[slot] == wanted) if keys.size else np.zeros(wanted.size, dtype=bool)
-    point = lattice_points[slot[hit]] if keys.size else np.zeros(0, dtype=np.int64)
-    seg = seg[hit]
+    width = span[seg, 0]
+    point = table[lo_xy[seg, 1] + j // width, lo_xy[seg, 0] + j % width]
+    hit = point >= 0
+    point, seg = point[hit].astype(np.int64), seg[hit]
 
     off = np.flatnonzero(~on_lattice)
     if off.size:  # the few points off the lattice: an R-tree of the segments
