@@ -123,6 +123,64 @@ SETTINGS: tuple[Setting, ...] = (
         "(Content-Security-Policy frame-ancestors).",
     ),
     Setting(
+        "trusted_proxies",
+        int,
+        0,
+        "Number of reverse proxies in front of the service that set X-Forwarded-For, "
+        "-Proto, -Host and -Port (nginx: 1). The client address, scheme and host are then "
+        "read from those headers (werkzeug's ProxyFix); 0: the headers are ignored.",
+    ),
+    Setting(
+        "allowed_hosts",
+        _str_list,
+        ("localhost", "127.0.0.1", "[::1]"),
+        "Comma-separated host names the service answers to (the Host header, or "
+        "X-Forwarded-Host behind trusted proxies); others get a 400. `.example.gov.cn` "
+        "allows its subdomains, `*` any host. Guards the local demo against DNS rebinding.",
+    ),
+    Setting(
+        "pool_size",
+        int,
+        10,
+        "Database connections one service process may hold at once.",
+    ),
+    Setting(
+        "pool_timeout_s",
+        float,
+        2.0,
+        "Longest wait for a free database connection, in seconds; then the request gets "
+        "503 with Retry-After instead of queueing.",
+    ),
+    Setting(
+        "heavy_requests",
+        int,
+        2,
+        "Analyses (network travel times, coverage, circles) one service process runs at "
+        "once; more get 503 with Retry-After at once, so cheap requests keep their threads "
+        "and connections.",
+    ),
+    Setting(
+        "rate_limit_rps",
+        float,
+        20.0,
+        "Requests per second each caller may make on average (token bucket, per service "
+        "process): per API key, per embed token and client address, else per client "
+        "address. Beyond it: 429 with Retry-After. 0 turns the limit off.",
+    ),
+    Setting(
+        "rate_limit_burst",
+        int,
+        200,
+        "Requests a caller may make at once before the rate limit applies (the bucket's "
+        "size: a map page loads about 20 things at once).",
+    ),
+    Setting(
+        "max_body_bytes",
+        int,
+        1_000_000,
+        "Largest request body accepted, in bytes; larger ones get 413 without being read.",
+    ),
+    Setting(
         "tianditu_key",
         str,
         None,

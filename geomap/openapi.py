@@ -152,7 +152,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "status": {"type": "string", "enum": ["available", "deployed", "off_duty"]},
             "lon": {"type": "number", "minimum": -180, "maximum": 180},
             "lat": {"type": "number", "minimum": -90, "maximum": 90},
-            "position_at": {"type": "string", "format": "date-time"},
+            "position_at": {"type": "string", "format": "date-time", "maxLength": 64},
         },
     },
     "Incident": _object(
@@ -173,8 +173,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "required": ["title", "lon", "lat"],
         "properties": {
-            "title": {"type": "string", "minLength": 1},
-            "kind": {"type": "string"},
+            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "kind": {"type": "string", "maxLength": 64},
             "lon": {"type": "number", "minimum": -180, "maximum": 180},
             "lat": {"type": "number", "minimum": -90, "maximum": 90},
         },
@@ -184,8 +184,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "required": ["team_ids"],
         "properties": {
-            "team_ids": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
-            "travel_min": {"type": "object", "additionalProperties": {"type": "number"}},
+            "team_ids": {"type": "array", "minItems": 1, "maxItems": 100,
+                         "items": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
+            "travel_min": {"type": "object", "additionalProperties": {
+                "type": "number", "minimum": 0, "maximum": 1440}},
         },
     },
     "OgcDocument": _object(["links"], links={"type": "array", "items": {"type": "object"}}),

@@ -40,7 +40,7 @@ def render(answer: dict, fmt: str) -> Response:
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(answer["units"])
-        return Response(out.getvalue(), mimetype="text/csv; charset=utf-8")
+        return Response(out.getvalue(), mimetype="text/csv")  # werkzeug adds the charset
     if fmt == "geojson":
         features = [
             {

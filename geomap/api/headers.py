@@ -50,9 +50,12 @@ def init_app(app: Any) -> None:
         page = response.mimetype == "text/html"
         response.headers.setdefault("Content-Security-Policy", PAGE_CSP if page else DEFAULT_CSP)
         origin = request.headers.get("Origin")
+        if origin:
+            # The answer depends on the Origin (CORS headers or not): caches must know,
+            # beside whatever else it varies on (Accept, Accept-Language...): merged.
+            response.vary.add("Origin")
         if allowed_origin(origin, settings):
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
             if request.method == "OPTIONS":
                 response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
                 response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS

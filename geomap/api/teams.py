@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from geomap import crs, db, dispatch, vocab
 from geomap.analysis import nearest
@@ -33,8 +33,8 @@ def point_from_args(args: Args) -> tuple[float, float, str]:
 
 
 def json_body() -> dict:
-    """The request's JSON object, or a 400 that says what is wrong with it."""
-    body = request.get_json(silent=True)
+    """The request's JSON object, checked against its declared schema (``spec.body``)."""
+    body = spec.body()
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object", field="body")
     return body

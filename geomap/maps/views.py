@@ -91,9 +91,15 @@ STAMPED_LAYERS = frozenset({"circles"})
 
 @bp.after_request
 def _security_headers(response: Response) -> Response:
+    from geomap import auth
+
     settings = current_app.config["GEOMAP"]
-    ancestors = settings.frame_ancestors if g.get("geomap_embed") else ("'self'",)
-    return security.page_headers(response, frame_ancestors=ancestors)
+    ancestors: tuple[str, ...] = ("'self'",)
+    if g.get("geomap_embed"):
+        who = auth.current()
+        # An embed token names its portal: that page, and no other, may frame the map.
+        ancestors = (who.origin,) if who.kind == "embed" else tuple(settings.frame_ancestors)
+    return security.page_headers(response, frame_ancestors=ancestors, nonce=security.nonce())
 
 
 def _view(args: Args) -> dict:
@@ -142,7 +148,10 @@ def _spec(args: Args, *, embed: bool) -> page.PageSpec:
 
 
 def _html(m) -> Response:
-    response = Response(page.page_html(m), mimetype="text/html")
+    # Every inline <script> and <style> of the page carries this response's nonce: the
+    # page's CSP allows those and nothing else inline (geomap.maps.security).
+    html = security.with_nonce(page.page_html(m), security.nonce())
+    response = Response(html, mimetype="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
