@@ -402,3 +402,23 @@ def _attach_geometry(session: Session, units: list[dict], level: str) -> None:
     for unit in units:
         text = shapes.get(unit["code"])
         unit["geometry"] = json.loads(text) if text else None
+
+
+def count_providers(session: Session, of: str, kinds: list[str] | None) -> int:
+    """How many providers a coverage query starts from (what its network cost scales with).
+
+    Parameters
+    ----------
+    session : Session
+    of : str
+        A key of :data:`PROVIDER_SOURCES`.
+    kinds : list of str or None
+        Only these kinds.
+
+    Returns
+    -------
+    int
+    """
+    table_filter = _provider_sql(of)
+    sql = "SELECT count(*) FROM {table} p WHERE {filter}".format(**table_filter)
+    return int(session.execute(sa.text(sql), {"kinds": kinds}).scalar_one())

@@ -74,7 +74,9 @@ def init_app(app: Any) -> None:
         if exc.connection_invalidated or _is_connect_error(exc):
             err = DatabaseUnavailable("the database is not reachable right now; try again shortly")
             return problem(err.status, err.code, err.message)
-        if "statement timeout" in str(exc.orig):
+        # 57014 query_canceled: the statement timeout (pgRouting's functions report it as
+        # "canceling statement due to user request").
+        if getattr(exc.orig, "sqlstate", None) == "57014" or "statement timeout" in str(exc.orig):
             return problem(503, "timeout", "the query took longer than the configured bound")
         log.exception("database error")
         return problem(500, "internal_error", "internal error (logged)")

@@ -22,6 +22,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from geomap import db
 from geomap.analysis import circles, coverage, features
+from geomap.api import costs
 from geomap.api._args import Args
 from geomap.api.layers import catalog
 from geomap.api.spec import Param, endpoint
@@ -49,15 +50,15 @@ CIRCLES_PARAMS = (
           enum=circles.VENUE_SETS, default="red"),
     Param("kind", "string", "Only venues of these kinds.", array=True),
     Param("minutes", "number", "Walking minutes (default 15).", minimum=0,
-          maximum=circles.MAX_MINUTES),
+          maximum=costs.MAX_CIRCLE_MINUTES),
     Param("distance_m", "number", "Or a walking distance in metres.", minimum=0,
-          maximum=circles.MAX_DISTANCE_M),
+          maximum=costs.MAX_CIRCLE_M),
 )  # fmt: skip
 COVERAGE_PARAMS = (
     Param("of", "string", "Providers.", enum=tuple(coverage.PROVIDERS), default="stations"),
     Param("kind", "string", "Only providers of these kinds.", array=True),
     Param("within_m", "number", "Reach in metres (by=distance; default 1000).", minimum=0,
-          maximum=coverage.MAX_WITHIN_M),
+          maximum=costs.MAX_COVERAGE_M),
     Param("within_min", "number", "Reach in minutes (by=walk or drive).", minimum=0,
           maximum=coverage.MAX_WITHIN_MIN),
     Param("by", "string", "Straight line or travel time.", enum=MODES, default="distance"),
@@ -199,6 +200,7 @@ def _circles(embed: bool) -> Response:
         distance_m=args.raw("distance_m"),
         walk_speed_kmh=settings.walk_speed_kmh,
     )
+    costs.check_circles(query)
     api_query = {
         "of": query.of,
         "kind": query.kinds,
@@ -229,6 +231,8 @@ def _coverage(embed: bool) -> Response:
         within_min=within_min,
         level=args.str("level", "grid"),
     )
+    settings = current_app.config["GEOMAP"]
+    costs.check_coverage(db.get_session(), query, walk_speed_kmh=settings.walk_speed_kmh)
     api_query = {
         "of": query.of,
         "kind": query.kinds,
