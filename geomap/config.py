@@ -162,17 +162,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "rate_limit_rps",
         float,
-        20.0,
+        50.0,
         "Requests per second each caller may make on average (token bucket, per service "
         "process): per API key, per embed token and client address, else per client "
-        "address. Beyond it: 429 with Retry-After. 0 turns the limit off.",
+        "address (open local reads are not limited). Beyond it: 429 with Retry-After. "
+        "0 turns the limit off.",
     ),
     Setting(
         "rate_limit_burst",
         int,
-        200,
+        500,
         "Requests a caller may make at once before the rate limit applies (the bucket's "
-        "size: a map page loads about 20 things at once).",
+        "size: a map page loads about 20 things at once, GDAL pages through a layer).",
     ),
     Setting(
         "max_body_bytes",

@@ -353,7 +353,7 @@ def test_content_negotiation(client):
         ("/ogc/collections/stations/items?offset=-1", "offset"),
         ("/ogc/collections/teams/items?datetime=garbage", "datetime"),
         ("/ogc/collections/teams/items?datetime=2026-11-23/2026-11-22", "datetime"),
-        ("/ogc/collections/stations/items?datetime=2026-11-22T08:00:00Z", "datetime"),
+        ("/ogc/collections/stations/items?datetime=not-a-time", "datetime"),  # checked anyway
         ("/ogc/collections/stations/items?colour=red", "colour"),
         ("/ogc/collections/teams/items?leader_name=张三", "leader_name"),
         ("/ogc/collections/teams/items?leader_phone=" + PHONE, "leader_phone"),
