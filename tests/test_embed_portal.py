@@ -20,6 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from geomap import auth, config, create_app, db
 from geomap.cli import main
+from tests.browser import _PROBE_JS as PROBE_JS
 from tests.browser import launch_browser, requires_chromium, serve_app
 from tests.test_maps import OneAtATime
 
@@ -57,7 +58,11 @@ def _portal_app(html_by_path: dict[str, str]) -> Any:
     """A portal: static HTML pages by path (what a government portal page would hold)."""
 
     def app(environ: dict, start_response: Any) -> list[bytes]:
-        body = html_by_path.get(environ.get("PATH_INFO", ""))
+        path = environ.get("PATH_INFO", "")
+        if path == "/favicon.ico":
+            start_response("204 No Content", [])
+            return []
+        body = html_by_path.get(path)
         if body is None:
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found"]
@@ -120,6 +125,7 @@ def browser() -> Iterator[Any]:
 def _open(browser: Any, url: str, *, wait_embed: bool) -> tuple[Any, Any, list[str]]:
     context = browser.new_context(viewport={"width": 1100, "height": 700})
     context.set_default_timeout(30_000)
+    context.add_init_script(PROBE_JS)  # in every frame: CSP violations are recorded
     page = context.new_page()
     console: list[str] = []
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
