@@ -29,7 +29,6 @@ from typing import Any
 
 from flask import current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.sansio.utils import host_is_trusted
 
 from geomap.errors import Busy, InvalidInput, NotFound, RateLimited
 from geomap.params import check_schema, check_text, parse_json_body
@@ -188,9 +187,26 @@ def json_body(schema: dict[str, Any] | None = None) -> Any:
 
 
 # -- installing ----------------------------------------------------------------------------
+def host_allowed(host: str, allowed: Any) -> bool:
+    """Whether ``host`` (a Host header: name or address, maybe a port) is allowed.
+
+    Entries are names (``localhost``), addresses (``127.0.0.1``, ``[::1]``), ``.domain``
+    (the domain and its subdomains) or ``*`` (anything).
+    """
+    # An IPv6 address comes in brackets, maybe with a port after them.
+    name = host[: host.find("]") + 1] if host.startswith("[") else host.split(":", 1)[0]
+    name = name.lower().rstrip(".")
+    for entry in (e.lower() for e in allowed):
+        if entry == "*" or name == entry:
+            return True
+        if entry.startswith(".") and (name == entry[1:] or name.endswith(entry)):
+            return True
+    return False
+
+
 def _check_request(settings: Any) -> None:
     host = request.host
-    if "*" not in settings.allowed_hosts and not host_is_trusted(host, settings.allowed_hosts):
+    if not host_allowed(host, settings.allowed_hosts):
         raise InvalidInput(
             f"this service does not answer to the host {host!r}; allowed: "
             f"{', '.join(settings.allowed_hosts)} (setting GEOMAP_ALLOWED_HOSTS)",
