@@ -119,8 +119,8 @@ SETTINGS: tuple[Setting, ...] = (
         "frame_ancestors",
         _str_list,
         ("'self'",),
-        "Comma-separated origins allowed to frame the embeddable maps "
-        "(Content-Security-Policy frame-ancestors).",
+        "Comma-separated origins allowed to frame the embeddable maps opened without an "
+        "embed token (Content-Security-Policy frame-ancestors); a token names its portal.",
     ),
     Setting(
         "trusted_proxies",

@@ -9,6 +9,7 @@ from sqlalchemy.orm import sessionmaker
 
 from geomap import auth, create_app
 from geomap.maps import security
+from tests.browser import launch_browser, open_page, requires_chromium, serve_app
 
 PORTAL = "https://portal.example.gov.cn"
 REMOTE = {"REMOTE_ADDR": "10.20.30.40"}
@@ -89,3 +90,30 @@ def test_unknown_hosts_are_refused(shared_url, connection, client):
     assert named.get("/healthz", headers={"Host": "localhost"}).status_code == 400
     anything = _app(shared_url, connection, allowed_hosts=("*",)).test_client()
     assert anything.get("/healthz", headers={"Host": "whatever.example"}).status_code == 200
+
+
+@requires_chromium
+def test_docs_and_ogc_pages_run_under_the_strict_csp(app) -> None:
+    from tests.test_maps import OneAtATime
+
+    with serve_app(OneAtATime(app)) as url, launch_browser() as browser:
+        for path, text in (("/docs", "geomap"), ("/ogc?f=html", "OGC API"),
+                           ("/ogc/collections?f=html", "grids")):  # fmt: skip
+            with open_page(url + path, offline=True, wait_for_map=False,
+                           browser=browser) as report:  # fmt: skip
+                report.page.wait_for_function(
+                    "(t) => document.body.innerText.includes(t)", arg=text
+                )
+                assert report.page.evaluate(
+                    "() => !!document.querySelector('script[nonce], style[nonce]')"
+                )  # its inline code runs by the nonce, not by 'unsafe-inline'
+                report.assert_clean()  # no CSP violation, console error or failed request
+
+
+def test_other_html_pages_have_the_strict_csp_too(client) -> None:
+    for path in ("/docs", "/ogc?f=html", "/ogc/collections?f=html"):
+        csp = client.get(path).headers["Content-Security-Policy"]
+        assert "script-src 'self' 'nonce-" in csp and "unsafe" not in csp, (path, csp)
+    assert client.get("/api/layers").headers["Content-Security-Policy"] == (
+        "default-src 'none'; frame-ancestors 'none'"
+    )
