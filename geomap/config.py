@@ -85,8 +85,8 @@ SETTINGS: tuple[Setting, ...] = (
         "threads",
         int,
         4,
-        "Threads per worker process; each process keeps this many database connections "
-        "(plus two for background work).",
+        "Threads per worker process of `geomap serve`; each holds at most one database "
+        "connection, so keep POOL_SIZE at least THREADS + 2 (background work).",
     ),
     Setting(
         "statement_timeout_ms",
@@ -133,8 +133,67 @@ SETTINGS: tuple[Setting, ...] = (
         "frame_ancestors",
         _str_list,
         ("'self'",),
-        "Comma-separated origins allowed to frame the embeddable maps "
-        "(Content-Security-Policy frame-ancestors).",
+        "Comma-separated origins allowed to frame the embeddable maps opened without an "
+        "embed token (Content-Security-Policy frame-ancestors); a token names its portal.",
+    ),
+    Setting(
+        "trusted_proxies",
+        int,
+        0,
+        "Number of reverse proxies in front of the service that set X-Forwarded-For, "
+        "-Proto, -Host and -Port (nginx: 1). The client address, scheme and host are then "
+        "read from those headers (werkzeug's ProxyFix); 0: the headers are ignored.",
+    ),
+    Setting(
+        "allowed_hosts",
+        _str_list,
+        ("localhost", "127.0.0.1", "[::1]"),
+        "Comma-separated host names the service answers to (the Host header, or "
+        "X-Forwarded-Host behind trusted proxies); others get a 400. `.example.gov.cn` "
+        "allows its subdomains, `*` any host. Guards the local demo against DNS rebinding.",
+    ),
+    Setting(
+        "pool_size",
+        int,
+        10,
+        "Database connections one service process may hold at once.",
+    ),
+    Setting(
+        "pool_timeout_s",
+        float,
+        2.0,
+        "Longest wait for a free database connection, in seconds; then the request gets "
+        "503 with Retry-After instead of queueing.",
+    ),
+    Setting(
+        "heavy_requests",
+        int,
+        2,
+        "Analyses (network travel times, coverage, circles) one service process runs at "
+        "once; more get 503 with Retry-After at once, so cheap requests keep their threads "
+        "and connections.",
+    ),
+    Setting(
+        "rate_limit_rps",
+        float,
+        50.0,
+        "Requests per second each caller may make on average (token bucket, per service "
+        "process): per API key, per embed token and client address, else per client "
+        "address (open local reads are not limited). Beyond it: 429 with Retry-After. "
+        "0 turns the limit off.",
+    ),
+    Setting(
+        "rate_limit_burst",
+        int,
+        500,
+        "Requests a caller may make at once before the rate limit applies (the bucket's "
+        "size: a map page loads about 20 things at once, GDAL pages through a layer).",
+    ),
+    Setting(
+        "max_body_bytes",
+        int,
+        1_000_000,
+        "Largest request body accepted, in bytes; larger ones get 413 without being read.",
     ),
     Setting(
         "tianditu_key",

@@ -34,17 +34,20 @@ def database_url(settings: Settings) -> str:
     return pg.Cluster(settings.state_dir, port=settings.pg_port).url()
 
 
-_ENGINES: dict[tuple[str, int, int], Engine] = {}
+_ENGINES: dict[tuple[str, int, int, float], Engine] = {}
 
 
-def _create_engine(url: str, statement_timeout_ms: int, pool_size: int) -> Engine:
+def _create_engine(
+    url: str, statement_timeout_ms: int, pool_size: int = 10, pool_timeout_s: float = 2.0
+) -> Engine:
     return sa.create_engine(
         url,
         pool_pre_ping=True,  # a restarted database is picked up without restarting us
-        # One connection per serving thread, two for background work (the engine's
-        # listeners, jobs); overflow for the CLI's parallel steps.
-        pool_size=pool_size,
-        max_overflow=5,
+        pool_size=max(1, int(pool_size)),
+        max_overflow=0,
+        # A request waits this long for a free connection, then gets 503 (api/errors.py):
+        # under overload, answering "busy, retry" beats queueing every thread for 30 s.
+        pool_timeout=float(pool_timeout_s),
         connect_args={
             # JIT compiles plans for queries it thinks long; ours are short or spatial, and
             # compiling cost 200 ms on a 3 s coverage query for no gain.
@@ -57,7 +60,12 @@ def _create_engine(url: str, statement_timeout_ms: int, pool_size: int) -> Engin
 
 def get_engine(settings: Settings) -> Engine:
     """The process's engine for the settings' database (created once, then cached)."""
-    key = (database_url(settings), int(settings.statement_timeout_ms), int(settings.threads) + 2)
+    key = (
+        database_url(settings),
+        int(settings.statement_timeout_ms),
+        int(settings.pool_size),
+        float(settings.pool_timeout_s),
+    )
     if key not in _ENGINES:
         _ENGINES[key] = _create_engine(*key)
     return _ENGINES[key]

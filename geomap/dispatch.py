@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 
 from geomap import vocab
 from geomap.errors import InvalidInput, NotFound
-from geomap.params import check_choice, check_lonlat
+from geomap.params import check_choice, check_datetime, check_lonlat
 
 SOURCE = "real: entered by a commander through the geomap API"
+#: The earliest position time accepted.
+POSITIONS_SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 UPDATE_TEAM_SQL = sa.text(
     """
@@ -81,12 +83,12 @@ def update_team(session: Session, team_id: int, body: dict[str, Any]) -> dict:
         lon, lat = check_lonlat(body.get("lon"), body.get("lat"))
     if status is None and lon is None:
         raise InvalidInput("give a status, or lon and lat, to change", field="status")
-    at = body.get("position_at") or dt.datetime.now(dt.UTC).isoformat()
-    try:
-        at = dt.datetime.fromisoformat(str(at).replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"position_at {at!r} is not an ISO date-time",
-                           field="position_at") from None  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    at = now
+    if body.get("position_at") is not None:
+        # A position from before GPS on phones, or from tomorrow, is a typing error.
+        at = check_datetime(body["position_at"], "position_at", earliest=POSITIONS_SINCE,
+                            latest=now + dt.timedelta(days=1))  # fmt: skip
     row = (
         session.execute(
             UPDATE_TEAM_SQL, {"id": team_id, "status": status, "lon": lon, "lat": lat, "at": at}

@@ -97,3 +97,32 @@ class DatabaseError(GeomapError):
 
     status = 503
     code = "database_not_ready"
+
+
+class PayloadTooLarge(GeomapError):
+    """A request body larger than the service accepts (413)."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class RateLimited(GeomapError):
+    """A caller made more requests than its rate allows (429, with ``retry_after``)."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
+
+
+class Busy(GeomapError):
+    """The service is at capacity right now: retry shortly (503, with ``retry_after``)."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, message: str, *, retry_after_s: float = 2, field: str | None = None):
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s

@@ -235,6 +235,18 @@ api_keys = Table(
     Column("last_used_at", DateTime(timezone=True)),
 )
 
+embed_tokens = Table(
+    "embed_tokens",
+    metadata,
+    Column("id", Text, primary_key=True),  # 8 hex characters, like key prefixes
+    Column("name", Text, nullable=False),
+    Column("origin", Text, nullable=False),  # the portal that may frame it
+    Column("layers", ARRAY(Text), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
 region_pieces = Table(
     "region_pieces",
     metadata,

@@ -19,6 +19,7 @@ from typing import Any
 from geomap import __version__, layers
 from geomap.analysis import features
 from geomap.api.spec import Endpoint, declared
+from geomap.ogc.core import CRS84
 
 _NULLABLE_NUMBER = {"type": "number", "nullable": True}
 _NULLABLE_STRING = {"type": "string", "nullable": True}
@@ -114,6 +115,31 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         numberReturned={"type": "integer"},
         links={"type": "array", "items": {"type": "object"}},
     ),
+    "Circle": _object(
+        ["type", "id", "geometry", "properties"],
+        type={"type": "string", "enum": ["Feature"]},
+        id={"type": "string"},
+        geometry={"type": "object", "nullable": True},
+        properties=_object(
+            ["name", "kind"],
+            name={"type": "string"},
+            kind={"type": "string"},
+            venue_table={"type": "string"},
+            site_id={"type": "integer"},
+            lon={"type": "number"},
+            lat={"type": "number"},
+            minutes=_NULLABLE_NUMBER,
+            distance_m=_NULLABLE_NUMBER,
+            area_km2={"type": "number"},
+            population={"type": "integer"},
+            reached_edges={"type": "integer", "nullable": True},
+        ),
+    ),
+    "Circles": _object(
+        ["type", "features"],
+        type={"type": "string", "enum": ["FeatureCollection"]},
+        features={"type": "array", "items": _ref("Circle")},
+    ),
     "CirclesUnion": _object(
         ["type", "geometry", "properties"],
         type={"type": "string", "enum": ["Feature"]},
@@ -152,7 +178,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "status": {"type": "string", "enum": ["available", "deployed", "off_duty"]},
             "lon": {"type": "number", "minimum": -180, "maximum": 180},
             "lat": {"type": "number", "minimum": -90, "maximum": 90},
-            "position_at": {"type": "string", "format": "date-time"},
+            "position_at": {"type": "string", "format": "date-time", "maxLength": 64},
         },
     },
     "Incident": _object(
@@ -173,8 +199,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "required": ["title", "lon", "lat"],
         "properties": {
-            "title": {"type": "string", "minLength": 1},
-            "kind": {"type": "string"},
+            "title": {"type": "string", "minLength": 1, "maxLength": 200},
+            "kind": {"type": "string", "maxLength": 64},
             "lon": {"type": "number", "minimum": -180, "maximum": 180},
             "lat": {"type": "number", "minimum": -90, "maximum": 90},
         },
@@ -184,8 +210,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "required": ["team_ids"],
         "properties": {
-            "team_ids": {"type": "array", "minItems": 1, "items": {"type": "integer"}},
-            "travel_min": {"type": "object", "additionalProperties": {"type": "number"}},
+            "team_ids": {"type": "array", "minItems": 1, "maxItems": 100,
+                         "items": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
+            "travel_min": {"type": "object", "additionalProperties": {
+                "type": "number", "minimum": 0, "maximum": 1440}},
         },
     },
     "OgcDocument": _object(["links"], links={"type": "array", "items": {"type": "object"}}),
@@ -215,8 +243,10 @@ _ERROR_TEXT = {
     401: "No valid credentials.",
     403: "The credentials do not allow this.",
     404: "No such thing.",
+    413: "The request body is too large.",
     422: "The point lies outside the city or the road network's reach.",
-    503: "The database is unreachable right now (see Retry-After).",
+    429: "Too many requests from this caller (see Retry-After).",
+    503: "The database is unreachable or the service is busy right now (see Retry-After).",
 }
 _RULE_ARG = re.compile(r"<(?:(\w+):)?(\w+)>")
 
@@ -226,7 +256,7 @@ def _error(status: int) -> dict[str, Any]:
         "description": _ERROR_TEXT.get(status, "Error."),
         "content": {"application/json": {"schema": _ref("Error")}},
     }
-    if status == 503:
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
     return response
 
@@ -278,6 +308,7 @@ def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[st
         "responses": {
             success: {"description": "OK", "content": _media(spec)},
             **{str(s): _error(s) for s in spec.statuses},
+            "429": _error(429),
             "503": _error(503),
         },
     }  # fmt: skip
@@ -292,6 +323,7 @@ def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[st
             "content": {"application/json": {"schema": _ref(spec.body)}},
         }
         operation["responses"]["400"] = _error(400)
+        operation["responses"]["413"] = _error(413)
     return operation
 
 
@@ -300,7 +332,7 @@ def _ogc_paths(catalog: dict[str, layers.Layer], max_features: int) -> dict[str,
     fmt = {"name": "f", "in": "query", "required": False,
            "schema": {"type": "string", "enum": ["json", "html"]}}  # fmt: skip
     security = _security("layers")
-    common = {"401": _error(401), "403": _error(403), "503": _error(503)}
+    common = {"401": _error(401), "403": _error(403), "429": _error(429), "503": _error(503)}
 
     def document(summary: str, schema: str, extra: dict | None = None) -> dict[str, Any]:
         return {"get": {
@@ -330,13 +362,22 @@ def _ogc_paths(catalog: dict[str, layers.Layer], max_features: int) -> dict[str,
             {"name": "bbox", "in": "query", "required": False, "style": "form",
              "explode": False, "schema": {"type": "array", "minItems": 4, "maxItems": 6,
                                           "items": {"type": "number"}}},
-            {"name": "limit", "in": "query", "required": False,
+            {"name": "bbox-crs", "in": "query", "required": False, "style": "form",
+             "explode": False, "description": "The CRS of bbox: CRS84 (lon, lat) only.",
+             "schema": {"type": "string", "format": "uri", "enum": [CRS84],
+                        "default": CRS84}},
+            # As OGC API - Features' own OpenAPI fragments declare them (style, explode).
+            {"name": "limit", "in": "query", "required": False, "style": "form",
+             "explode": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": max_features,
                         "default": 100}},
-            {"name": "offset", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 0}},
-            *([{"name": "datetime", "in": "query", "required": False,
-                "schema": {"type": "string"}}] if layer.time_column else []),
+            {"name": "offset", "in": "query", "required": False, "style": "form",
+             "explode": False, "schema": {"type": "integer", "minimum": 0}},
+            {"name": "datetime", "in": "query", "required": False, "style": "form",
+             "explode": False, "schema": {"type": "string"},
+             "description": "An instant or interval (RFC 3339, `a/b`, `../b`, `a/..`)"
+             + ("." if layer.time_column else "; this collection has no time: all "
+                "features match.")},
             *filters,
         ]  # fmt: skip
         features_content = {

@@ -3,8 +3,10 @@ names the parameter at fault."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from geomap.errors import InvalidInput
@@ -16,6 +18,8 @@ def check_finite(value: Any, name: str) -> float:
     """A finite number (a missing, non-numeric, NaN or infinite value names ``name``)."""
     if value is None:
         raise InvalidInput(f"{name} is required", field=name)
+    if isinstance(value, bool):  # True is 1 to Python, but never a coordinate or an amount
+        raise InvalidInput(f"{name} must be a number, got a boolean", field=name)
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -40,6 +44,8 @@ def check_lonlat(lon: Any, lat: Any) -> tuple[float, float]:
 
 def check_int(value: Any, name: str, lo: int, hi: int) -> int:
     """An integer within [lo, hi]."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{name} must be an integer, got a boolean", field=name)
     try:
         number = int(value)
     except (TypeError, ValueError):
@@ -53,6 +59,8 @@ def check_int(value: Any, name: str, lo: int, hi: int) -> int:
 
 def check_positive(value: Any, name: str, hi: float) -> float:
     """A finite number in (0, hi]."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a number, got a boolean", field=name)
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -89,3 +97,223 @@ def metric_srid(lon: float, lat: float) -> int:
     """
     zone = min(60, max(1, int((lon + 180) // 6) + 1))
     return (32600 if lat >= 0 else 32700) + zone
+
+
+# -- text, time and JSON bodies: the guards every request's input passes ------------------
+#: Longest query parameter or path segment accepted, in characters.
+MAX_PARAM_CHARS = 2_000
+#: Longest string inside a JSON body (a field's own schema may ask for less).
+MAX_BODY_TEXT_CHARS = 10_000
+#: Deepest nesting of arrays and objects accepted in a JSON body.
+MAX_JSON_DEPTH = 20
+
+
+def check_text(value: Any, name: str, max_chars: int = MAX_PARAM_CHARS) -> str:
+    """Text that PostgreSQL and UTF-8 can carry: no NUL, no lone surrogate, not too long.
+
+    PostgreSQL refuses NUL in text and a lone surrogate cannot be encoded as UTF-8: both
+    used to reach the database and come back as a 500.
+    """
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be text, got {_json_type(value)}", field=name)
+    if "\x00" in value:
+        raise InvalidInput(f"{name} contains a NUL character (\\u0000)", field=name)
+    if len(value) > max_chars:
+        raise InvalidInput(
+            f"{name} is {len(value)} characters long; at most {max_chars} are accepted",
+            field=name,
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"{name} contains a lone surrogate (not valid Unicode text)", field=name
+        ) from None
+    return value
+
+
+def check_datetime(
+    value: Any,
+    name: str,
+    *,
+    earliest: dt.datetime | None = None,
+    latest: dt.datetime | None = None,
+) -> dt.datetime:
+    """An ISO 8601 / RFC 3339 date-time as an aware UTC datetime (no zone given: UTC).
+
+    Dates that exist only in one time zone (year 1 at +14:00 is before year 1 in UTC)
+    are refused here rather than overflowing later.
+    """
+    text = check_text(value, name, 64)
+    try:
+        parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"{name} {text!r} is not an ISO 8601 date-time (e.g. 2026-11-23T08:00:00+08:00)",
+            field=name,
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    try:
+        parsed = parsed.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} {text!r} is out of the range of dates", field=name) from None
+    if earliest is not None and parsed < earliest:
+        raise InvalidInput(f"{name} {text!r} is before {earliest.isoformat()}", field=name)
+    if latest is not None and parsed > latest:
+        raise InvalidInput(f"{name} {text!r} is after {latest.isoformat()}", field=name)
+    return parsed
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _reject_constant(text: str) -> float:
+    raise InvalidInput(f"the body holds {text}, which is not a JSON number", field="body")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise InvalidInput(f"the body holds {text}, which is too large a number", field="body")
+    return number
+
+
+def parse_json_body(raw: bytes, name: str = "body") -> Any:
+    """A request body parsed as strict JSON, every value checked for what breaks later.
+
+    Refused, with a 400 naming the body or the field: invalid UTF-8 or JSON, NaN and
+    Infinity (not JSON, though Python writes them), numbers too large for a float,
+    nesting deeper than :data:`MAX_JSON_DEPTH`, and strings that :func:`check_text`
+    refuses (NUL, lone surrogates, longer than :data:`MAX_BODY_TEXT_CHARS`).
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the {name} is not UTF-8 text ({exc.reason})", field=name) from None
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidInput(
+            f"the {name} is nested too deeply (at most {MAX_JSON_DEPTH} levels)", field=name
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"the {name} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            field=name,
+        ) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise InvalidInput(f"the {name} is not usable JSON: {exc}", field=name) from None
+    _check_json_values(value, name)
+    return value
+
+
+def _check_json_values(value: Any, name: str) -> None:
+    # Iterative: a deep document must not exhaust the stack while it is being checked.
+    stack: list[tuple[Any, str, int]] = [(value, name, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidInput(
+                f"the {name} is nested too deeply (at most {MAX_JSON_DEPTH} levels)", field=name
+            )
+        if isinstance(item, str):
+            check_text(item, path, MAX_BODY_TEXT_CHARS)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                check_text(key, f"{path} key", MAX_PARAM_CHARS)
+                stack.append((child, key if path == name else f"{path}.{key}", depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]", depth + 1) for i, child in enumerate(item))
+
+
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    # JSON booleans are not numbers, whatever Python's bool-is-int says.
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+}
+
+
+def check_schema(value: Any, schema: Mapping[str, Any], name: str = "body") -> Any:
+    """Check a parsed JSON value against its declared schema (the OpenAPI subset we use).
+
+    Keywords: ``type``, ``enum``, ``required``, ``properties``, ``additionalProperties``,
+    ``minimum``/``maximum``, ``minLength``/``maxLength``, ``minItems``/``maxItems``,
+    ``items`` and ``format: date-time``. The error names the field (``title``, or
+    ``travel_min.12`` inside an object).
+    """
+    kind = schema.get("type")
+    if kind and not _JSON_TYPES[kind](value):
+        raise InvalidInput(f"{name} must be {_TYPE_NAMES[kind]}, got {_json_type(value)}",
+                           field=name)  # fmt: skip
+    if "enum" in schema and value not in schema["enum"]:
+        raise InvalidInput(
+            f"unknown {name} {value!r}; expected one of: {', '.join(map(str, schema['enum']))}",
+            field=name,
+        )
+    if kind in ("number", "integer"):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise InvalidInput(f"{name}={value} is below {schema['minimum']}", field=name)
+        if "maximum" in schema and value > schema["maximum"]:
+            raise InvalidInput(f"{name}={value} is above {schema['maximum']}", field=name)
+    if kind == "string":
+        if len(value.strip()) < schema.get("minLength", 0):  # blanks are no title either
+            raise InvalidInput(f"{name} is required (not empty)", field=name)
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise InvalidInput(
+                f"{name} is {len(value)} characters long; at most {schema['maxLength']}",
+                field=name,
+            )
+        if schema.get("format") == "date-time":
+            check_datetime(value, name)
+    if kind == "array":
+        if len(value) < schema.get("minItems", 0):
+            raise InvalidInput(f"{name} needs at least {schema['minItems']} item(s)", field=name)
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise InvalidInput(f"{name} holds more than {schema['maxItems']} items", field=name)
+        for i, item in enumerate(value):
+            check_schema(item, schema.get("items", {}), f"{name}[{i}]")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        for required in schema.get("required", ()):
+            if required not in value:
+                raise InvalidInput(f"{required} is required", field=required)
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            field = key if name == "body" else f"{name}.{key}"
+            if key in properties:
+                check_schema(item, properties[key], field)
+            elif extra is False:
+                raise InvalidInput(
+                    f"unknown field {key!r}; fields: {', '.join(properties)}", field=field
+                )
+            elif isinstance(extra, Mapping):
+                check_schema(item, extra, field)
+    return value
+
+
+_TYPE_NAMES = {
+    "object": "an object",
+    "array": "an array",
+    "string": "text",
+    "number": "a number",
+    "integer": "an integer",
+    "boolean": "true or false",
+}

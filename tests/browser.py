@@ -105,6 +105,13 @@ _PROBE_JS = """
   observer.observe(document, { childList: true, subtree: true });
   document.addEventListener('load', tryHook, true);
   window.__geomapProbe = probe;
+  // Content-Security-Policy violations: the pages must run under their strict policy.
+  probe.csp = [];
+  document.addEventListener('securitypolicyviolation', (e) => {
+    probe.csp.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') +
+      (e.sourceFile ? ' (' + e.sourceFile + ':' + e.lineNumber + ')' : '') +
+      (e.sample ? ': ' + e.sample : ''));
+  });
 })();
 """
 
@@ -225,6 +232,8 @@ class PageReport:
     requests: list[RequestRecord] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    #: Content-Security-Policy violations the page reported (directive, what, where).
+    csp_violations: list[str] = field(default_factory=list)
     #: Milliseconds since navigation start: dom_content_loaded, load, map_ready,
     #: last_layer_add, last_view_change, geojson_data and interactive (the latest Leaflet
     #: event of the lot), read once the page has settled.
@@ -309,12 +318,23 @@ class PageReport:
         ]
         lines += [f"console error: {text}" for text in self.console_errors]
         lines += [f"page error: {text}" for text in self.page_errors]
+        lines += [f"CSP violation: {text}" for text in self.csp_violations]
         return lines
 
     def assert_clean(self) -> None:
         """Fail (AssertionError listing them all) on any of :meth:`problems`."""
+        self.read_csp_violations()
         problems = self.problems()
         assert not problems, f"{self.url}:\n  " + "\n  ".join(problems)
+
+    def read_csp_violations(self) -> list[str]:
+        """The page's CSP violations so far (also kept in :attr:`csp_violations`)."""
+        try:
+            found = self.page.evaluate("() => (window.__geomapProbe || {}).csp || []")
+        except Exception:  # the page is gone
+            return self.csp_violations
+        self.csp_violations = list(found)
+        return self.csp_violations
 
     def _finish(self) -> None:
         # Sizes come from the browser after a request finished; asked here, in the main
@@ -422,6 +442,7 @@ def open_page(
             _wait_until_quiet(page, quiet_ms=300, timeout_s=timeout_s)
         report.timings = page.evaluate(_TIMINGS_JS)
         report._finish()
+        report.read_csp_violations()
         yield report
         report._finish()
     finally:

@@ -61,7 +61,7 @@ def world(connection):
             for role in auth.KEY_ROLES}  # fmt: skip
     revoked, prefix = auth.create_key(connection, "old", "commander")
     auth.revoke_key(connection, prefix)
-    return {"team": team, "keys": keys, "revoked": revoked}
+    return {"team": team, "keys": keys, "revoked": revoked, "conn": connection}
 
 
 def _credentials(caller: str, world: dict, app) -> tuple[dict, dict, str]:
@@ -74,7 +74,8 @@ def _credentials(caller: str, world: dict, app) -> tuple[dict, dict, str]:
         return {"Authorization": f"Bearer {world['revoked']}"}, REMOTE, ""
     if caller.startswith("embed"):
         secret = auth.secret_key(app.config["GEOMAP"])
-        token = auth.make_embed_token(secret, ["grids", "teams"], PORTAL, days=1)
+        layers = ["grids", "teams"]
+        token = auth.create_embed_token(world["conn"], secret, layers, PORTAL, days=1)[0]
         return {}, REMOTE, token
     return {"X-API-Key": world["keys"][caller]}, REMOTE, ""
 
@@ -105,7 +106,7 @@ def test_role_matrix(app, client, world, caller):
 
 def test_personal_fields_only_for_commanders(app, client, world):
     secret = auth.secret_key(app.config["GEOMAP"])
-    token = auth.make_embed_token(secret, ["teams"], PORTAL, days=1)
+    token = auth.create_embed_token(world["conn"], secret, ["teams"], PORTAL, days=1)[0]
     readers = {
         "planner": {"headers": {"X-API-Key": world["keys"]["planner"]}},
         "viewer": {"headers": {"X-API-Key": world["keys"]["viewer"]}},
@@ -123,7 +124,7 @@ def test_personal_fields_only_for_commanders(app, client, world):
 
 def test_no_existence_leaks_through_404_versus_403(app, client, world):
     secret = auth.secret_key(app.config["GEOMAP"])
-    token = auth.make_embed_token(secret, ["teams"], PORTAL, days=1)
+    token = auth.create_embed_token(world["conn"], secret, ["teams"], PORTAL, days=1)[0]
     for path in ("/api/layers/stations", "/api/layers/no-such-layer"):
         assert client.get(path, query_string={"token": token}).status_code == 403
         assert client.get(path, environ_base=REMOTE).status_code == 401
@@ -134,7 +135,7 @@ def test_no_existence_leaks_through_404_versus_403(app, client, world):
 
 def test_embed_token_checks_origin_expiry_and_signature(app, client, world):
     secret = auth.secret_key(app.config["GEOMAP"])
-    token = auth.make_embed_token(secret, ["teams"], PORTAL, days=1)
+    token = auth.create_embed_token(world["conn"], secret, ["teams"], PORTAL, days=1)[0]
     ok = client.get("/api/layers/teams", query_string={"token": token},
                     headers={"Origin": PORTAL})  # fmt: skip
     assert ok.status_code == 200
@@ -145,7 +146,7 @@ def test_embed_token_checks_origin_expiry_and_signature(app, client, world):
     forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     assert client.get("/api/layers/teams", query_string={"token": forged}).status_code == 401
     with pytest.raises(Exception, match="days"):
-        auth.make_embed_token(secret, ["teams"], PORTAL, days=0)
+        auth.create_embed_token(world["conn"], secret, ["teams"], PORTAL, days=0)
 
 
 def test_writes_by_a_commander_land(client, world, connection):
@@ -211,7 +212,7 @@ def test_keys_through_the_cli(runner):
 
 def test_embed_token_lists_only_its_own_layers(app, client, world):
     secret = auth.secret_key(app.config["GEOMAP"])
-    token = auth.make_embed_token(secret, ["teams"], PORTAL, days=1)
+    token = auth.create_embed_token(world["conn"], secret, ["teams"], PORTAL, days=1)[0]
     catalog = client.get("/api/layers", query_string={"token": token}).get_json()
     assert [layer["id"] for layer in catalog["layers"]] == ["teams"]
     collections = client.get("/ogc/collections", query_string={"token": token, "f": "json"})

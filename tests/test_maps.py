@@ -225,7 +225,8 @@ def test_an_embed_token_shows_its_layers(shared_url: str, connection) -> None:
     app.extensions["geomap_sessionmaker"] = sessionmaker(
         bind=connection, join_transaction_mode="create_savepoint"
     )
-    token = auth.make_embed_token("test-secret", ["grids", "teams"], "https://portal.example", 1)
+    token, _ = auth.create_embed_token(connection, "test-secret", ["grids", "teams"],
+                                       "https://portal.example", 1)
     client = app.test_client()
     html = client.get(f"/embed/map?token={token}").get_data(as_text=True)
     settings = json.loads(re.search(r'id="geomap-config">(.*?)</script>', html, re.S)[1])
@@ -574,11 +575,20 @@ def test_embed_map(browser: Any, live: Live) -> None:
         assert stats["teams"]["drawn"] == live.matched("teams")
         assert stats["grids"]["drawn"] == live.matched("grids")
         chrome = report.evaluate(
-            """() => ['.leaflet-control-layers', '.gm-legend', '.gm-nearest', '.gm-summary',
+            """() => ['.leaflet-control-layers', '.gm-nearest', '.gm-summary',
                       '.leaflet-control-search', '.leaflet-control-zoom-fullscreen']
                      .map((s) => document.querySelectorAll(s).length)"""
         )
-        assert chrome == [0, 0, 0, 0, 0, 0]
+        assert chrome == [0, 0, 0, 0, 0]
+        # No panels, but a title and a compact legend: a portal's reader sees what it is.
+        title, legend = report.evaluate(
+            """() => [document.querySelector('.gm-embed-title').innerText,
+                      document.querySelector('.gm-legend.gm-legend-compact').innerText]"""
+        )
+        assert title == "南昌市应急队伍作战图"
+        for layer_title in ("网格", "队伍", "15分钟红色文化圈"):
+            assert layer_title in legend, legend
+        assert "医护人员" in legend, legend  # the teams' kinds, inline
         report.screenshot("maps_embed.png")
 
 

@@ -256,7 +256,11 @@ def live_url() -> Iterator[str]:
 
     html = assets.render_html(build_demo_map())
     # Every view declares who may use it (undeclared views are refused): this one is public.
-    demo = endpoint("demo map (tests only)", permission="public")(lambda: html)
+    # Like every page of the app, its inline code carries the response's CSP nonce.
+    from geomap.maps import security
+
+    page = lambda: security.with_nonce(html, security.nonce())  # noqa: E731
+    demo = endpoint("demo map (tests only)", permission="public")(page)
     app.add_url_rule("/test/demo-map", "demo_map", demo)
     with serve_app(app) as base_url:
         yield base_url

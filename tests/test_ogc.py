@@ -353,7 +353,7 @@ def test_content_negotiation(client):
         ("/ogc/collections/stations/items?offset=-1", "offset"),
         ("/ogc/collections/teams/items?datetime=garbage", "datetime"),
         ("/ogc/collections/teams/items?datetime=2026-11-23/2026-11-22", "datetime"),
-        ("/ogc/collections/stations/items?datetime=2026-11-22T08:00:00Z", "datetime"),
+        ("/ogc/collections/stations/items?datetime=not-a-time", "datetime"),  # checked anyway
         ("/ogc/collections/stations/items?colour=red", "colour"),
         ("/ogc/collections/teams/items?leader_name=张三", "leader_name"),
         ("/ogc/collections/teams/items?leader_phone=" + PHONE, "leader_phone"),
@@ -490,3 +490,99 @@ def test_links_carry_the_embed_token():
         stations, MultiDict({"token": "em_x"}), max_features=10, extra=("token",)
     )
     assert "token" not in query.passthrough  # carried by the context, not as a filter
+
+
+# ---------------------------------------------------------------------------------------
+# OGC API - Features Part 1 Core: the points where it used to deviate (issue 13)
+
+
+def _districts(conn) -> None:
+    """Two L-shaped districts whose bounding boxes overlap, and one across the antimeridian."""
+    shapes = {
+        # An L: its bounding box covers (115.9-116.0, 28.6-28.7), its geometry leaves out
+        # the north-east quarter.
+        "360101": "MULTIPOLYGON(((115.9 28.6, 116.0 28.6, 116.0 28.65, 115.95 28.65, "
+        "115.95 28.7, 115.9 28.7, 115.9 28.6)))",
+        # A small square inside that north-east quarter.
+        "360102": "MULTIPOLYGON(((115.96 28.66, 115.99 28.66, 115.99 28.69, 115.96 28.69, "
+        "115.96 28.66)))",
+        # Fiji's side of the antimeridian.
+        "360103": "MULTIPOLYGON(((179.2 -17.0, 179.8 -17.0, 179.8 -16.5, 179.2 -16.5, "
+        "179.2 -17.0)))",
+        # And the other side.
+        "360104": "MULTIPOLYGON(((-179.9 -17.0, -179.5 -17.0, -179.5 -16.5, -179.9 -16.5, "
+        "-179.9 -17.0)))",
+    }
+    conn.execute(
+        sa.text(
+            "INSERT INTO regions (code, parent_code, level, name, geom, source) VALUES "
+            "('360100', NULL, 'city', 'C', ST_Multi(ST_MakeEnvelope(-180, -60, 180, 60, 4326)), "
+            "'synthetic: test')"
+        )
+    )
+    for code, wkt in shapes.items():
+        conn.execute(
+            sa.text(
+                "INSERT INTO regions (code, parent_code, level, name, geom, source) VALUES "
+                "(:code, '360100', 'district', :code, ST_GeomFromText(:wkt, 4326), "
+                "'synthetic: test')"
+            ),
+            {"code": code, "wkt": wkt},
+        )
+
+
+def _codes(client, query: str) -> list[str]:
+    response = client.get("/ogc/collections/districts/items?" + query)
+    assert response.status_code == 200, response.get_json()
+    return sorted(f["properties"]["code"] for f in response.get_json()["features"])
+
+
+def test_bbox_matches_geometries_not_their_bounding_boxes(client, connection):
+    _districts(connection)
+    # A small box in the L's empty corner: it meets the L's bounding box only.
+    assert _codes(client, "bbox=115.97,28.67,115.98,28.68") == ["360102"]
+    assert _codes(client, "bbox=115.91,28.61,115.92,28.62") == ["360101"]
+    # /api/layers reads the same selection.
+    geojson = client.get("/api/layers/districts?bbox=115.97,28.67,115.98,28.68").get_json()
+    assert [f["properties"]["code"] for f in geojson["features"]] == ["360102"]
+
+
+def test_a_bbox_across_the_antimeridian(client, connection):
+    _districts(connection)
+    assert _codes(client, "bbox=179,-18,-179,-16") == ["360103", "360104"]
+    assert _codes(client, "bbox=179.5,-18,-179.95,-16") == ["360103"]
+    assert _codes(client, "bbox=-179,-18,179,-16") == []  # a box west of both, the normal way
+    count = client.get("/ogc/collections/districts/items?bbox=179,-18,-179,-16").get_json()
+    assert count["numberMatched"] == 2
+
+
+def test_datetime_on_a_collection_without_time_matches_everything(client, connection):
+    _stations(connection, 3)
+    every = client.get("/ogc/collections/stations/items").get_json()
+    timed = client.get("/ogc/collections/stations/items?datetime=2026-11-22T08:00:00Z")
+    assert timed.status_code == 200
+    assert timed.get_json()["numberMatched"] == every["numberMatched"] == 3
+    # It is still checked, and carried in the paging links.
+    assert client.get("/ogc/collections/stations/items?datetime=garbage").status_code == 400
+    page = client.get("/ogc/collections/stations/items?datetime=../2026-01-01T00:00:00Z&limit=1")
+    assert "datetime=" in _link(page.get_json(), "next")["href"]
+
+
+def test_openapi_declares_bbox_crs_and_form_style(client):
+    paths = client.get("/openapi.json").get_json()["paths"]
+    for collection in ("stations", "teams"):
+        parameters = {p["name"]: p for p in paths[f"/ogc/collections/{collection}/items"]["get"]
+                      ["parameters"]}  # fmt: skip
+        assert parameters["bbox-crs"]["schema"]["enum"] == [core.CRS84]
+        for name in ("bbox", "limit", "datetime"):
+            assert (parameters[name]["style"], parameters[name]["explode"]) == ("form", False)
+
+
+def test_openapi_document_is_valid_openapi_3_0_3(client):
+    from openapi_spec_validator import validate
+
+    document = client.get("/openapi.json").get_json()
+    assert document["openapi"] == "3.0.3"
+    validate(document)  # raises on any error, e.g. a $ref to a schema that does not exist
+    circles = document["paths"]["/api/circles"]["get"]["responses"]["200"]["content"]
+    assert circles["application/geo+json"]["schema"] == {"$ref": "#/components/schemas/Circles"}

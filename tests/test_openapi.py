@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import Counter
+from urllib.parse import quote
 
 import schemathesis
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -108,3 +111,103 @@ def test_fuzz_every_operation(app, connection):
     # The fuzz reached the operations' real work, not only their input checks.
     assert statuses[2] >= operations and statuses[4] > 0, statuses
     assert not failures, "\n\n".join(failures)
+
+
+# ---------------------------------------------------------------------------------------
+# Hostile values in every parameter and body field (issue 13): the strategies schemathesis
+# derives from the schema keep to it; attackers and broken clients do not.
+
+
+#: Characters that broke the service before: NUL, lone surrogates, and friends.
+_NASTY_CHARS = ["\x00", "\ud800", "\udfff", "a", "长", "%", "&", "=", ",", "'", '"', "\\",
+                "\n", "\u202e", "é", "/", "."]  # fmt: skip
+HOSTILE_TEXT = st.one_of(
+    st.text(alphabet=st.sampled_from(_NASTY_CHARS), min_size=1, max_size=12),
+    st.sampled_from([
+        "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "NaN", "Infinity", "-inf",
+        "1e309", "true", "99999999999999999999", "-0", "", "x" * 3000, "1,2,3,4",
+        "115.9,28.6,115.8,28.7", "179,-18,-179,-16", "../..", "2026-11-23/2026-11-22",
+    ]),
+)  # fmt: skip
+HOSTILE_JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(2**80), max_value=2**80) | HOSTILE_TEXT,
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(HOSTILE_TEXT, children, max_size=3),
+    max_leaves=8,
+)
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _concrete(path: str, ids: dict[str, object]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: str(ids.get(m[1], "1")), path)
+
+
+def test_fuzz_hostile_values_in_every_parameter_and_body(app, connection):
+    """Every operation, with NUL, surrogates, huge or typeless values, deep JSON: never 5xx,
+    always a JSON error."""
+    headers = {"Authorization": f"Bearer {_small_world(connection)}"}
+    team = connection.execute(sa.text("SELECT id FROM teams LIMIT 1")).scalar_one()
+    client = app.test_client()
+    incident = client.post("/api/incidents", json={"title": "积水", "lon": 115.9, "lat": 28.66},
+                           headers=headers).get_json()["id"]  # fmt: skip
+    ids = {"layer_id": "teams", "featureId": "1", "team_id": team, "incident_id": incident,
+           "name": "map", "layer": "teams"}  # fmt: skip
+    app.extensions.pop("geomap_rate", None)  # this test counts statuses, not requests
+    document = client.get("/openapi.json").get_json()
+    failures, calls = [], Counter()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            names = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+            fields = list(
+                operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+                 .get("schema", {}).get("$ref", "").rsplit("/", 1)[-1:]
+            )  # fmt: skip
+            schema = document["components"]["schemas"].get(fields[0]) if fields[0] else None
+            body_fields = list((schema or {}).get("properties", {}))
+            target = _concrete(path, ids)
+            run = _hostile_run(client, method, target, headers, calls, names, body_fields)
+            try:
+                run()
+            except Exception as exc:
+                failures.append(f"{method.upper()} {path}: {exc}")
+    assert calls[4] > calls[2] > 0, (calls, failures[:2])  # mostly refused, some answered
+    assert not failures, "\n\n".join(failures[:10])
+
+
+def _hostile_run(client, method, target, headers, calls, names, body_fields):
+    """One hypothesis run over an operation (a function per operation: @given needs one)."""
+    @given(
+        query=st.dictionaries(st.sampled_from(names), HOSTILE_TEXT, max_size=3)
+        if names else st.just({}),
+        body=st.one_of(
+            st.dictionaries(st.sampled_from(body_fields), HOSTILE_JSON, min_size=1,
+                            max_size=4) if body_fields else st.just({}),
+            HOSTILE_JSON,
+            st.integers(min_value=25, max_value=5000).map(_deep),
+        ),
+    )
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def run(query, body):
+        text = body if isinstance(body, str) else json.dumps(body, allow_nan=True)
+        # Percent-encoded as the bytes a raw client would send (a lone surrogate too).
+        raw = "&".join(f"{quote(k.encode('utf-8', 'surrogatepass'))}="
+                       f"{quote(v.encode('utf-8', 'surrogatepass'))}" for k, v in query.items())
+        response = client.open(
+            target + ("?" + raw if raw else ""), method=method.upper(), headers=headers,
+            data=text.encode("utf-8", "surrogatepass") if method != "get" else None,
+            content_type="application/json" if method != "get" else None,
+            buffered=True,
+        )  # fmt: skip
+        calls[response.status_code // 100] += 1
+        assert response.status_code < 500, (method, target, query, text[:200],
+                                            response.get_data(as_text=True)[:300])
+        if response.status_code >= 400:
+            error = response.get_json()["error"]
+            assert error["code"] and error["message"], error
+
+    return run

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from geomap import models
 from geomap.errors import InvalidInput, NotFound
 from geomap.layers import Layer
-from geomap.params import check_lonlat
+from geomap.params import check_datetime, check_lonlat
 
 #: Metres per degree of latitude: turns a layer's simplification in metres into degrees.
 M_PER_DEGREE = 111_320.0
@@ -39,7 +39,11 @@ class Selection:
 
 
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    """``minlon,minlat,maxlon,maxlat`` (WGS84) → tuple; errors name the ``bbox`` field."""
+    """``minlon,minlat,maxlon,maxlat`` (WGS84) → tuple; errors name the ``bbox`` field.
+
+    A box whose minlon is greater than its maxlon crosses the antimeridian (as OGC API -
+    Features defines it): it is kept as given and matched as two boxes.
+    """
     if text is None or text == "":
         return None
     parts = text.split(",")
@@ -50,22 +54,30 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
         x1, y1 = check_lonlat(parts[2], parts[3])
     except InvalidInput as exc:
         raise InvalidInput(f"bbox: {exc.message}", field="bbox") from None
-    if x0 > x1 or y0 > y1:
-        raise InvalidInput("bbox: the minimum corner must come first", field="bbox")
+    if y0 > y1:
+        raise InvalidInput("bbox: the minimum latitude must come first", field="bbox")
     return x0, y0, x1, y1
+
+
+def bbox_boxes(
+    bbox: tuple[float, float, float, float],
+) -> list[tuple[float, float, float, float]]:
+    """The box as one or, across the antimeridian (minlon > maxlon), two boxes."""
+    x0, y0, x1, y1 = bbox
+    if x0 <= x1:
+        return [bbox]
+    return [(x0, y0, 180.0, y1), (-180.0, y0, x1, y1)]
 
 
 def _instant(text: str) -> dt.datetime | None:
     if text in ("", ".."):
         return None
     try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        return check_datetime(text, "datetime")
+    except InvalidInput as exc:
         raise InvalidInput(
-            f"datetime {text!r} is not an RFC 3339 date-time (e.g. 2026-11-23T08:00:00Z)",
-            field="datetime",
+            f"{exc.message} (RFC 3339, e.g. 2026-11-23T08:00:00Z)", field="datetime"
         ) from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def parse_datetime(text: str | None) -> tuple[dt.datetime | None, dt.datetime | None] | None:
@@ -98,8 +110,15 @@ def _where(layer: Layer, selection: Selection, personal: bool) -> tuple[str, dic
         clauses.append(f"{column} = :where_{i}")
         params[f"where_{i}"] = value
     if selection.bbox:
-        clauses.append("geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)")
-        params.update(zip(("x0", "y0", "x1", "y1"), selection.bbox, strict=True))
+        # The geometry itself must meet the box (ST_Intersects: the index finds the
+        # candidates, then the exact test), not merely its bounding box (&&).
+        boxes = []
+        for i, box in enumerate(bbox_boxes(selection.bbox)):
+            names = [f"bbox{i}_{c}" for c in ("x0", "y0", "x1", "y1")]
+            boxes.append("ST_Intersects(geom, ST_MakeEnvelope("
+                         + ", ".join(f":{n}" for n in names) + ", 4326))")
+            params.update(zip(names, box, strict=True))
+        clauses.append("(" + " OR ".join(boxes) + ")")
     allowed = filterable(layer, personal)
     for i, (column, value) in enumerate(sorted((selection.filters or {}).items())):
         if column not in allowed:

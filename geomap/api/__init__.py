@@ -13,6 +13,7 @@ def init_app(app: Any) -> None:
         coverage,
         docs,
         errors,
+        guard,
         headers,
         health,
         incidents,
@@ -23,7 +24,9 @@ def init_app(app: Any) -> None:
     from geomap.ogc import views as ogc_views
 
     errors.init_app(app)
+    guard.init_app(app)  # host, input and body checks first: before anything reads them
     auth.init_app(app)
+    guard.after_auth(app)  # the rate limit needs to know who calls
     headers.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)

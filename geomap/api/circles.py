@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app
 
 from geomap import db, vocab
 from geomap.analysis import circles
-from geomap.api import spec
+from geomap.api import costs, guard, spec
 from geomap.api._args import Args
 from geomap.api.coverage import render, response_format
 from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
@@ -20,15 +20,15 @@ VENUE_PARAMS = (
     Param("kind", "string", "Venue kinds.",
           enum=tuple({**vocab.SITE_KINDS, **vocab.STATION_KINDS}), array=True),
     Param("minutes", "number", "Walking time budget (default 15).", minimum=0,
-          maximum=circles.MAX_MINUTES),
+          maximum=costs.MAX_CIRCLE_MINUTES),
     Param("distance_m", "number", "Walking distance budget instead of minutes.", minimum=0,
-          maximum=circles.MAX_DISTANCE_M),
+          maximum=costs.MAX_CIRCLE_M),
 )  # fmt: skip
 
 
 def _query(args: Args) -> circles.Query:
     settings = current_app.config["GEOMAP"]
-    return circles.make_query(
+    query = circles.make_query(
         of=args.str("of", "red"),
         kinds=args.list("kind"),
         minutes=args.raw("minutes"),
@@ -36,6 +36,8 @@ def _query(args: Args) -> circles.Query:
         walk_speed_kmh=settings.walk_speed_kmh,
         access_m=settings.circle_access_m,
     )
+    costs.check_circles(query)
+    return query
 
 
 def _commit(session) -> None:
@@ -56,7 +58,9 @@ def circles_view():
     """One GeoJSON Feature per venue with its walking circle."""
     args = spec.args()
     session = db.get_session()
-    records = circles.circles(session, _query(args))
+    query = _query(args)
+    with guard.heavy("circles"):
+        records = circles.circles(session, query)
     _commit(session)
     limit = current_app.config["GEOMAP"].max_features
     if len(records) > limit:
@@ -88,7 +92,9 @@ def union_view():
     """The union of the circles as one Feature, with area and residents inside."""
     args = spec.args()
     session = db.get_session()
-    answer = circles.union(session, _query(args))
+    query = _query(args)
+    with guard.heavy("circles union"):
+        answer = circles.union(session, query)
     _commit(session)
     geometry = answer.pop("geometry")
     return Response(
@@ -110,12 +116,14 @@ def coverage_view():
     args = spec.args()
     fmt = response_format(args)
     session = db.get_session()
-    answer = circles.circle_coverage(
-        session,
-        _query(args),
-        level=args.str("level", "grid"),
-        order=args.str("order", "gaps"),
-        with_geometry=fmt == "geojson",
-    )
+    query = _query(args)
+    with guard.heavy("circles coverage"):
+        answer = circles.circle_coverage(
+            session,
+            query,
+            level=args.str("level", "grid"),
+            order=args.str("order", "gaps"),
+            with_geometry=fmt == "geojson",
+        )
     _commit(session)
     return render(answer, fmt)

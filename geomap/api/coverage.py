@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from geomap import db, vocab
 from geomap.analysis import coverage
-from geomap.api import spec
+from geomap.api import costs, guard, spec
 from geomap.api._args import Args
 from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 from geomap.errors import InvalidInput
@@ -40,7 +40,7 @@ def render(answer: dict, fmt: str) -> Response:
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(answer["units"])
-        return Response(out.getvalue(), mimetype="text/csv; charset=utf-8")
+        return Response(out.getvalue(), mimetype="text/csv")  # werkzeug adds the charset
     if fmt == "geojson":
         features = [
             {
@@ -78,7 +78,7 @@ ALL_KINDS = tuple({**vocab.STATION_KINDS, **vocab.TEAM_KINDS, **vocab.SITE_KINDS
         Param("kind", "string", "Provider kinds (of the chosen table).", enum=ALL_KINDS,
               array=True),
         Param("within_m", "number", "Reach in metres (by=distance).", minimum=0,
-              maximum=coverage.MAX_WITHIN_M),
+              maximum=costs.MAX_COVERAGE_M),
         Param("within_min", "number", "Reach in minutes (by=walk|drive).", minimum=0,
               maximum=coverage.MAX_WITHIN_MIN),
         Param("by", "string", "Straight-line metres or network travel time.",
@@ -102,13 +102,16 @@ def coverage_view():
         order=args.str("order", "code"),
     )
     settings = current_app.config["GEOMAP"]
-    answer = coverage.coverage(
-        db.get_session(),
-        query,
-        walk_speed_kmh=settings.walk_speed_kmh,
-        access_m=settings.circle_access_m,
-        with_geometry=fmt == "geojson",
-    )
+    session = db.get_session()
+    costs.check_coverage(session, query, walk_speed_kmh=settings.walk_speed_kmh)
+    with guard.heavy("coverage"):
+        answer = coverage.coverage(
+            session,
+            query,
+            walk_speed_kmh=settings.walk_speed_kmh,
+            access_m=settings.circle_access_m,
+            with_geometry=fmt == "geojson",
+        )
     if len(answer["units"]) > settings.max_features:
         raise InvalidInput(
             f"{len(answer['units'])} units exceed the limit of {settings.max_features}; "

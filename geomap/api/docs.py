@@ -7,6 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, url_for
 from geomap import openapi
 from geomap.api import spec
 from geomap.api.spec import endpoint
+from geomap.maps import security
 
 bp = Blueprint("docs", __name__)
 
@@ -15,7 +16,9 @@ DOCS_PAGE = """<!doctype html>
 <link rel="stylesheet" href="{css}"></head>
 <body><div id="ui"></div>
 <script src="{js}"></script>
-<script>SwaggerUIBundle({{url: "{spec}", dom_id: "#ui", validatorUrl: null}});</script>
+<script nonce="{nonce}">
+SwaggerUIBundle({{url: "{spec}", dom_id: "#ui", validatorUrl: null}});
+</script>
 </body></html>
 """
 
@@ -48,5 +51,6 @@ def docs():
         css=url_for("static", filename="vendor/swagger-ui/swagger-ui.css"),
         js=url_for("static", filename="vendor/swagger-ui/swagger-ui-bundle.js"),
         spec=url_for("docs.openapi_json"),
+        nonce=security.nonce(),
     )
     return Response(page, mimetype="text/html")

@@ -3,31 +3,41 @@
 * :class:`~geomap.errors.GeomapError` → its own status (4xx for user input, 503 when the
   database is away, with ``Retry-After``).
 * Werkzeug's HTTP errors (404 for an unknown path, 405, ...) → the same JSON shape.
-* Database connection loss → 503; anything else → 500 with no internals in the body
-  (the traceback goes to the log).
+* Database connection loss, no free pooled connection within ``pool_timeout_s``, and
+  analyses beyond ``heavy_requests`` → 503 with ``Retry-After``; a caller over its rate
+  → 429 with ``Retry-After``; a body over ``max_body_bytes`` → 413 naming the body.
+* Anything else → 500 with no internals in the body (the traceback goes to the log).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import sqlalchemy as sa
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
-from geomap.errors import DatabaseUnavailable, GeomapError
+from geomap.errors import Busy, DatabaseUnavailable, GeomapError
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
 
 
-def problem(status: int, code: str, message: str, field: str | None = None):
-    """A JSON error response."""
+def problem(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    retry_after_s: float | None = None,
+):
+    """A JSON error response (503 and 429 say when to retry: ``Retry-After``, seconds)."""
     response = jsonify({"error": {"code": code, "message": message, "field": field}})
     response.status_code = status
-    if status == 503:
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    if status in (429, 503):
+        wait = RETRY_AFTER_S if retry_after_s is None else retry_after_s
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
     return response
 
 
@@ -38,12 +48,24 @@ def init_app(app: Any) -> None:
     def _geomap_error(exc: GeomapError):
         if exc.status >= 500:
             log.warning("%s: %s", exc.code, exc.message)
-        return problem(exc.status, exc.code, exc.message, exc.field)
+        retry = getattr(exc, "retry_after_s", None)
+        return problem(exc.status, exc.code, exc.message, exc.field, retry)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        if exc.code == 413:  # werkzeug refuses a body over MAX_CONTENT_LENGTH unread
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            return problem(413, "payload_too_large",
+                           f"the request body is larger than {limit} bytes", "body")  # fmt: skip
         code = (exc.name or "error").lower().replace(" ", "_")
         return problem(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(sa.exc.TimeoutError)
+    def _pool_exhausted(exc: sa.exc.TimeoutError):
+        # Every pooled connection stayed busy for pool_timeout_s: the service is saturated.
+        busy = Busy("the service is busy (every database connection is in use); retry shortly")
+        log.warning("%s", busy.message)
+        return problem(busy.status, busy.code, busy.message, None, busy.retry_after_s)
 
     @app.errorhandler(sa.exc.OperationalError)
     def _database_error(exc: sa.exc.OperationalError):
@@ -52,7 +74,9 @@ def init_app(app: Any) -> None:
         if exc.connection_invalidated or _is_connect_error(exc):
             err = DatabaseUnavailable("the database is not reachable right now; try again shortly")
             return problem(err.status, err.code, err.message)
-        if "statement timeout" in str(exc.orig):
+        # 57014 query_canceled: the statement timeout (pgRouting's functions report it as
+        # "canceling statement due to user request").
+        if getattr(exc.orig, "sqlstate", None) == "57014" or "statement timeout" in str(exc.orig):
             return problem(503, "timeout", "the query took longer than the configured bound")
         log.exception("database error")
         return problem(500, "internal_error", "internal error (logged)")

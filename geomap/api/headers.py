@@ -10,6 +10,8 @@ from typing import Any
 
 from flask import Response, request
 
+from geomap.maps import security
+
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "strict-origin-when-cross-origin",
@@ -18,13 +20,9 @@ SECURITY_HEADERS = {
 }
 #: For API answers: nothing to run, nothing to frame.
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
-#: For HTML pages that set none of their own: Folium pages run inline scripts and styles,
-#: load only our own assets, and may show basemap tiles (https images) when one is chosen.
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: https:; font-src 'self' data:; connect-src 'self'; "
-    "frame-ancestors 'self'"
-)
+#: HTML pages that set none of their own (the OGC pages, /docs) get the map pages' policy
+#: (geomap.maps.security): our own files, inline code only with the response's nonce,
+#: which templates write as ``nonce="{{ csp_nonce() }}"``.
 CORS_METHODS = "GET, POST, PATCH, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, X-API-Key"
 
@@ -42,17 +40,24 @@ def allowed_origin(origin: str | None, settings: Any) -> bool:
 def init_app(app: Any) -> None:
     """Install the headers on every response of ``app``."""
     settings = app.config["GEOMAP"]
+    app.jinja_env.globals["csp_nonce"] = security.nonce
 
     @app.after_request
     def _headers(response: Response) -> Response:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
-        page = response.mimetype == "text/html"
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP if page else DEFAULT_CSP)
+        if response.mimetype == "text/html":
+            policy = security.content_security_policy(("'self'",), security.nonce())
+        else:
+            policy = DEFAULT_CSP
+        response.headers.setdefault("Content-Security-Policy", policy)
         origin = request.headers.get("Origin")
+        if origin:
+            # The answer depends on the Origin (CORS headers or not): caches must know,
+            # beside whatever else it varies on (Accept, Accept-Language...): merged.
+            response.vary.add("Origin")
         if allowed_origin(origin, settings):
             response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Vary"] = "Origin"
             if request.method == "OPTIONS":
                 response.headers["Access-Control-Allow-Methods"] = CORS_METHODS
                 response.headers["Access-Control-Allow-Headers"] = CORS_HEADERS

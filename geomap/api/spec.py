@@ -117,6 +117,20 @@ def args() -> Args:
     return Args(request.args, allowed | {"token"})  # embed tokens travel in the query
 
 
+def body() -> Any:
+    """This request's JSON body, checked against the schema its view declares (``body=``).
+
+    One place for every JSON body, now and to come: strict JSON, hostile values refused
+    (``geomap.params.parse_json_body``), then the declared schema
+    (``geomap.params.check_schema``); each error names its field.
+    """
+    from geomap.api.guard import json_body
+    from geomap.openapi import SCHEMAS
+
+    spec = current()
+    return json_body(SCHEMAS[spec.body] if spec is not None and spec.body else None)
+
+
 # Parameters used by several endpoints.
 LON = Param("lon", "number", "Longitude of the point (in `crs`).", required=True,
             minimum=-180, maximum=180)  # fmt: skip

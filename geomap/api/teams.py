@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from contextlib import nullcontext
+
+from flask import Blueprint, current_app, jsonify
 
 from geomap import crs, db, dispatch, vocab
 from geomap.analysis import nearest
-from geomap.api import spec
+from geomap.api import costs, guard, spec
 from geomap.api._args import Args
 from geomap.api.spec import LAT, LON, POINT_CRS, Param, endpoint
 from geomap.errors import InvalidInput
@@ -33,8 +35,8 @@ def point_from_args(args: Args) -> tuple[float, float, str]:
 
 
 def json_body() -> dict:
-    """The request's JSON object, or a 400 that says what is wrong with it."""
-    body = request.get_json(silent=True)
+    """The request's JSON object, checked against its declared schema (``spec.body``)."""
+    body = spec.body()
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object", field="body")
     return body
@@ -79,10 +81,14 @@ def nearest_teams():
         max_distance_m=args.raw("max_distance_m"),
         route=args.bool("route"),
     )
+    costs.check_nearest(query)
     settings = current_app.config["GEOMAP"]
-    answer = nearest.nearest_teams(
-        db.get_session(), query, walk_speed_kmh=settings.walk_speed_kmh
-    )
+    # By distance it is an index lookup (a few ms); by road it is an analysis.
+    slot = guard.heavy("nearest teams by road") if query.by != "distance" else nullcontext()
+    with slot:
+        answer = nearest.nearest_teams(
+            db.get_session(), query, walk_speed_kmh=settings.walk_speed_kmh
+        )
     answer["query"]["crs"] = crs_name
     return jsonify(answer)
 

@@ -434,6 +434,7 @@ def shell(
         "view": view,
         "service": spec.service_url,
         "token": spec.token,
+        "title": title,
     }
     MapModule(
         full_config, title=title, inline_data=inline_data, static_url=spec.static_url

@@ -22,6 +22,7 @@ from flask import Blueprint, Response, current_app, g, request
 
 from geomap import db
 from geomap.analysis import circles, coverage, features
+from geomap.api import costs
 from geomap.api._args import Args
 from geomap.api.layers import catalog
 from geomap.api.spec import Param, endpoint
@@ -49,15 +50,15 @@ CIRCLES_PARAMS = (
           enum=circles.VENUE_SETS, default="red"),
     Param("kind", "string", "Only venues of these kinds.", array=True),
     Param("minutes", "number", "Walking minutes (default 15).", minimum=0,
-          maximum=circles.MAX_MINUTES),
+          maximum=costs.MAX_CIRCLE_MINUTES),
     Param("distance_m", "number", "Or a walking distance in metres.", minimum=0,
-          maximum=circles.MAX_DISTANCE_M),
+          maximum=costs.MAX_CIRCLE_M),
 )  # fmt: skip
 COVERAGE_PARAMS = (
     Param("of", "string", "Providers.", enum=tuple(coverage.PROVIDERS), default="stations"),
     Param("kind", "string", "Only providers of these kinds.", array=True),
     Param("within_m", "number", "Reach in metres (by=distance; default 1000).", minimum=0,
-          maximum=coverage.MAX_WITHIN_M),
+          maximum=costs.MAX_COVERAGE_M),
     Param("within_min", "number", "Reach in minutes (by=walk or drive).", minimum=0,
           maximum=coverage.MAX_WITHIN_MIN),
     Param("by", "string", "Straight line or travel time.", enum=MODES, default="distance"),
@@ -91,9 +92,15 @@ STAMPED_LAYERS = frozenset({"circles"})
 
 @bp.after_request
 def _security_headers(response: Response) -> Response:
+    from geomap import auth
+
     settings = current_app.config["GEOMAP"]
-    ancestors = settings.frame_ancestors if g.get("geomap_embed") else ("'self'",)
-    return security.page_headers(response, frame_ancestors=ancestors)
+    ancestors: tuple[str, ...] = ("'self'",)
+    if g.get("geomap_embed"):
+        who = auth.current()
+        # An embed token names its portal: that page, and no other, may frame the map.
+        ancestors = (who.origin,) if who.kind == "embed" else tuple(settings.frame_ancestors)
+    return security.page_headers(response, frame_ancestors=ancestors, nonce=security.nonce())
 
 
 def _view(args: Args) -> dict:
@@ -142,7 +149,10 @@ def _spec(args: Args, *, embed: bool) -> page.PageSpec:
 
 
 def _html(m) -> Response:
-    response = Response(page.page_html(m), mimetype="text/html")
+    # Every inline <script> and <style> of the page carries this response's nonce: the
+    # page's CSP allows those and nothing else inline (geomap.maps.security).
+    html = security.with_nonce(page.page_html(m), security.nonce())
+    response = Response(html, mimetype="text/html")
     response.headers["Cache-Control"] = "no-cache"
     return response
 
@@ -190,6 +200,7 @@ def _circles(embed: bool) -> Response:
         distance_m=args.raw("distance_m"),
         walk_speed_kmh=settings.walk_speed_kmh,
     )
+    costs.check_circles(query)
     api_query = {
         "of": query.of,
         "kind": query.kinds,
@@ -220,6 +231,8 @@ def _coverage(embed: bool) -> Response:
         within_min=within_min,
         level=args.str("level", "grid"),
     )
+    settings = current_app.config["GEOMAP"]
+    costs.check_coverage(db.get_session(), query, walk_speed_kmh=settings.walk_speed_kmh)
     api_query = {
         "of": query.of,
         "kind": query.kinds,

@@ -17,7 +17,10 @@ Choices where the standard leaves room
 * ``numberReturned`` is written after the features (the features are streamed, and the
   count is the one actually written); JSON member order carries no meaning.
 * Coordinates: CRS84 only (``bbox-crs`` other than CRS84 is a 400); ``bbox`` takes 4 or 6
-  numbers (the heights of a 6-number box are ignored: the layers are 2D).
+  numbers (the heights of a 6-number box are ignored: the layers are 2D); a feature is in
+  the box when its geometry meets it (not only its bounding box); a box whose minimum
+  longitude is greater than its maximum crosses the antimeridian.
+* ``datetime`` on a collection without time is checked, then matches every feature.
 * Property filters: ``?name=value`` equality on the layer's filterable public properties
   (:func:`geomap.analysis.features.filterable`); the standard parameter names win over a
   property of the same name; a personal property is refused by name (400).
@@ -434,13 +437,11 @@ def parse_items_query(
         passthrough["bbox-crs"] = bbox_crs
 
     datetime_text = checked.str("datetime")
-    interval = features.parse_datetime(datetime_text)
+    interval = features.parse_datetime(datetime_text)  # checked even where it selects nothing
     if interval is not None:
-        if not layer.time_column:
-            raise InvalidInput(
-                f"collection {layer.id} has no time; drop datetime", field="datetime"
-            )
         passthrough["datetime"] = datetime_text
+        if not layer.time_column:
+            interval = None  # features without time are not filtered by time: all match
 
     # A limit above the maximum is clamped, not refused (see the module docstring).
     limit = _integer(checked.raw("limit"), "limit", DEFAULT_LIMIT, 1)

@@ -93,6 +93,34 @@
     return share === null || share === undefined ? '' : (100 * share).toFixed(1) + '%';
   }
 
+  // ---------------------------------------------------------------- inline styles
+  // The pages' Content-Security-Policy allows no inline style attribute: HTML written
+  // here carries data-style instead, applied through the CSSOM (which CSP allows).
+  function applyStyles(root) {
+    if (!root || !root.querySelectorAll) return root;
+    Array.prototype.forEach.call(root.querySelectorAll('[data-style]'), (el) => {
+      el.style.cssText = el.getAttribute('data-style');
+      el.removeAttribute('data-style');
+    });
+    return root;
+  }
+
+  let StyledDivIcon = null;
+  /** L.divIcon whose HTML may use data-style (see applyStyles). */
+  function styledIcon(options) {
+    if (!StyledDivIcon) {
+      StyledDivIcon = L.DivIcon.extend({
+        createIcon(oldIcon) { return applyStyles(L.DivIcon.prototype.createIcon.call(this, oldIcon)); },
+      });
+    }
+    return new StyledDivIcon(options);
+  }
+
+  /** Resolve after ms milliseconds. */
+  function sleep(ms) {
+    return new Promise((resolve) => setTimeout(resolve, ms));
+  }
+
   function withQuery(url, params) {
     const parts = [];
     Object.keys(params).forEach((key) => {
@@ -312,6 +340,12 @@
         if (this.config.page === 'battle') this.addNearestPanel();
         if (this.config.page !== 'battle') this.summaryBox = this.addBox('topright', 'gm-summary');
         this.legend = this.addBox('bottomright', 'gm-legend');
+      } else {
+        // An embed: no panels, but a reader of the portal must know what the map shows.
+        const title = this.addBox('topright', 'gm-embed-title');
+        title.innerHTML = '<h3>' + esc(this.config.title || '') + '</h3>';
+        this.legend = this.addBox('bottomright', 'gm-legend gm-legend-compact');
+        this.compactLegend = true;
       }
       this.map.on('zoomend', () => this.refreshZoomNotes());
       // Layers hidden at start (communities) are loaded when first switched on.
@@ -431,10 +465,17 @@
 
     async fetchJson(url) {
       let response;
-      try {
-        response = await fetch(url, { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
-      } catch (error) {
-        throw new Error(fmt(this.t.nearest_unreachable, { message: error.message }));
+      // A busy service (503) or a caller over its rate (429) says when to come back
+      // (Retry-After): wait that long, twice at most, before reporting the error.
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          response = await fetch(url, { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
+        } catch (error) {
+          throw new Error(fmt(this.t.nearest_unreachable, { message: error.message }));
+        }
+        const wait = Number(response.headers.get('Retry-After'));
+        if (attempt >= 2 || (response.status !== 503 && response.status !== 429) || !(wait > 0) || wait > 10) break;
+        await sleep(wait * 1000);
       }
       let body = null;
       try {
@@ -504,9 +545,9 @@
         const statuses = (spec.style && spec.style.statuses) || {};
         const ring = statuses[status] && statuses[status].ring;
         const shadow = ring ? 'box-shadow:0 0 0 3px ' + ring + ';' : '';
-        this.iconCache[key] = L.divIcon({
+        this.iconCache[key] = styledIcon({
           className: 'gm-marker',
-          html: '<div class="gm-pin" style="background:' + esc(look.color) + ';' + shadow + '">' +
+          html: '<div class="gm-pin" data-style="background:' + esc(look.color) + ';' + shadow + '">' +
             '<i class="fa-solid fa-' + esc(look.icon) + '"></i></div>',
           iconSize: [22, 22],
           iconAnchor: [11, 11],
@@ -715,8 +756,8 @@
           iconCreateFunction: (cluster) => {
             const n = cluster.getChildCount();
             const size = n < 10 ? 'small' : n < 100 ? 'medium' : 'large';
-            return L.divIcon({
-              html: '<div style="background:' + esc(color) + '"><span>' + n + '</span></div>',
+            return styledIcon({
+              html: '<div data-style="background:' + esc(color) + '"><span>' + n + '</span></div>',
               className: 'marker-cluster gm-cluster gm-cluster-' + size,
               iconSize: L.point(36, 36),
             });
@@ -1175,6 +1216,10 @@
 
     renderLegend() {
       if (!this.legend) return;
+      if (this.compactLegend) {
+        this.renderCompactLegend();
+        return;
+      }
       const parts = ['<h3>' + esc(this.t.legend) + '</h3>'];
       this.order.forEach((id) => {
         const state = this.states[id];
@@ -1195,17 +1240,43 @@
         parts.push(head + this.legendDetail(state) + '</div>');
       });
       this.legend.innerHTML = parts.join('');
+      applyStyles(this.legend);
       this.bindLegend();
+    }
+
+    /** The embed's legend: one line per layer shown, its kinds inline, nothing to click. */
+    renderCompactLegend() {
+      const parts = [];
+      this.order.forEach((id) => {
+        const state = this.states[id];
+        const spec = state.spec;
+        if (!this.map.hasLayer(state.gate)) return;
+        let line = '<div class="gm-legend-title">' + this.swatch(spec) + ' ' + esc(spec.title);
+        if (state.loaded) line += ' <span class="gm-count">' + number(state.count, 0) + '</span>';
+        line += '</div>';
+        if (spec.geometry === 'point' && state.markers && spec.kindColumn) {
+          const kinds = {};
+          state.markers.forEach((m) => { kinds[m.feature.properties[spec.kindColumn]] = true; });
+          line += '<div class="gm-kinds-inline">' + Object.keys(kinds).sort().map((k) => {
+            const look = this.kindStyle(spec, k);
+            return '<span><i class="fa-solid fa-' + esc(look.icon) + '" data-style="color:' + esc(look.color) + '"></i> ' +
+              esc((spec.kinds && spec.kinds[k]) || k) + '</span>';
+          }).join(' ') + '</div>';
+        }
+        parts.push(line);
+      });
+      this.legend.innerHTML = parts.join('');
+      applyStyles(this.legend);
     }
 
     swatch(spec) {
       const style = spec.style || {};
       if (spec.geometry === 'point') {
-        return '<i class="fa-solid fa-' + esc(style.icon || 'location-dot') + '" style="color:' + esc(style.color || '#334155') + '"></i>';
+        return '<i class="fa-solid fa-' + esc(style.icon || 'location-dot') + '" data-style="color:' + esc(style.color || '#334155') + '"></i>';
       }
       const border = (style.dash ? 'dashed ' : 'solid ') + esc(style.color || '#475569');
       const fill = style.fill ? esc(style.color || '#94a3b8') : 'transparent';
-      return '<span class="gm-swatch" style="border:2px ' + border + ';background:' + fill + ';opacity:.8"></span>';
+      return '<span class="gm-swatch" data-style="border:2px ' + border + ';background:' + fill + ';opacity:.8"></span>';
     }
 
     legendDetail(state) {
@@ -1221,7 +1292,7 @@
           const look = this.kindStyle(spec, k);
           const off = state.hiddenKinds[k] ? ' gm-off' : '';
           return '<li class="gm-toggle' + off + '" data-layer="' + esc(spec.id) + '" data-kind="' + esc(k) + '">' +
-            '<i class="fa-solid fa-' + esc(look.icon) + '" style="color:' + esc(look.color) + '"></i> ' +
+            '<i class="fa-solid fa-' + esc(look.icon) + '" data-style="color:' + esc(look.color) + '"></i> ' +
             esc((spec.kinds && spec.kinds[k]) || k) + ' <span class="gm-count">' + counts[k] + '</span></li>';
         }).join('') + '</ul>';
         if (spec.statusColumn) {
@@ -1230,7 +1301,7 @@
             const off = state.hiddenStatuses[s] ? ' gm-off' : '';
             const ring = statuses[s].ring ? 'box-shadow:0 0 0 2px ' + esc(statuses[s].ring) + ';' : '';
             return '<li class="gm-toggle' + off + '" data-layer="' + esc(spec.id) + '" data-status="' + esc(s) + '">' +
-              '<span class="gm-dot" style="opacity:' + statuses[s].opacity + ';' + ring + '"></span> ' +
+              '<span class="gm-dot" data-style="opacity:' + statuses[s].opacity + ';' + ring + '"></span> ' +
               esc(this.s.statuses[s] || s) + '</li>';
           }).join('') + '</ul>';
         }
@@ -1238,7 +1309,7 @@
       if (spec.type === 'coverage') {
         const rows = [[UNCOVERED_COLOR, this.t.not_covered], [COVERED_COLORS[0], this.t.covered + ' < 80%'],
           [COVERED_COLORS[1], this.t.covered + ' 80–95%'], [COVERED_COLORS[2], this.t.covered + ' ≥ 95%']];
-        html += '<ul class="gm-ramp">' + rows.map((r) => '<li><span class="gm-swatch" style="background:' + r[0] +
+        html += '<ul class="gm-ramp">' + rows.map((r) => '<li><span class="gm-swatch" data-style="background:' + r[0] +
           '"></span> ' + esc(r[1]) + '</li>').join('') + '</ul>';
       }
       if (spec.id === 'grids' && state.main) {
@@ -1253,7 +1324,7 @@
             const lo = i === 0 ? null : g.breaks[i - 1];
             const hi = i < g.breaks.length ? g.breaks[i] : null;
             const label = lo === null ? '< ' + fmtBreak(hi) : hi === null ? '≥ ' + fmtBreak(lo) : fmtBreak(lo) + '–' + fmtBreak(hi);
-            return '<li><span class="gm-swatch" style="background:' + esc(c) + '"></span> ' + esc(label) + '</li>';
+            return '<li><span class="gm-swatch" data-style="background:' + esc(c) + '"></span> ' + esc(label) + '</li>';
           }).join('') + '</ul>';
         }
       }
@@ -1396,14 +1467,15 @@
         const distance = team.distance_m >= 1000 ? number(team.distance_m / 1000, 1) + ' ' + t.km : number(team.distance_m, 0) + ' ' + t.m;
         const time = team.travel_min === null || team.travel_min === undefined ? '–' : number(team.travel_min, 1) + ' ' + t.min;
         const note = by !== 'distance' && !team.route && this.config.nearest && this.config.nearest.route ? ' <small>' + esc(t.straight_line) + '</small>' : '';
-        return '<tr data-team="' + esc(team.id) + '"><td><span class="gm-rank" style="background:' + ROUTE_COLORS[i % ROUTE_COLORS.length] + '">' + (i + 1) + '</span></td>' +
-          '<td><i class="fa-solid fa-' + esc(look.icon) + '" style="color:' + esc(look.color) + '"></i> ' + esc(team.name) +
+        return '<tr data-team="' + esc(team.id) + '"><td><span class="gm-rank" data-style="background:' + ROUTE_COLORS[i % ROUTE_COLORS.length] + '">' + (i + 1) + '</span></td>' +
+          '<td><i class="fa-solid fa-' + esc(look.icon) + '" data-style="color:' + esc(look.color) + '"></i> ' + esc(team.name) +
           '<br><small>' + esc(teamSpec.kinds && teamSpec.kinds[team.kind] || team.kind) + ' · ' + esc(this.s.statuses[team.status] || team.status) + ' · ' + number(team.headcount, 0) + esc(t.people) + '</small>' + note + '</td>' +
           '<td class="gm-num">' + distance + '</td><td class="gm-num gm-time">' + time + '</td></tr>';
       }).join('');
       const result = this.nearestBox.querySelector('.gm-nearest-result');
       result.innerHTML = teams.length ? '<table class="gm-nearest-table"><thead><tr><th>' + esc(t.col_rank) + '</th><th>' + esc(t.col_team) +
         '</th><th>' + esc(t.col_distance) + '</th><th>' + esc(t.col_time) + '</th></tr></thead><tbody>' + rows + '</tbody></table>' : '';
+      applyStyles(result);
       Array.prototype.forEach.call(result.querySelectorAll('tr[data-team]'), (tr) => {
         tr.addEventListener('click', () => {
           const team = teams.find((x) => String(x.id) === tr.getAttribute('data-team'));

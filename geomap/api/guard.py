@@ -1,0 +1,255 @@
+"""What every request must be before a view sees it, and what it may cost.
+
+* **Proxies.** With ``trusted_proxies`` = N > 0 the app is wrapped in werkzeug's
+  ``ProxyFix`` (N hops of ``X-Forwarded-For/-Proto/-Host/-Port/-Prefix``): the client
+  address, scheme and host are the ones the proxy saw. :func:`direct_local` tells a caller
+  on this machine talking to us *directly* (a loopback peer whose request carries no proxy
+  header) from one relayed by a proxy on this machine: only the former gets the local
+  demo's open reads (``geomap.auth``), whatever ``trusted_proxies`` says.
+* **Host.** The Host header (or the trusted proxy's ``X-Forwarded-Host``) must be one of
+  ``allowed_hosts``: a page of another site whose name resolves to 127.0.0.1 (DNS
+  rebinding) cannot use the local demo through the browser.
+* **Input.** Every query parameter and path segment is text PostgreSQL can carry
+  (:func:`geomap.params.check_text`: no NUL, no lone surrogate, bounded length); bodies are
+  limited to ``max_body_bytes`` (413 unread) and parsed by :func:`json_body`.
+* **Cost.** A token bucket per caller (:class:`TokenBuckets`, 429 with ``Retry-After``), and
+  at most ``heavy_requests`` analyses at once per process (:func:`heavy`, else 503 with
+  ``Retry-After``), so that cheap requests keep their threads and connections.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import current_app, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from geomap.errors import Busy, InvalidInput, NotFound, RateLimited
+from geomap.params import check_schema, check_text, parse_json_body
+
+#: Headers a reverse proxy adds; a request carrying any of them was relayed.
+PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+                 "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-IP")  # fmt: skip
+#: Callers tracked by the rate limiter at most (the least recently seen are forgotten).
+MAX_TRACKED_CALLERS = 10_000
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def peer_address(req: Any) -> str | None:
+    """The address of the TCP peer itself (before ProxyFix replaced it by the client's)."""
+    original = req.environ.get("werkzeug.proxy_fix.orig") or {}
+    return original.get("REMOTE_ADDR") or req.environ.get("REMOTE_ADDR")
+
+
+def relayed(req: Any) -> bool:
+    """Whether the request carries a header that a proxy adds (it was relayed).
+
+    ProxyFix reads these headers but leaves them in place, so this holds behind it too.
+    """
+    return any(name in req.headers for name in PROXY_HEADERS)
+
+
+def direct_local(req: Any) -> bool:
+    """A caller on this machine talking to us directly: loopback peer, no proxy header.
+
+    A reverse proxy on the same host connects from 127.0.0.1 too, on behalf of anyone:
+    its requests carry ``X-Forwarded-For``/``X-Real-IP``/``Forwarded`` and are not local.
+    """
+    return _is_loopback(peer_address(req)) and not relayed(req)
+
+
+def client_address(req: Any) -> str:
+    """The client's address: the peer, or behind trusted proxies the one they name."""
+    return req.remote_addr or "unknown"
+
+
+# -- rate limit ----------------------------------------------------------------------------
+class TokenBuckets:
+    """A token bucket per caller: ``rate`` tokens a second, holding at most ``burst``.
+
+    Parameters
+    ----------
+    rate : float
+        Tokens added per second (the sustained request rate allowed).
+    burst : int
+        The bucket's size (requests allowed at once after a quiet spell).
+    """
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = float(rate)
+        self.burst = float(max(1, burst))
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, caller: str, cost: float = 1.0, now: float | None = None) -> float:
+        """Take ``cost`` tokens from ``caller``'s bucket.
+
+        Returns
+        -------
+        float
+            0 when the request may go ahead; otherwise the seconds until it could.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.pop(caller, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            wait = 0.0
+            if tokens >= cost:
+                tokens -= cost
+            else:
+                wait = (cost - tokens) / self.rate
+            self._buckets[caller] = (tokens, now)  # most recently seen last
+            while len(self._buckets) > MAX_TRACKED_CALLERS:
+                self._buckets.popitem(last=False)
+            return wait
+
+
+def caller_id(who: Any, req: Any) -> str:
+    """Whose bucket a request draws from: its key; its embed token and client; its client.
+
+    An embed token is shared by every visitor of its portal, so each visitor (client
+    address) has a bucket of their own under it.
+    """
+    if who is not None and who.kind == "key":
+        return f"key:{who.key_id}"
+    if who is not None and who.kind == "embed":
+        return f"embed:{who.token_id}:{client_address(req)}"
+    return f"client:{client_address(req)}"
+
+
+def check_rate(app: Any, who: Any, req: Any) -> None:
+    """Raise :class:`RateLimited` when the caller's bucket is empty."""
+    buckets: TokenBuckets | None = app.extensions.get("geomap_rate")
+    if buckets is None:
+        return
+    wait = buckets.take(caller_id(who, req))
+    if wait > 0:
+        raise RateLimited(
+            f"too many requests: at most {buckets.rate:g} a second on average "
+            f"(bursts of {buckets.burst:g}); retry in {wait:.1f} s",
+            retry_after_s=wait,
+        )
+
+
+# -- heavy requests ------------------------------------------------------------------------
+@contextmanager
+def heavy(what: str = "analysis") -> Iterator[None]:
+    """Run an expensive analysis in one of the process's ``heavy_requests`` slots.
+
+    No waiting: when every slot is taken the request gets 503 with ``Retry-After`` at
+    once, so a burst of analyses never holds the threads and connections that cheap
+    requests (layers, nearest by distance) need.
+    """
+    slots: threading.BoundedSemaphore = current_app.extensions["geomap_heavy"]
+    if not slots.acquire(blocking=False):
+        limit = current_app.config["GEOMAP"].heavy_requests
+        raise Busy(
+            f"the service is busy: {limit} analyses are already running in this process "
+            f"({what} refused); retry shortly",
+            retry_after_s=2,
+        )
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+# -- bodies --------------------------------------------------------------------------------
+def json_body(schema: dict[str, Any] | None = None) -> Any:
+    """This request's JSON body, parsed strictly and checked against ``schema``.
+
+    Raises
+    ------
+    InvalidInput
+        Not JSON (by ``Content-Type`` or content), hostile values (see
+        :func:`geomap.params.parse_json_body`), or a value off its schema; the error names
+        the field.
+    """
+    if not request.is_json:
+        raise InvalidInput("the request body must be JSON (Content-Type: application/json)",
+                           field="body")  # fmt: skip
+    value = parse_json_body(request.get_data(cache=True))
+    if schema is not None:
+        check_schema(value, schema)
+    return value
+
+
+# -- installing ----------------------------------------------------------------------------
+def host_allowed(host: str, allowed: Any) -> bool:
+    """Whether ``host`` (a Host header: name or address, maybe a port) is allowed.
+
+    Entries are names (``localhost``), addresses (``127.0.0.1``, ``[::1]``), ``.domain``
+    (the domain and its subdomains) or ``*`` (anything).
+    """
+    # An IPv6 address comes in brackets, maybe with a port after them.
+    name = host[: host.find("]") + 1] if host.startswith("[") else host.split(":", 1)[0]
+    name = name.lower().rstrip(".")
+    for entry in (e.lower() for e in allowed):
+        if entry == "*" or name == entry:
+            return True
+        if entry.startswith(".") and (name == entry[1:] or name.endswith(entry)):
+            return True
+    return False
+
+
+def _check_request(settings: Any) -> None:
+    host = request.host
+    if not host_allowed(host, settings.allowed_hosts):
+        raise InvalidInput(
+            f"this service does not answer to the host {host!r}; allowed: "
+            f"{', '.join(settings.allowed_hosts)} (setting GEOMAP_ALLOWED_HOSTS)",
+            field="Host",
+        )
+    for name, value in request.args.items(multi=True):
+        check_text(name, "a parameter name")
+        check_text(value, name)
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str):
+            check_text(value, name)
+        elif isinstance(value, int) and not -(2**31) <= value < 2**31:
+            # Ids are PostgreSQL integers: a larger one names nothing (and would overflow).
+            raise NotFound(f"no such {name} {value}", field=name)
+
+
+def init_app(app: Any) -> None:
+    """Install the proxy fix, the host and input checks and the cost limits on ``app``."""
+    settings = app.config["GEOMAP"]
+    hops = int(settings.trusted_proxies)
+    if hops > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,
+                                x_port=hops, x_prefix=hops)  # fmt: skip
+    app.config["MAX_CONTENT_LENGTH"] = int(settings.max_body_bytes)
+    app.extensions["geomap_heavy"] = threading.BoundedSemaphore(max(1, settings.heavy_requests))
+    if settings.rate_limit_rps > 0:
+        app.extensions["geomap_rate"] = TokenBuckets(
+            settings.rate_limit_rps, settings.rate_limit_burst
+        )
+
+    @app.before_request
+    def _guard() -> None:
+        _check_request(settings)
+
+
+def after_auth(app: Any) -> None:
+    """The rate limit: installed after the access check, which says who the caller is."""
+
+    @app.before_request
+    def _rate() -> None:
+        if request.blueprint == "static" or request.endpoint == "static":
+            return  # files of the pages: cheap, cached, and many per page load
+        who = g.get("principal")
+        if who is not None and who.kind == "open":
+            return  # the local demo's own machine: it could as well read the database
+        check_rate(app, who, request)
