@@ -1,16 +1,32 @@
-"""The default dataset as `make run` loads it: counts, the river barrier, real queries."""
+"""The default dataset as `make run` loads it: counts, the river barrier, real queries.
+
+The acceptance checks of the real data: drive times against the real road file itself,
+the Gan River crossed on real bridges only, circles inside the disc of their reach, the
+census totals by district.
+"""
 
 from __future__ import annotations
 
+import itertools
+
+import geopandas as gpd
+import networkx as nx
+import numpy as np
+import pandas as pd
 import pytest
+import shapely
 import sqlalchemy as sa
+from pyproj import Geod
 from shapely import wkt
 from shapely.geometry import shape
 
-from geomap import config
+from geomap import config, network
 from geomap.seed import nanchang
 
 pytestmark = pytest.mark.slow
+
+REAL_DIR = config.PROJECT_DIR / "data" / "nanchang" / "real"
+CITY_POPULATION = 6_255_007  # the 2020 census
 
 
 def test_healthz_counts_meet_the_dataset_targets(nanchang_client):
@@ -19,27 +35,48 @@ def test_healthz_counts_meet_the_dataset_targets(nanchang_client):
     counts = body["counts"]
     assert counts["districts"] == 9
     assert counts["townships"] == 116
-    assert counts["communities"] > 1000
+    assert counts["communities"] == 2263
     assert counts["grids"] == 4418
     assert counts["stations"] >= 2000
     assert counts["red_stations"] == 274
     assert counts["sites"] >= 90
     assert counts["team_members"] >= 12000
     assert counts["road_edges"] >= 50000
-    assert abs(counts["population"] - 6_260_000) <= 62_600
+    assert counts["population"] == CITY_POPULATION
 
 
-def test_no_stored_edge_crosses_the_gan_river_except_bridges(nanchang_connection):
+def test_each_district_holds_its_census_population(nanchang_connection):
+    census = pd.read_csv(REAL_DIR / "census2020_districts.csv", dtype={"code": str})
+    expected = dict(zip(census["code"], census["population"], strict=True))
+    rows = nanchang_connection.execute(
+        sa.text(
+            """
+            SELECT t.parent_code AS district, sum(g.population) AS population
+            FROM grids g
+            JOIN regions c ON c.code = g.community_code
+            JOIN regions t ON t.code = c.parent_code
+            GROUP BY t.parent_code
+            """
+        )
+    ).all()
+    assert {d: int(p) for d, p in rows} == {c: p for c, p in expected.items() if c != "360100"}
+    assert sum(int(p) for _, p in rows) == expected["360100"] == CITY_POPULATION
+
+
+def test_no_stored_edge_crosses_the_gan_river_except_real_bridges(nanchang_connection):
     river = nanchang.gan_river(config.PROJECT_DIR / "data" / "nanchang")
     crossing = nanchang_connection.execute(
         sa.text(
-            "SELECT is_bridge, count(*) FROM road_edges "
-            "WHERE ST_Intersects(geom, ST_GeomFromText(:river, 4326)) GROUP BY is_bridge"
+            "SELECT is_bridge, source LIKE 'real:%' AS real, count(*) FROM road_edges "
+            "WHERE ST_Intersects(geom, ST_GeomFromText(:river, 4326)) GROUP BY 1, 2"
         ),
         {"river": river.wkt},
     ).all()
-    assert dict(crossing).get(False, 0) == 0
-    assert dict(crossing).get(True, 0) >= 4
+    # Only bridges, only real ones: the 13 segments of the real file that cross the river.
+    roads = gpd.read_file(REAL_DIR / "roads_citybrain.geojson")
+    assert {(bridge, real): n for bridge, real, n in crossing} == {
+        (True, True): int(roads.geometry.intersects(river).sum())
+    }
 
 
 def test_every_source_is_labelled(nanchang_connection):
@@ -75,7 +112,7 @@ def test_coverage_of_grids_by_centres(nanchang_client):
         "&within_m=1000&level=district"
     ).get_json()
     assert body["summary"]["units"] >= 5
-    assert body["summary"]["population"] == 6_260_000
+    assert body["summary"]["population"] == CITY_POPULATION
     assert 0 < body["summary"]["covered_share"] <= 1
 
 
@@ -103,4 +140,76 @@ def test_circles_of_every_red_venue_are_valid_and_respect_the_river(
         assert off_bridge.length < 1e-9
     coverage = nanchang_client.get("/api/circles/coverage?minutes=15&level=district").get_json()
     assert 0 < coverage["summary"]["covered_share"] < 1
-    assert coverage["summary"]["population"] == 6_260_000
+    assert coverage["summary"]["population"] == CITY_POPULATION
+
+
+def _real_osm_id(source_id: str) -> int:
+    return int(str(source_id)[1:])
+
+
+def test_drive_times_between_real_intersections_match_the_real_road_file(nanchang_connection):
+    """Acceptance: drive time and distance between real intersections on both sides of the
+    Gan River, answered by pgRouting on the stored network, agree with a shortest path
+    computed straight from the real road file (networkx, source lengths and limits)."""
+    roads = gpd.read_file(REAL_DIR / "roads_citybrain.geojson")
+    reference = nx.Graph()
+    for frm, to, length, speed in zip(
+        roads["frm"], roads["to"], roads["length_m"], roads["speed_mps"], strict=True
+    ):
+        reference.add_edge(frm, to, seconds=length / speed, length=length)
+    # The banks: the two parts of the real network once its river crossings are removed.
+    river = nanchang.gan_river(config.PROJECT_DIR / "data" / "nanchang")
+    banks = reference.copy()
+    crossing = roads[roads.geometry.intersects(river)]
+    banks.remove_edges_from(zip(crossing["frm"], crossing["to"], strict=True))
+    west_nodes, east_nodes = sorted(
+        (sorted(c) for c in nx.connected_components(banks)), key=len
+    )[-2:]
+    assert len(west_nodes) > 300 and len(east_nodes) > 300
+    rng = np.random.default_rng(2026)
+    pairs = list(zip(rng.choice(west_nodes, 30, replace=False),
+                     rng.choice(east_nodes, 30, replace=False), strict=True))  # fmt: skip
+
+    ours = dict(
+        nanchang_connection.execute(
+            sa.text("SELECT osm_id, id FROM road_nodes WHERE osm_id IS NOT NULL")
+        ).all()
+    )
+    edges = network.edges_sql("drive")
+    for a, b in pairs:
+        for start, end in ((a, b), (b, a)):
+            seconds, path = nx.single_source_dijkstra(reference, start, end, weight="seconds")
+            metres = sum(reference.edges[leg]["length"] for leg in itertools.pairwise(path))
+            got = network.costs_from(
+                nanchang_connection, edges, ours[_real_osm_id(start)], [ours[_real_osm_id(end)]]
+            )[ours[_real_osm_id(end)]]
+            distance = nanchang_connection.execute(
+                sa.text(
+                    "SELECT sum(e.length_m) FROM pgr_dijkstra(CAST(:edges AS text), "
+                    "CAST(:a AS bigint), CAST(:b AS bigint), directed => true) p "
+                    "JOIN road_edges e ON e.id = p.edge"
+                ),
+                {"edges": edges, "a": ours[_real_osm_id(start)], "b": ours[_real_osm_id(end)]},
+            ).scalar()
+            assert got == pytest.approx(seconds, rel=0.02), (start, end)
+            assert distance == pytest.approx(metres, rel=0.02), (start, end)
+
+
+def test_walking_circles_stay_inside_the_disc_of_their_reach(nanchang_client):
+    """Acceptance: every 15-minute walking circle is a valid polygon no farther from its
+    venue than 15 minutes at walking speed plus the access width (as the crow flies)."""
+    features = nanchang_client.get("/api/circles?minutes=15").get_json()["features"]
+    settings = nanchang_client.application.config["GEOMAP"]
+    reach_m = 15 * 60 * settings.walk_speed_kmh / 3.6 + settings.circle_access_m
+    geod = Geod(ellps="WGS84")
+    farthest = []
+    for feature in features:
+        polygon = shape(feature["geometry"])
+        assert polygon.is_valid and not polygon.is_empty
+        lon, lat = feature["properties"]["lon"], feature["properties"]["lat"]
+        ring = shapely.get_coordinates(polygon.boundary)
+        _, _, d = geod.inv(np.full(len(ring), lon), np.full(len(ring), lat), ring[:, 0], ring[:, 1])
+        farthest.append(d.max())
+    # 1 m for the 1e-6 degree grid the circles are stored on and the buffer's chords.
+    assert max(farthest) <= reach_m + 1.0
+    assert np.median(farthest) > 0.5 * reach_m  # and they do reach out along streets
