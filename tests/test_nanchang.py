@@ -8,6 +8,7 @@ census totals by district.
 from __future__ import annotations
 
 import itertools
+import re
 
 import geopandas as gpd
 import networkx as nx
@@ -20,7 +21,8 @@ from pyproj import Geod
 from shapely import wkt
 from shapely.geometry import shape
 
-from geomap import config, network
+from geomap import config, network, provenance
+from geomap.layers import load_catalog
 from geomap.seed import nanchang
 
 pytestmark = pytest.mark.slow
@@ -213,3 +215,66 @@ def test_walking_circles_stay_inside_the_disc_of_their_reach(nanchang_client):
     # 1 m for the 1e-6 degree grid the circles are stored on and the buffer's chords.
     assert max(farthest) <= reach_m + 1.0
     assert np.median(farthest) > 0.5 * reach_m  # and they do reach out along streets
+
+
+def test_provenance_map_attribution_and_ogc_agree_with_the_source_columns(
+    nanchang_client, nanchang_connection
+):
+    """Acceptance: PROVENANCE.md, the map's attribution and the /ogc collections say what
+    the ``source`` column says, row by row (counts per label) and credit by credit."""
+    text = (config.PROJECT_DIR / "data" / "nanchang" / "PROVENANCE.md").read_text("utf-8")
+
+    def by_source(table: str, where: dict | None = None) -> dict[str, int]:
+        clause = " AND ".join(f"{column} = :{column}" for column in where or {}) or "true"
+        rows = nanchang_connection.execute(
+            sa.text(f"SELECT source, count(*) FROM {table} WHERE {clause} GROUP BY source"),
+            where or {},
+        ).all()
+        return {source: int(n) for source, n in rows}
+
+    # PROVENANCE.md: each table's section lists every label with its row count, and the
+    # credits those labels call for (and no other).
+    for table in ("regions", "grids", "stations", "sites", "teams", "road_nodes", "road_edges"):
+        section = text.split(f"### `{table}`", 1)[1].split("\n#", 1)[0]
+        counts = by_source(table)
+        for source, n in counts.items():
+            listed = [
+                int(match.group(1).replace(",", ""))
+                for match in re.finditer(r"^\| ([0-9,]+) \|.*\| `(.*)` \|$", section, re.M)
+                if match.group(2) == source
+            ]
+            assert sum(listed) == n, (table, source)
+        credited = provenance.credits(counts)
+        for credit in provenance.CREDITS:
+            assert (credit.attribution in section) == (credit in credited), (table, credit.key)
+
+    # The map (the data the page draws, whose attribution lines the page shows while the
+    # layer is drawn) and the OGC collection of every catalog layer.
+    for layer in load_catalog().values():
+        own = by_source(layer.table, dict(layer.where))
+        derived: dict[str, int] = {}
+        for table in layer.derived_from:
+            derived.update(by_source(table))
+        credited = provenance.credits([*own, *derived])
+        lines = [c.attribution for c in credited]
+        document = nanchang_client.get(f"/map/data/{layer.id}").get_json()
+        assert document["attribution"] == lines, layer.id
+        collection = nanchang_client.get(f"/ogc/collections/{layer.id}?f=json").get_json()
+        meta = collection["geomap:provenance"]
+        assert meta["sources"] == own, layer.id
+        assert meta["real"] == sum(n for s, n in own.items() if s.startswith("real:"))
+        assert meta["synthetic"] == sum(n for s, n in own.items() if s.startswith("synthetic:"))
+        assert meta["derivedFrom"] == {"tables": list(layer.derived_from), "sources": derived}
+        if lines:
+            assert collection["attribution"] == "; ".join(lines), layer.id
+            licences = [link["href"] for link in collection["links"] if link["rel"] == "license"]
+            assert licences == [c.url for c in credited if c.url], layer.id
+            assert collection["license"] == "; ".join(dict.fromkeys(c.license for c in credited))
+        else:
+            assert "attribution" not in collection, layer.id
+    # Roads are OpenStreetMap-derived: the layers drawn from them credit it.
+    for layer_id in ("streets", "circles"):
+        lines = nanchang_client.get(f"/map/data/{layer_id}").get_json()["attribution"]
+        assert "© OpenStreetMap contributors" in lines
+    grids = nanchang_client.get("/ogc/collections/grids?f=json").get_json()
+    assert "第七次全国人口普查" in grids["attribution"]
