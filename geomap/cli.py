@@ -202,7 +202,7 @@ def load(
     no_repair: bool,
     source: str | None,
 ) -> None:
-    """Import a GeoJSON, GeoPackage, Shapefile or CSV file into a table, all-or-nothing."""
+    """Import a GeoJSON, GeoPackage, Shapefile (or a .zip of one) or CSV file, all-or-nothing."""
     from geomap import db as dbmod
     from geomap import importers
 
