@@ -449,12 +449,17 @@ def _partition_communities(
     """
     rows = []
     by_polygon = {code: group for code, group in units.groupby("township_code", sort=False)}
+    # Sample indices by township, found once (not one scan of every sample per township).
+    where = {
+        kind: pd.Series(np.arange(len(samples["township"]))).groupby(samples["township"]).indices
+        for kind, samples in (("fine", fine), ("coarse", coarse))
+    }
     for t in townships.itertuples():
         members = by_polygon[t.code]
         members = members.sort_values(["village", "code"], kind="stable")
         k = len(members)
         samples = fine if t.urban else coarse
-        mask = samples["township"] == t.code
+        mask = where["fine" if t.urban else "coarse"].get(t.code, np.zeros(0, dtype=np.int64))
         sx, sy, rho = samples["x"][mask], samples["y"][mask], samples["rho"][mask]
         if len(sx) < k:  # a small polygon with many units: sample it more finely
             sx, sy = _geo.lattice_in(t.geom, FINE_SPACING_M / 2)

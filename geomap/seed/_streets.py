@@ -230,9 +230,10 @@ def _block_lanes(part, spacing: float, rng: np.random.Generator) -> np.ndarray:
     segments = []
     for piece in pieces:
         coords = np.asarray(piece.coords)
-        segments.extend(np.stack([coords[:-1], coords[1:]], axis=1))
-    back = [turn(np.asarray(s), 1.0) for s in segments]
-    return shapely.linestrings(np.asarray(back))
+        segments.append(np.stack([coords[:-1], coords[1:]], axis=1))
+    local_ends = np.concatenate(segments)  # (n, 2, 2)
+    back = turn(local_ends.reshape(-1, 2), 1.0).reshape(-1, 2, 2)
+    return shapely.linestrings(back)
 
 
 def lanes(
