@@ -118,15 +118,30 @@ def test_coverage_of_grids_by_centres(nanchang_client):
     assert 0 < body["summary"]["covered_share"] <= 1
 
 
-def test_circles_of_every_red_venue_are_valid_and_respect_the_river(
+def test_circles_of_every_red_venue_are_valid_inside_their_reach_and_respect_the_river(
     nanchang_client, nanchang_connection
 ):
+    """Acceptance: every 15-minute walking circle is a valid polygon no farther from its
+    venue than 15 minutes at walking speed plus the access width (as the crow flies), and
+    touches the Gan River only on a bridge."""
     features = nanchang_client.get("/api/circles?minutes=15").get_json()["features"]
     assert len(features) == 274 + 100  # every red station and red culture site
     with_circle = [f for f in features if f["geometry"] is not None]
     assert len(with_circle) == len(features)  # rural villages too (1 km lattice there)
+    settings = nanchang_client.application.config["GEOMAP"]
+    reach_m = 15 * 60 * settings.walk_speed_kmh / 3.6 + settings.circle_access_m
+    geod = Geod(ellps="WGS84")
+    farthest = []
     for feature in with_circle:
-        assert shape(feature["geometry"]).is_valid
+        polygon = shape(feature["geometry"])
+        assert polygon.is_valid and not polygon.is_empty
+        lon, lat = feature["properties"]["lon"], feature["properties"]["lat"]
+        ring = shapely.get_coordinates(polygon.boundary)
+        _, _, d = geod.inv(np.full(len(ring), lon), np.full(len(ring), lat), ring[:, 0], ring[:, 1])
+        farthest.append(d.max())
+    # 1 m for the 1e-6 degree grid the circles are stored on and the buffer's chords.
+    assert max(farthest) <= reach_m + 1.0
+    assert np.median(farthest) > 0.5 * reach_m  # and they do reach out along streets
     # Streets keep 200 m off the river and circles reach 50 m beyond them: a circle that
     # touches the river does so on a bridge, and nowhere else.
     river = nanchang.gan_river(config.PROJECT_DIR / "data" / "nanchang")
@@ -195,26 +210,6 @@ def test_drive_times_between_real_intersections_match_the_real_road_file(nanchan
             ).scalar()
             assert got == pytest.approx(seconds, rel=0.02), (start, end)
             assert distance == pytest.approx(metres, rel=0.02), (start, end)
-
-
-def test_walking_circles_stay_inside_the_disc_of_their_reach(nanchang_client):
-    """Acceptance: every 15-minute walking circle is a valid polygon no farther from its
-    venue than 15 minutes at walking speed plus the access width (as the crow flies)."""
-    features = nanchang_client.get("/api/circles?minutes=15").get_json()["features"]
-    settings = nanchang_client.application.config["GEOMAP"]
-    reach_m = 15 * 60 * settings.walk_speed_kmh / 3.6 + settings.circle_access_m
-    geod = Geod(ellps="WGS84")
-    farthest = []
-    for feature in features:
-        polygon = shape(feature["geometry"])
-        assert polygon.is_valid and not polygon.is_empty
-        lon, lat = feature["properties"]["lon"], feature["properties"]["lat"]
-        ring = shapely.get_coordinates(polygon.boundary)
-        _, _, d = geod.inv(np.full(len(ring), lon), np.full(len(ring), lat), ring[:, 0], ring[:, 1])
-        farthest.append(d.max())
-    # 1 m for the 1e-6 degree grid the circles are stored on and the buffer's chords.
-    assert max(farthest) <= reach_m + 1.0
-    assert np.median(farthest) > 0.5 * reach_m  # and they do reach out along streets
 
 
 def test_provenance_map_attribution_and_ogc_agree_with_the_source_columns(
