@@ -435,9 +435,7 @@ def islands(nodes: pd.DataFrame, edges: pd.DataFrame) -> dict[str, dict[str, int
         graph = nx.DiGraph()
         graph.add_nodes_from(np.unique(np.concatenate([source[usable], target[usable]])).tolist())
         graph.add_edges_from(zip(source[forward].tolist(), target[forward].tolist(), strict=True))
-        graph.add_edges_from(
-            zip(target[backward].tolist(), source[backward].tolist(), strict=True)
-        )
+        graph.add_edges_from(zip(target[backward].tolist(), source[backward].tolist(), strict=True))
         parts = list(nx.strongly_connected_components(graph))
         main = max(parts, key=len) if parts else set()
         inside = np.isin(source, list(main)) & np.isin(target, list(main))

@@ -372,9 +372,7 @@ def _free_map_point(report: Any) -> tuple[float, float]:
 @requires_chromium
 def test_battle_map(browser: Any, live: Live) -> None:
     # Three grids of one community (codes: the real 12-digit community code + 3 digits).
-    first, second, third = (
-        f["id"] for f in live.json("/api/layers/grids?limit=3")["features"]
-    )
+    first, second, third = (f["id"] for f in live.json("/api/layers/grids?limit=3")["features"])
     with open_page(live.url + "/map", offline=True, browser=browser, timeout_s=30) as report:
         report.assert_clean()
         stats = _stats(report)
@@ -409,9 +407,7 @@ def test_battle_map(browser: Any, live: Live) -> None:
 
         # Search by code finds the grid and its station.
         report.page.locator(".leaflet-control-search .search-button").click()
-        report.page.locator(".leaflet-control-search input.search-input").press_sequentially(
-            first
-        )
+        report.page.locator(".leaflet-control-search input.search-input").press_sequentially(first)
         report.page.wait_for_selector(".search-tip", timeout=5000)
         tips = report.page.locator(".search-tip").all_inner_texts()
         assert any("网格" in tip for tip in tips), tips

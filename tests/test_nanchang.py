@@ -179,9 +179,8 @@ def test_drive_times_between_real_intersections_match_the_real_road_file(nanchan
     banks = reference.copy()
     crossing = roads[roads.geometry.intersects(river)]
     banks.remove_edges_from(zip(crossing["frm"], crossing["to"], strict=True))
-    west_nodes, east_nodes = sorted(
-        (sorted(c) for c in nx.connected_components(banks)), key=len
-    )[-2:]
+    sides = sorted((sorted(c) for c in nx.connected_components(banks)), key=len)
+    west_nodes, east_nodes = sides[-2:]
     assert len(west_nodes) > 300 and len(east_nodes) > 300
     rng = np.random.default_rng(2026)
     pairs = list(zip(rng.choice(west_nodes, 30, replace=False),

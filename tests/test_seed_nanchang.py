@@ -644,7 +644,7 @@ def test_every_real_community_is_matched_or_listed_with_its_rule(frames, matchin
     # Matched by name: the polygon has the 2023 township's name (codes were renumbered).
     named = by_rule["name"]
     assert (named["polygon_name"] == named["township_2023_name"]).all()
-    assert ((named["township_code"] != named["township_2023_code"]).sum() > 500)
+    assert (named["township_code"] != named["township_2023_code"]).sum() > 500
     teng = named[named["township_2023_name"] == "滕王阁街道"]
     assert set(teng["township_code"]) == {"360102015"}
     assert set(teng["township_2023_code"]) == {"360102002"}
@@ -668,9 +668,7 @@ def test_provenance_files_are_up_to_date(frames, matching):
     """data/nanchang/PROVENANCE.md and community_matching.csv are what the code writes
     (regenerate them with `geomap provenance`)."""
     census = pd.read_csv(REAL_DIR / "census2020_districts.csv", dtype={"code": str})
-    text = seed_provenance.render(
-        frames, matching, census.set_index("code"), nanchang.DEFAULT_SEED
-    )
+    text = seed_provenance.render(frames, matching, census.set_index("code"), nanchang.DEFAULT_SEED)
     assert (DATA_DIR / seed_provenance.PROVENANCE_FILE).read_text(encoding="utf-8") == text
     csv = (DATA_DIR / seed_provenance.MATCHING_FILE).read_text(encoding="utf-8")
     assert csv == seed_provenance.matching_csv(matching)

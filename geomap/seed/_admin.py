@@ -251,9 +251,7 @@ def build(real: RealData, seed: int, rng: np.random.Generator) -> Admin:
                 "source": township_source,
             }
         )
-    community_source = (
-        f"{synthetic}; polygons synthetic, names and codes real: {CREDIT_CODES_2023}"
-    )
+    community_source = f"{synthetic}; polygons synthetic, names and codes real: {CREDIT_CODES_2023}"
     for c in communities.itertuples():
         rows.append(
             {
@@ -574,9 +572,7 @@ def _grids(
         )
         # Households follow residents, with some spread between grids.
         spread = population[members] * rng.uniform(0.9, 1.1, len(members)) + 1e-9
-        households[members] = largest_remainder(
-            int(census.loc[district, "households"]), spread
-        )
+        households[members] = largest_remainder(int(census.loc[district, "households"]), spread)
     grids["population"] = population
     grids["households"] = np.minimum(households, population)
     grids.insert(0, "id", np.arange(1, len(grids) + 1))

@@ -209,6 +209,8 @@ def build(admin: Admin, river_wgs84, real_roads: gpd.GeoDataFrame, rng: np.rando
         kind="lattice",
     )
     return _finish(parts, net)
+
+
 def _add_real_and_lanes(parts: _Parts, net: _streets.RealNetwork, lanes: _streets.Lanes,
                         river_wgs84) -> None:  # fmt: skip
     """The real segments, split where lanes meet them, and the lanes (walk only).

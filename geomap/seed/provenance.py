@@ -274,7 +274,7 @@ def source_counts(frame: pd.DataFrame, table: str) -> list[tuple[str, str | None
     counts = frame.groupby(keys, sort=False).size()
     out = []
     for key, n in counts.items():
-        source, level = (key if table == "regions" else (key, None))
+        source, level = key if table == "regions" else (key, None)
         out.append((str(source), level, int(n)))
     return out
 
@@ -372,9 +372,7 @@ def _matching_section(matching: pd.DataFrame) -> str:
     )
 
 
-def _population_section(
-    grids: pd.DataFrame, regions: pd.DataFrame, census: pd.DataFrame
-) -> str:
+def _population_section(grids: pd.DataFrame, regions: pd.DataFrame, census: pd.DataFrame) -> str:
     district = grids["community_code"].str[:6]
     sums = grids.groupby(district)[["population", "households"]].sum()
     names = regions.set_index("code")["name"]
