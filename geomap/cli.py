@@ -144,6 +144,38 @@ def seed(ctx: click.Context, dataset: str, seed_value: int | None, if_empty: boo
     click.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()))
 
 
+@main.command("provenance")
+@click.option("--check", is_flag=True, help="Only compare; exit 1 when a file is out of date.")
+@click.option("--seed", "seed_value", type=int, default=None, help="Random seed (default: fixed).")
+@click.pass_context
+@handle_errors
+def provenance_cmd(ctx: click.Context, check: bool, seed_value: int | None) -> None:
+    """Write data/nanchang/PROVENANCE.md and community_matching.csv from the dataset.
+
+    Both are generated from the default dataset (what is real, what synthetic, row counts,
+    credits; how each real community was attached to a township polygon). With --check,
+    say which file differs instead of writing.
+    """
+    from geomap.seed import nanchang
+    from geomap.seed import provenance as seed_provenance
+
+    settings = _settings(ctx)
+    seed = nanchang.DEFAULT_SEED if seed_value is None else seed_value
+    stale = []
+    for path, text in seed_provenance.outputs(settings.data_dir / "nanchang", seed).items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            click.echo(f"{path}: up to date")
+        elif check:
+            stale.append(path)
+            click.echo(f"{path}: out of date (run: geomap provenance)")
+        else:
+            path.write_text(text, encoding="utf-8")
+            click.echo(f"{path}: written")
+    if stale:
+        sys.exit(1)
+
+
 @main.command("load")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
@@ -169,7 +201,7 @@ def load(
     no_repair: bool,
     source: str | None,
 ) -> None:
-    """Import a GeoJSON, GeoPackage, Shapefile or CSV file into a table, all-or-nothing."""
+    """Import a GeoJSON, GeoPackage, Shapefile (or a .zip of one) or CSV file, all-or-nothing."""
     from geomap import db as dbmod
     from geomap import importers
 
@@ -205,7 +237,15 @@ def network_import(ctx: click.Context, path: Path, source: str | None) -> None:
 
     with dbmod.session_scope(_settings(ctx)) as session:
         counts = netmod.import_network(session.connection(), path, source=source)
-    click.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    click.echo(f"road_nodes {counts['road_nodes']:,}, road_edges {counts['road_edges']:,}")
+    # Pieces cut off from the rest (at the extract's edge, behind one-way streets): points
+    # snapped there reach little. Said plainly, so a planner knows before trusting circles.
+    for mode in netmod.MODES:
+        nodes, edges = counts[f"{mode}_island_nodes"], counts[f"{mode}_island_edges"]
+        click.echo(
+            f"{mode}: {nodes:,} nodes and {edges:,} edges lie outside the largest connected "
+            "part of the network"
+        )
 
 
 @main.command("nearest")

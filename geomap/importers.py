@@ -2,7 +2,8 @@
 
 Two steps, usable apart:
 
-* :func:`read_layer` reads a GeoJSON, GeoPackage, Shapefile or CSV file, maps its columns
+* :func:`read_layer` reads a GeoJSON, GeoPackage, Shapefile (plain or zipped) or CSV
+  file, maps its columns
   onto a table (``grids``, ``stations``, ``sites``, ``teams``, ``regions``), checks every
   value the schema would refuse (and a few it would accept but that are surely mistakes,
   such as swapped lat/lon), normalises the coordinates to EPSG:4326 and returns a frame
@@ -18,6 +19,11 @@ Encodings: GeoJSON and CSV files are decoded as UTF-8 when they are valid UTF-8,
 GB18030 (a superset of GBK/GB2312, what Chinese Excel and older GIS tools write); a
 Shapefile's .dbf the same way unless a .cpg file names its encoding. A file that is neither
 is refused rather than loaded as mojibake; ``encoding=`` overrides the detection.
+
+Zipped Shapefiles: a ``.zip`` holding exactly one layer (its ``.shp`` with the ``.shx`` and
+``.dbf`` beside it, ``.prj``/``.cpg`` when there are) is read as that Shapefile. A zip
+with no layer or several, a damaged zip or a layer missing its parts is refused, naming
+what it holds; nothing in it is written anywhere but a private temporary folder.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ import io
 import math
 import re
 import struct
+import tempfile
+import zipfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +69,7 @@ FORMATS = {
     ".json": "GeoJSON",
     ".gpkg": "GeoPackage",
     ".shp": "Shapefile",
+    ".zip": "zipped Shapefile",
     ".csv": "CSV",
     ".txt": "CSV",
 }
@@ -213,7 +223,8 @@ def read_layer(
     Parameters
     ----------
     path : str or Path
-        A ``.geojson``/``.json``, ``.gpkg``, ``.shp`` or ``.csv`` file. A CSV holds
+        A ``.geojson``/``.json``, ``.gpkg``, ``.shp``, ``.zip`` (one zipped Shapefile) or
+        ``.csv`` file. A CSV holds
         lon/lat columns (``lon``/``lng``/``longitude``/``x`` and ``lat``/``latitude``/``y``,
         any case) or WKT in a ``wkt``/``geom`` column. A GeoPackage with several layers must
         have one named like ``layer``.
@@ -395,30 +406,97 @@ class _Table:
     consumed: set[str] = field(default_factory=set)  # file headers read as geometry
 
 
+#: Largest total size of the files a zip may unpack to (a zip bomb is refused unread).
+MAX_ZIP_BYTES = 2 * 1024**3
+#: The parts of a Shapefile layer taken out of a zip (others, e.g. .xml metadata, stay in).
+_SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
+
+
 class _Reader:
-    def __init__(self, path: Path, layer: str, encoding: str | None):
+    def __init__(self, path: Path, layer: str, encoding: str | None, label: str | None = None):
         self.path = path
         self.layer = layer
         self.encoding = encoding
+        self.label = label or str(path)  # how messages name the file
         self.warnings: list[str] = []
 
     def fail(self, message: str, **kwargs: Any) -> InvalidFile:
-        return InvalidFile(message, path=str(self.path), **kwargs)
+        return InvalidFile(message, path=self.label, **kwargs)
 
     def read(self) -> _Table:
         if not self.path.exists():
             raise self.fail("no such file")
         if self.path.is_dir():
-            raise self.fail("is a folder; name the file (.shp, .gpkg, .geojson or .csv)")
+            raise self.fail("is a folder; name the file (.shp, .zip, .gpkg, .geojson or .csv)")
         fmt = FORMATS.get(self.path.suffix.lower())
         if fmt is None:
             raise self.fail(
                 f"unsupported file type {self.path.suffix or '(no extension)'!r}; "
-                "accepted: .geojson/.json, .gpkg, .shp, .csv"
+                "accepted: .geojson/.json, .gpkg, .shp, .zip (a zipped Shapefile), .csv"
             )
         if fmt == "CSV":
             return self._read_csv()
+        if fmt == "zipped Shapefile":
+            return self._read_zip()
         return self._read_vector(fmt)
+
+    # Zipped Shapefile -----------------------------------------------------------------
+    def _read_zip(self) -> _Table:
+        try:
+            archive = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise self.fail(f"not a readable zip file ({exc})") from exc
+        with archive:
+            members = [
+                m for m in archive.infolist()
+                if not m.is_dir() and not m.filename.startswith("__MACOSX/")
+                and not Path(m.filename).name.startswith("._")  # macOS resource forks
+            ]  # fmt: skip
+            layers = sorted(m.filename for m in members if m.filename.lower().endswith(".shp"))
+            if not layers:
+                held = ", ".join(sorted(m.filename for m in members)[:10]) or "nothing"
+                raise self.fail(
+                    f"the zip holds no Shapefile (.shp); it holds: {held}. Zip one layer: "
+                    "its .shp, .shx, .dbf (and .prj, .cpg)"
+                )
+            if len(layers) > 1:
+                raise self.fail(
+                    f"the zip holds {len(layers)} Shapefiles ({', '.join(layers)}); "
+                    "import one layer at a time: one Shapefile per zip"
+                )
+            stem = layers[0][:-4]
+            parts = {
+                m.filename[len(stem):].lower(): m
+                for m in members
+                if m.filename[: len(stem)] == stem
+                and m.filename[len(stem):].lower() in _SHAPEFILE_PARTS
+            }  # fmt: skip
+            missing = [ext for ext in (".shx", ".dbf") if ext not in parts]
+            if missing:
+                raise self.fail(
+                    f"{layers[0]} in the zip has no {' or '.join(stem + e for e in missing)} "
+                    "beside it: a Shapefile needs its .shp, .shx and .dbf"
+                )
+            if sum(m.file_size for m in parts.values()) > MAX_ZIP_BYTES:
+                raise self.fail(
+                    f"the layer in the zip unpacks to more than {MAX_ZIP_BYTES // 1024**3} GiB"
+                )
+            name = Path(stem).name or "layer"
+            with tempfile.TemporaryDirectory(prefix="geomap-zip-") as folder:
+                for ext, member in parts.items():
+                    try:
+                        data = archive.read(member)
+                    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+                        raise self.fail(f"{member.filename} in the zip is damaged ({exc})") from exc
+                    # Written under our own name: a member's path never leaves the folder.
+                    (Path(folder) / f"{name}{ext}").write_bytes(data)
+                inner = _Reader(
+                    Path(folder) / f"{name}.shp", self.layer, self.encoding,
+                    label=f"{self.label}!{layers[0]}",
+                )  # fmt: skip
+                table = inner._read_vector("Shapefile")
+                self.warnings.extend(inner.warnings)
+                return table
 
     # Text decoding ------------------------------------------------------------------------
     def _decode(self, data: bytes, what: str) -> str:

@@ -25,7 +25,7 @@ GEOMETRIES = ("point", "polygon", "line")
 _KEYS = {
     "id", "title", "description", "table", "where", "geometry", "id_column", "properties",
     "personal", "time_column", "label", "search", "visible", "min_zoom", "simplify_m",
-    "cluster", "kind_column", "status_column", "choropleth", "style",
+    "cluster", "kind_column", "status_column", "choropleth", "style", "derived_from",
 }  # fmt: skip
 
 
@@ -53,6 +53,9 @@ class Layer:
     status_column: str | None = None
     choropleth: tuple[str, ...] = ()
     style: dict[str, Any] = field(default_factory=dict)
+    #: Tables the features are computed from (circles: the road network): their sources
+    #: are credited wherever the layer is shown (see ``geomap.provenance``).
+    derived_from: tuple[str, ...] = ()
 
     def public_properties(self, personal: bool) -> tuple[str, ...]:
         """The property columns a reader may see (without personal ones unless allowed)."""
@@ -99,6 +102,9 @@ def _check(layer: Layer, path: Path) -> None:
         raise ConfigError(f"{path.name}: geometry must be one of {GEOMETRIES}")
     if not set(layer.personal) <= set(layer.properties):
         raise ConfigError(f"{path.name}: personal columns must be among the properties")
+    unknown_tables = sorted(set(layer.derived_from) - set(models.metadata.tables))
+    if unknown_tables:
+        raise ConfigError(f"{path.name}: derived_from names unknown tables {unknown_tables}")
     if path.stem != layer.id:
         raise ConfigError(f"{path.name}: the file must be named after its id ({layer.id})")
 

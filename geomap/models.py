@@ -265,6 +265,23 @@ data_versions = Table(
     Column("changed_at", DateTime(timezone=True), nullable=False),
 )
 
+#: A materialized view (migration 0007), refreshed by trigger when ``road_edges`` changes:
+#: the road network merged into lines by class, provenance and 0.05-degree cell, for the
+#: map's streets layer. Read only; every column is nullable, as PostgreSQL reports it.
+streets = Table(
+    "streets",
+    metadata,
+    Column("id", Integer, primary_key=True, nullable=True),
+    Column("road_class", Text),
+    Column("provenance", Text),
+    Column("rank", Integer),
+    Column("length_km", Float),
+    Column("edges", Integer),
+    Column("source", Text),
+    Column("geom", Geometry("MULTILINESTRING", srid=SRID, spatial_index=False)),
+    info={"materialized_view": True},
+)
+
 #: Tables in the order they are loaded (parents before children).
 LOAD_ORDER = (
     "regions",

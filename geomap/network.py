@@ -4,7 +4,8 @@
   into two GeoDataFrames shaped like ``road_nodes`` and ``road_edges``: ways are split at
   every node shared by two or more ways (and at way ends), so edges meet only at nodes.
 * :func:`import_network` replaces the stored network with an extract, all-or-nothing
-  (:func:`load_network` does the writing, for frames already read or generated).
+  (:func:`load_network` does the writing, for frames already read or generated), and
+  reports what lies outside the largest connected part per mode (:func:`islands`).
 * :func:`snap` finds the nearest node that is usable in a mode (index-assisted, in metres).
 * :func:`edges_sql` builds the edge query pgRouting reads (optionally in a box from
   :func:`bbox_around`/:func:`bbox_of`, optionally reversed); :func:`travel_times` and
@@ -402,6 +403,52 @@ def read_osm(path: Path, *, source: str | None = None) -> tuple[gpd.GeoDataFrame
     return nodes, edges
 
 
+def islands(nodes: pd.DataFrame, edges: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """How much of a network lies outside its largest connected part, mode by mode.
+
+    An extract cut out of a city keeps pieces that reach the rest only outside it (a
+    campus road behind the edge, a footway through a building), and one-way streets can
+    trap cars: a point snapped there reaches almost nothing. This says how much there is,
+    per mode, so an import can report it (snapping itself is not changed here).
+
+    Parameters
+    ----------
+    nodes, edges : DataFrame
+        As :func:`read_osm` returns.
+
+    Returns
+    -------
+    dict
+        For ``walk`` and ``drive``: ``nodes`` and ``edges`` usable in the mode (a node is
+        usable when an edge traversable in the mode touches it), ``components`` (strongly
+        connected, arcs as the mode may use them), and ``island_nodes`` /
+        ``island_edges``: those outside the largest component (an edge is outside when
+        one of its ends is).
+    """
+    report: dict[str, dict[str, int]] = {}
+    for mode, (cost, reverse) in MODES.items():
+        forward = edges[cost].to_numpy() >= 0
+        backward = edges[reverse].to_numpy() >= 0
+        usable = forward | backward
+        source = edges["source_node"].to_numpy()
+        target = edges["target_node"].to_numpy()
+        graph = nx.DiGraph()
+        graph.add_nodes_from(np.unique(np.concatenate([source[usable], target[usable]])).tolist())
+        graph.add_edges_from(zip(source[forward].tolist(), target[forward].tolist(), strict=True))
+        graph.add_edges_from(zip(target[backward].tolist(), source[backward].tolist(), strict=True))
+        parts = list(nx.strongly_connected_components(graph))
+        main = max(parts, key=len) if parts else set()
+        inside = np.isin(source, list(main)) & np.isin(target, list(main))
+        report[mode] = {
+            "nodes": graph.number_of_nodes(),
+            "edges": int(usable.sum()),
+            "components": len(parts),
+            "island_nodes": graph.number_of_nodes() - len(main),
+            "island_edges": int((usable & ~inside).sum()),
+        }
+    return report
+
+
 # ------------------------------------------------------------------------------ storing
 
 
@@ -468,7 +515,10 @@ def import_network(
     Returns
     -------
     dict
-        Rows written: ``{"road_nodes": n, "road_edges": m}``.
+        Rows written, ``{"road_nodes": n, "road_edges": m}``, and what lies outside the
+        largest connected part of the network, per mode (:func:`islands`):
+        ``walk_island_nodes``, ``walk_island_edges``, ``drive_island_nodes``,
+        ``drive_island_edges``.
 
     Raises
     ------
@@ -476,7 +526,11 @@ def import_network(
         The file is missing, unreadable, not OSM, or holds no routable way; nothing changed.
     """
     nodes, edges = read_osm(path, source=source)  # read fully before touching the tables
-    return load_network(conn, nodes, edges, progress=progress)
+    written = load_network(conn, nodes, edges, progress=progress)
+    for mode, counts in islands(nodes, edges).items():
+        written[f"{mode}_island_nodes"] = counts["island_nodes"]
+        written[f"{mode}_island_edges"] = counts["island_edges"]
+    return written
 
 
 # ----------------------------------------------------------------------------- snapping

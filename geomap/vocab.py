@@ -119,5 +119,12 @@ ROAD_CLASS_DRIVE_KMH: dict[str, float | None] = {
 #: Road classes that pedestrians may not use.
 NO_WALK_CLASSES = frozenset({"motorway", "trunk"})
 
+#: Whether a row is real data or made up (the two kinds of ``source`` label; the streets
+#: layer's ``provenance`` column).
+PROVENANCES = _vocab(
+    Term("real", "真实数据", "real"),
+    Term("synthetic", "合成数据", "synthetic"),
+)
+
 #: Prefixes allowed in every table's ``source`` column: real data or labelled synthetic.
 SOURCE_PREFIXES = ("real:", "synthetic:")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -245,6 +246,87 @@ def test_gbk_shapefile_without_cpg(connection, metro, tmp_path):
     assert list(stored["name"]) == list(frame["名称"])
     assert list(stored["code"]) == list(frame["编码"])
     assert np.abs(stored["lon"] - frame.geometry.x).max() < 1e-7
+
+
+def _gbk_shapefile(frame: gpd.GeoDataFrame, folder: Path, name: str) -> list[Path]:
+    """A Shapefile written in GBK with no .cpg (and no language byte), as Chinese desktop
+    GIS tools write them; returns its files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.shp"
+    frame.to_file(path, driver="ESRI Shapefile", engine="pyogrio", encoding="GBK")
+    path.with_suffix(".cpg").unlink()
+    dbf = path.with_suffix(".dbf")
+    data = bytearray(dbf.read_bytes())
+    data[29] = 0
+    dbf.write_bytes(bytes(data))
+    return sorted(folder.glob(f"{name}.*"))
+
+
+def _zip(path: Path, files: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_zipped_gbk_shapefile_without_cpg(connection, metro, tmp_path):
+    """A zip with one layer inside (in a folder, as zips from other offices come): read as
+    that Shapefile, its GBK text detected, its messages naming the zip."""
+    frame = stations_frame(metro).rename(columns={"name": "名称", "kind": "类型", "code": "编码"})
+    files = _gbk_shapefile(frame, tmp_path / "build", "红色驿站")
+    archive = _zip(
+        tmp_path / "stations.zip",
+        {f"导出/{f.name}": f.read_bytes() for f in files} | {"导出/说明.txt": b"readme"},
+    )
+    report = importers.import_file(connection, archive, "stations")
+    assert report.rows == len(frame)
+    assert any("GB18030" in w for w in report.warnings), report.warnings
+    stored = read_points(connection, "stations", "real: stations.zip")
+    assert list(stored["name"]) == list(frame["名称"])
+    assert list(stored["code"]) == list(frame["编码"])
+    assert np.abs(stored["lon"] - frame.geometry.x).max() < 1e-7
+
+
+def test_zipped_shapefile_errors_are_clear_and_write_nothing(connection, metro, tmp_path):
+    frame = stations_frame(metro)
+    one = {f.name: f.read_bytes() for f in _gbk_shapefile(frame, tmp_path / "a", "a")}
+    two = {f.name: f.read_bytes() for f in _gbk_shapefile(frame, tmp_path / "b", "b")}
+    cases = [
+        (_zip(tmp_path / "empty.zip", {"readme.txt": b"x"}),
+         r"the zip holds no Shapefile \(\.shp\); it holds: readme\.txt"),
+        (_zip(tmp_path / "two.zip", one | two),
+         r"the zip holds 2 Shapefiles \(a\.shp, b\.shp\); import one layer at a time"),
+        (_zip(tmp_path / "nodbf.zip", {k: v for k, v in one.items() if k != "a.dbf"}),
+         r"a\.shp in the zip has no a\.dbf beside it"),
+    ]  # fmt: skip
+    corrupt = tmp_path / "corrupt.zip"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip at all")
+    cases.append((corrupt, r"not a readable zip file"))
+    # A zip whose directory is fine but whose .dbf data is damaged (a broken download).
+    damaged = _zip(tmp_path / "damaged.zip", one)
+    data = bytearray(damaged.read_bytes())
+    with zipfile.ZipFile(damaged) as archive:
+        info = archive.getinfo("a.dbf")
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    for i in range(start + 5, start + 25):
+        data[i] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    cases.append((damaged, r"a\.dbf in the zip is damaged"))
+    importers.import_file(connection, _zip(tmp_path / "ok.zip", one), "stations")
+    for path, pattern in cases:
+        error = rejected(
+            connection, lambda path=path: importers.import_file(connection, path, "stations"),
+            pattern,
+        )  # fmt: skip
+        assert path.name in error.message
+
+
+def test_a_zip_member_cannot_write_outside_its_folder(connection, metro, tmp_path):
+    frame = stations_frame(metro)
+    files = _gbk_shapefile(frame, tmp_path / "src", "layer")
+    archive = _zip(tmp_path / "sly.zip", {f"../../{f.name}": f.read_bytes() for f in files})
+    assert importers.import_file(connection, archive, "stations").rows == len(frame)
+    assert not (tmp_path.parent / "layer.shp").exists()
 
 
 def test_shapefile_in_neither_utf8_nor_gbk_needs_encoding(connection, tmp_path):
@@ -1015,7 +1097,7 @@ def test_unreadable_paths(connection, tmp_path):
     rejected(
         connection,
         lambda: importers.import_file(connection, other, "stations"),
-        "unsupported file type '.xlsx'",
+        r"unsupported file type '\.xlsx'; accepted: .*\.zip \(a zipped Shapefile\)",
     )
     broken = tmp_path / "broken.csv"
     broken.write_text("name,kind,lon,lat\n甲,red_station,east,28.7\n")

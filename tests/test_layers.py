@@ -2,6 +2,7 @@
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from geomap import layers
 from geomap.analysis import features
@@ -26,6 +27,35 @@ def test_a_layer_with_an_unknown_column_is_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="secret"):
         layers.load_catalog(tmp_path)
+
+
+def test_a_layer_derived_from_an_unknown_table_is_refused(tmp_path):
+    (tmp_path / "bad.toml").write_text(
+        'id = "bad"\ntitle = {zh = "x", en = "x"}\ndescription = {zh = "x", en = "x"}\n'
+        'table = "circles"\ngeometry = "polygon"\nid_column = "id"\n'
+        'properties = ["id"]\nderived_from = ["roads"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="derived_from names unknown tables"):
+        layers.load_catalog(tmp_path)
+
+
+def test_streets_and_circles_say_where_they_come_from():
+    catalog = layers.load_catalog()
+    assert catalog["circles"].derived_from == ("road_edges",)
+    streets = catalog["streets"]
+    assert streets.geometry == "line" and streets.kind_column == "provenance"
+    assert not streets.visible and streets.min_zoom >= 10
+    assert set(streets.style["kinds"]) == {"real", "synthetic"}
+
+
+def test_layer_sources_count_rows_by_label(connection):
+    _stations(connection, 4)
+    connection.execute(sa.text("UPDATE stations SET source = 'real: register' WHERE name = 'S1'"))
+    layer = layers.load_catalog()["stations"]
+    with Session(bind=connection) as session:
+        assert features.sources(session, layer) == {"real: register": 1, "synthetic: test": 3}
+        assert features.derived_sources(session, layer) == {}
 
 
 def _stations(conn, n):

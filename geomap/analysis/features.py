@@ -262,3 +262,50 @@ def time_extent(session: Session, layer: Layer) -> tuple[dt.datetime, dt.datetim
         params,
     ).one()
     return None if row[0] is None else (row[0], row[1])
+
+
+def sources(session: Session, layer: Layer) -> dict[str, int]:
+    """The layer's rows by ``source`` label (with the layer's own filters).
+
+    Parameters
+    ----------
+    session : Session
+    layer : Layer
+
+    Returns
+    -------
+    dict
+        ``{source label: rows}``, in label order.
+    """
+    where, params = _where(layer, Selection(), False)
+    rows = session.execute(
+        sa.text(
+            f"SELECT source, count(*) FROM {layer.table} WHERE {where} "
+            "GROUP BY source ORDER BY source"
+        ),
+        params,
+    )
+    return {str(source): int(n) for source, n in rows}
+
+
+def derived_sources(session: Session, layer: Layer) -> dict[str, int]:
+    """Rows by ``source`` label of the tables the layer is computed from (``derived_from``).
+
+    Parameters
+    ----------
+    session : Session
+    layer : Layer
+        Its ``derived_from`` names tables checked against the models by the catalog.
+
+    Returns
+    -------
+    dict
+        ``{source label: rows}`` over those tables (empty when the layer has none).
+    """
+    out: dict[str, int] = {}
+    for table in layer.derived_from:
+        for source, n in session.execute(
+            sa.text(f"SELECT source, count(*) FROM {table} GROUP BY source ORDER BY source")
+        ):
+            out[str(source)] = out.get(str(source), 0) + int(n)
+    return out

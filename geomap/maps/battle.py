@@ -9,6 +9,8 @@ never a database connection. It draws (through ``battlemap.js``):
 * stations and red culture sites by kind, with the catalog's icons and colours;
 * teams by kind and status, clustered;
 * the 15-minute red culture circles (the ones built so far);
+* the streets, real and synthetic told apart (off by default), with the credit their
+  sources call for (OpenStreetMap) in the attribution control while they are drawn;
 * a layer control, a legend from the catalog, a scale bar, fullscreen, a search by name
   or code, and the nearest-teams panel (a click, coordinates or a grid code →
   ``/api/teams/nearest?by=drive&route=1``), unless embedded.
@@ -30,7 +32,8 @@ from geomap.maps import compact, page, text
 
 #: The layers of the battle map, in drawing order (bottom first); all from the catalog.
 BATTLE_LAYERS = (
-    "districts", "townships", "communities", "grids", "circles", "stations", "sites", "teams",
+    "districts", "townships", "communities", "grids", "streets", "circles", "stations", "sites",
+    "teams",
 )  # fmt: skip
 
 #: Service paths the page calls (relative to ``PageSpec.service_url``).

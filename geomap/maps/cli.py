@@ -60,7 +60,7 @@ def export_battle_data(
             matched = features.count(session, layer, selection)
             data[name] = compact.encode_layer(
                 layer, features.iter_features(session, layer, selection, personal=False),
-                matched=matched,
+                matched=matched, credited=features.derived_sources(session, layer),
             )  # fmt: skip
         for name in ("grids", "districts"):
             if name in catalog:

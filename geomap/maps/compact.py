@@ -20,8 +20,11 @@ Format ``geomap-compact/1``::
     {"format": "geomap-compact/1", "layer": "teams", "geometry": "point", "precision": 5,
      "fields": ["code", "name", ...], "count": 5650, "matched": 5650,
      "dictionaries": {"kind": ["medical", ...], ...},
-     "sources": ["synthetic: ..."], "bbox": [minx, miny, maxx, maxy],
-     "features": [[id, [value, ...], geometry], ...]}
+     "sources": ["synthetic: ..."], "attribution": ["© OpenStreetMap contributors"],
+     "bbox": [minx, miny, maxx, maxy], "features": [[id, [value, ...], geometry], ...]}
+
+``attribution`` holds the credit lines the layer's data calls for (``geomap.provenance``),
+which the page shows in the map's attribution control while the layer is drawn.
 
 where ``geometry`` is ``[x, y]`` for a point, ``[[ring, ...], ...]`` for a polygon layer
 (each ring ``[x0, y0, dx1, dy1, ...]``), ``[line, ...]`` for a line layer, or null.
@@ -34,6 +37,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from geomap import provenance
 from geomap.layers import Layer
 
 FORMAT = "geomap-compact/1"
@@ -193,6 +197,7 @@ def encode_layer(
     *,
     matched: int | None = None,
     precision: int = PRECISION,
+    credited: Iterable[str] = (),
 ) -> dict[str, Any]:
     """A layer's features (GeoJSON Feature dicts) in the compact form.
 
@@ -207,6 +212,10 @@ def encode_layer(
         How many features matched before a limit (default: as many as given).
     precision : int
         Decimal places of the coordinates.
+    credited : iterable of str
+        More ``source`` labels to credit: every label of the layer's rows when the
+        features are a page of them, and those of the tables it is computed from
+        (:func:`geomap.analysis.features.sources`, ``derived_sources``).
 
     Returns
     -------
@@ -216,10 +225,13 @@ def encode_layer(
     fields = map_fields(layer)
     bounds = _Bounds()
     sources: list[str] = []
+    seen: set[str] = set(credited)
     rows = []
     for feature in features:
         properties = feature.get("properties") or {}
         source = properties.get("source")
+        if source:
+            seen.add(source)
         if source and source not in sources and len(sources) < MAX_SOURCES:
             sources.append(source)
         rows.append(
@@ -242,6 +254,7 @@ def encode_layer(
         "matched": len(rows) if matched is None else matched,
         "dictionaries": _dictionaries(fields, rows),
         "sources": sources,
+        "attribution": provenance.attributions(seen),
         "bbox": None if bounds.box is None else [round(v / scale, precision) for v in bounds.box],
         "features": rows,
     }

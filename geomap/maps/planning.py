@@ -64,6 +64,7 @@ def circles_map(
     *,
     query: Mapping[str, Any],
     layers: Sequence[str] | None = None,
+    credits: Sequence[str] = (),
 ) -> folium.Map:
     """The 15-minute circles map.
 
@@ -78,6 +79,9 @@ def circles_map(
         ``distance_m``).
     layers : sequence of str, optional
         Only these of :data:`CIRCLES_LAYERS` (an embed); default: all but grids.
+    credits : sequence of str
+        Credit lines the circles owe (their road network's sources: OpenStreetMap),
+        shown in the attribution control while they are drawn.
 
     Returns
     -------
@@ -96,6 +100,7 @@ def circles_map(
                 "minZoom": 0,
                 "visible": True,
                 "style": circles_layer.style if circles_layer else {},
+                "credits": list(credits),
             }
         )
     if layers is None or "venues" in layers:
@@ -132,6 +137,7 @@ def coverage_map(
     *,
     query: Mapping[str, Any],
     layers: Sequence[str] | None = None,
+    credits: Sequence[str] = (),
 ) -> folium.Map:
     """The coverage-gaps map.
 
@@ -146,6 +152,9 @@ def coverage_map(
         ``kind``, ``by``, ``within_m`` or ``within_min``, ``level``.
     layers : sequence of str, optional
         Only these of :data:`COVERAGE_LAYERS` (an embed); default: all.
+    credits : sequence of str
+        Credit lines the coverage layer owes (the grids' residents; the road network
+        when reach is by travel time), shown while it is drawn.
 
     Returns
     -------
@@ -163,6 +172,7 @@ def coverage_map(
                 "minZoom": 0,
                 "visible": True,
                 "style": catalog["grids"].style if "grids" in catalog else {},
+                "credits": list(credits),
             }
         )
     provider = catalog.get(query.get("of") or "stations")

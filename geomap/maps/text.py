@@ -150,6 +150,11 @@ FIELDS: dict[str, tuple[str, str]] = {
     "nearest_m": ("最近服务点（米）", "nearest provider (m)"),
     "grids": ("网格数", "grids"),
     "covered": ("已覆盖", "covered"),
+    "road_class": ("道路等级", "road class"),
+    "provenance": ("来源", "provenance"),
+    "rank": ("道路级别", "rank"),
+    "length_km": ("长度（公里）", "length (km)"),
+    "edges": ("路段数", "segments"),
 }
 
 #: Which vocabulary labels the kinds of each layer (catalog id or map layer name).
@@ -157,6 +162,7 @@ KIND_VOCABULARIES = {
     "teams": vocab.TEAM_KINDS,
     "stations": vocab.STATION_KINDS,
     "sites": vocab.SITE_KINDS,
+    "streets": vocab.PROVENANCES,
 }
 
 

@@ -20,7 +20,7 @@ import hashlib
 
 from flask import Blueprint, Response, current_app, g, request
 
-from geomap import db
+from geomap import db, provenance
 from geomap.analysis import circles, coverage, features
 from geomap.api import costs
 from geomap.api._args import Args
@@ -208,8 +208,9 @@ def _circles(embed: bool) -> Response:
         "distance_m": query.distance_m,
     }
     m = planning.circles_map(
-        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names
-    )
+        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names,
+        credits=_credits("circles"),
+    )  # fmt: skip
     return _html(m)
 
 
@@ -241,10 +242,24 @@ def _coverage(embed: bool) -> Response:
         "within_min": query.within_min,
         "level": query.level,
     }
+    # Coverage is of grids; by travel time it is also drawn from the road network.
     m = planning.coverage_map(
-        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names
-    )
+        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names,
+        credits=_credits("grids", *(["streets"] if query.by != "distance" else [])),
+    )  # fmt: skip
     return _html(m)
+
+
+def _credits(*layer_ids: str) -> list[str]:
+    """The credit lines the rows of these catalog layers (and their sources) call for."""
+    session = db.get_session()
+    layers = catalog()
+    labels: list[str] = []
+    for layer_id in layer_ids:
+        if layer_id in layers:
+            labels += [*features.sources(session, layers[layer_id]),
+                       *features.derived_sources(session, layers[layer_id])]  # fmt: skip
+    return provenance.attributions(labels)
 
 
 def _page(summary: str, params: tuple[Param, ...], statuses: tuple[int, ...] = (400,)):
@@ -309,8 +324,9 @@ def layer_data(layer_id: str) -> Response:
         if kept is not None and kept.key == key:
             return _json_response(kept)
     document = compact.encode_layer(
-        layer, features.iter_features(session, layer, selection, personal=False), matched=matched
-    )
+        layer, features.iter_features(session, layer, selection, personal=False), matched=matched,
+        credited=[*features.sources(session, layer), *features.derived_sources(session, layer)],
+    )  # fmt: skip
     encoded = _Encoded(compact.dumps(document).encode("utf-8"), key)
     if key is not None:
         cache[layer.id] = encoded  # one document per layer: the newest replaces the older

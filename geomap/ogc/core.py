@@ -41,6 +41,7 @@ from urllib.parse import quote, urlencode
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
+from geomap import provenance
 from geomap.analysis import features
 from geomap.api._args import Args
 from geomap.errors import InvalidInput, NotFound
@@ -262,8 +263,8 @@ def collection(session: Session, layer: Layer, ctx: Context) -> dict[str, Any]:
     dict
         ``id``, ``title``, ``description``, ``itemType``, ``crs``, ``storageCrs``,
         ``extent`` (``spatial`` from the data; ``temporal`` where the layer has a time
-        column and data) and ``links`` (``self``, ``alternate``, ``items`` as GeoJSON and
-        HTML).
+        column and data), the provenance (:func:`provenance_members`) and ``links``
+        (``self``, ``alternate``, ``items`` as GeoJSON and HTML, ``license``).
     """
     href = f"{ctx.base_url}/collections/{quote(layer.id, safe='')}"
     doc: dict[str, Any] = {
@@ -286,12 +287,56 @@ def collection(session: Session, layer: Layer, ctx: Context) -> dict[str, Any]:
         }
     if extent:
         doc["extent"] = extent
+    members, licence_links = provenance_members(session, layer)
+    doc.update(members)
     doc["links"] = [
         *_format_links(ctx, href),
         _link(ctx.url(f"{href}/items", {"f": "json"}), "items", MEDIA_GEOJSON, ctx.text("items")),
         _link(ctx.url(f"{href}/items", {"f": "html"}), "items", MEDIA_HTML, ctx.text("items")),
+        *licence_links,
     ]
     return doc
+
+
+def provenance_members(
+    session: Session, layer: Layer
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What a collection's data owes its sources: credits, licences, real and synthetic rows.
+
+    Parameters
+    ----------
+    session : Session
+    layer : Layer
+
+    Returns
+    -------
+    (dict, list)
+        Members of the collection document: ``attribution`` and ``license`` (the credit
+        lines and licences the rows call for, :mod:`geomap.provenance`; absent when
+        nothing is to be credited) and ``geomap:provenance`` (``real`` and ``synthetic``
+        row counts, rows by ``source`` label, and the tables the layer is computed from
+        with their labels); and the ``license`` links (one per credited source).
+    """
+    own = features.sources(session, layer)
+    derived = features.derived_sources(session, layer)
+    labels = [*own, *derived]
+    members: dict[str, Any] = {}
+    credited = provenance.credits(labels)
+    if credited:
+        members["attribution"] = "; ".join(c.attribution for c in credited)
+        members["license"] = provenance.licence_text(labels)
+    members["geomap:provenance"] = {
+        "real": sum(n for label, n in own.items() if provenance.is_real(label)),
+        "synthetic": sum(n for label, n in own.items() if not provenance.is_real(label)),
+        "sources": own,
+        "derivedFrom": {"tables": list(layer.derived_from), "sources": derived},
+    }
+    links = [
+        _link(c.url, "license", MEDIA_HTML, f"{c.attribution} ({c.license})")
+        for c in credited
+        if c.url
+    ]
+    return members, links
 
 
 def collections(session: Session, catalog: Mapping[str, Layer], ctx: Context) -> dict[str, Any]:

@@ -24,8 +24,15 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from geomap.seed import _geo, _names
-from geomap.seed._inputs import CITY_CODE, SOURCE_BOUNDARIES, SOURCE_UNITS, RealData
+from geomap.seed import _communities, _geo
+from geomap.seed._inputs import (
+    CITY_CODE,
+    CREDIT_CENSUS,
+    CREDIT_CODES_2023,
+    SOURCE_BOUNDARIES,
+    SOURCE_UNITS,
+    RealData,
+)
 
 #: The old city core (八一广场 area), centre of the density field.
 CORE_LONLAT = (115.89, 28.68)
@@ -53,10 +60,7 @@ URBAN_TOWNS = frozenset(
     }
 )
 
-TOTAL_POPULATION = 6_260_000  # 2020 census, Nanchang
 N_GRIDS = 4_418  # urban community grids with a party branch
-N_COMMUNITIES = 1_900  # with 9 + 116 higher centres: 2,000+ party-mass service centres
-PERSONS_PER_HOUSEHOLD = 2.6
 
 RURAL_DENSITY = 150.0  # people per km² in the countryside (the floor of the density field)
 
@@ -107,7 +111,9 @@ class Admin:
     townships, communities : pandas.DataFrame
         Per unit: ``code``, ``name``, parent codes, ``urban`` (covered by grids), the seed
         point ``x``/``y`` (inside the unit), mean density ``rho`` and ``geom`` (metres).
-        Communities also have ``village`` (村 rather than 社区) and ``population``.
+        Communities also have ``village`` (村 rather than 社区), ``population`` (from the
+        density field), their real 2023 township (``township_2023_code``,
+        ``township_2023_name``) and the matching ``rule`` (``_communities.RULES``).
     grids : pandas.DataFrame
         Columns of the ``grids`` table plus seed ``x``/``y``, ``township_code``,
         ``district_code`` and ``geom`` in metres.
@@ -200,19 +206,13 @@ def build(real: RealData, seed: int, rng: np.random.Generator) -> Admin:
         The regions, grids and helpers for the next steps.
     """
     synthetic = f"synthetic: geomap seed nanchang (seed {seed})"
-    density = DensityField(
-        core=tuple(float(v[0]) for v in _geo.lonlat_to_xy([CORE_LONLAT[0]], [CORE_LONLAT[1]])),
-        metro=real.metro_xy,
-        seats=np.column_stack(_geo.lonlat_to_xy(*np.array(list(SEATS.values())).T)),
-    )
-    units = real.units
-    districts = units[units["level"] == "district"].reset_index(drop=True)
-    township_units = units[units["level"] == "township"].reset_index(drop=True)
-
-    townships, coarse = _townships(real, districts, township_units, density, rng)
+    density = _density(real)
+    districts = real.units[real.units["level"] == "district"].reset_index(drop=True)
+    townships, coarse = _township_polygons(real, density, rng)
     fine = _fine_samples(townships, density)
-    communities = _communities(townships, coarse, fine, rng)
-    grids = _grids(communities, fine, rng)
+    units = _attach(real, townships)
+    communities = _partition_communities(townships, coarse, fine, units, rng)
+    grids = _grids(communities, fine, real.census, rng)
 
     city = real.outline(CITY_CODE)
     rows = [
@@ -251,6 +251,7 @@ def build(real: RealData, seed: int, rng: np.random.Generator) -> Admin:
                 "source": township_source,
             }
         )
+    community_source = f"{synthetic}; polygons synthetic, names and codes real: {CREDIT_CODES_2023}"
     for c in communities.itertuples():
         rows.append(
             {
@@ -260,15 +261,19 @@ def build(real: RealData, seed: int, rng: np.random.Generator) -> Admin:
                 "name": c.name,
                 "name_en": None,
                 "geom": c.geom,
-                "source": synthetic,
+                "source": community_source,
             }
         )
+    grid_source = (
+        f"{synthetic}; polygons synthetic, named after real communities ({CREDIT_CODES_2023}); "
+        f"population and households: district totals real ({CREDIT_CENSUS}), spread synthetic"
+    )
     urban = shapely.union_all(townships.loc[townships["urban"], "geom"].to_numpy())
     return Admin(
         regions=pd.DataFrame(rows),
         townships=townships,
         communities=communities,
-        grids=grids.assign(source=synthetic),
+        grids=grids.assign(source=grid_source),
         density=density,
         city=city,
         urban=urban,
@@ -276,6 +281,52 @@ def build(real: RealData, seed: int, rng: np.random.Generator) -> Admin:
         fine_y=fine["y"],
         fine_rho=fine["rho"],
     )
+
+
+def _density(real: RealData) -> DensityField:
+    return DensityField(
+        core=tuple(float(v[0]) for v in _geo.lonlat_to_xy([CORE_LONLAT[0]], [CORE_LONLAT[1]])),
+        metro=real.metro_xy,
+        seats=np.column_stack(_geo.lonlat_to_xy(*np.array(list(SEATS.values())).T)),
+    )
+
+
+def _township_polygons(real: RealData, density: DensityField, rng: np.random.Generator):
+    units = real.units
+    districts = units[units["level"] == "district"].reset_index(drop=True)
+    township_units = units[units["level"] == "township"].reset_index(drop=True)
+    return _townships(real, districts, township_units, density, rng)
+
+
+def _attach(real: RealData, townships: pd.DataFrame) -> pd.DataFrame:
+    area_km2 = shapely.area(townships["geom"].to_numpy()) / 1e6
+    return _communities.attach(
+        townships,
+        real.townships_2023,
+        real.communities,
+        dict(zip(townships["code"], area_km2, strict=True)),
+    )
+
+
+def match_communities(real: RealData, rng: np.random.Generator) -> pd.DataFrame:
+    """The real units attached to the township polygons, exactly as :func:`build` does.
+
+    Parameters
+    ----------
+    real : RealData
+    rng : numpy.random.Generator
+        A generator in the state :func:`build` gets it in (the same seed's admin stream):
+        the township polygons are drawn first, with the same draws.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`geomap.seed._communities.attach`'s rows, plus ``polygon_name``.
+    """
+    townships, _ = _township_polygons(real, _density(real), rng)
+    units = _attach(real, townships)
+    names = townships.set_index("code")["name"]
+    return units.assign(polygon_name=units["township_code"].map(names).to_numpy())
 
 
 def _townships(
@@ -380,57 +431,56 @@ def _fine_samples(townships: pd.DataFrame, density: DensityField) -> dict[str, n
     return {"x": x, "y": y, "rho": density(x, y), "township": np.concatenate(codes)}
 
 
-def _communities(
+def _partition_communities(
     townships: pd.DataFrame,
     coarse: dict[str, np.ndarray],
     fine: dict[str, np.ndarray],
+    units: pd.DataFrame,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """Partition each township into communities (社区) and villages (村).
+    """Partition each township polygon into the real units attached to it.
 
-    The ~1,900 communities are shared between townships half by area, half by population,
-    so a 街道 of 5 km² gets as many as a rural town of 80 km². Urban townships are split
-    on the fine samples with density weights (communities of similar population); rural
-    ones on the coarse samples, nearly by area.
+    Urban townships are split on the fine samples with density weights (communities of
+    similar population); rural ones on the coarse samples, nearly by area. The cells are
+    given out densest first: residents' communities (社区 and the like) before villages
+    (村), each in code order.
     """
-    area = shapely.area(townships["geom"].to_numpy())
-    pop = np.array(
-        [
-            coarse["rho"][coarse["township"] == code].sum() * (COARSE_SPACING_M / 1000) ** 2
-            for code in townships["code"]
-        ]
-    )
-    counts = largest_remainder(N_COMMUNITIES, area / area.sum() + pop / pop.sum(), minimum=4)
-    names = iter(_names.place_names(N_COMMUNITIES, rng))
     rows = []
-    for t, k in zip(townships.itertuples(), counts, strict=True):
+    by_polygon = {code: group for code, group in units.groupby("township_code", sort=False)}
+    # Sample indices by township, found once (not one scan of every sample per township).
+    where = {
+        kind: pd.Series(np.arange(len(samples["township"]))).groupby(samples["township"]).indices
+        for kind, samples in (("fine", fine), ("coarse", coarse))
+    }
+    for t in townships.itertuples():
+        members = by_polygon[t.code]
+        members = members.sort_values(["village", "code"], kind="stable")
+        k = len(members)
         samples = fine if t.urban else coarse
-        mask = samples["township"] == t.code
+        mask = where["fine" if t.urban else "coarse"].get(t.code, np.zeros(0, dtype=np.int64))
         sx, sy, rho = samples["x"][mask], samples["y"][mask], samples["rho"][mask]
+        if len(sx) < k:  # a small polygon with many units: sample it more finely
+            sx, sy = _geo.lattice_in(t.geom, FINE_SPACING_M / 2)
+            rho = _geo_density(samples, sx, sy)
         weights = rho if t.urban else rho**0.3
-        seeds = _geo.kmeans_seeds(sx, sy, weights, min(int(k), len(sx)), rng)
+        seeds = _geo.kmeans_seeds(sx, sy, weights, k, rng)
         cells = _geo.partition(t.geom, sx[seeds], sy[seeds])
         cell_rho = _mean_by_cell(sx, sy, rho, sx[seeds], sy[seeds])
         cell_pop = shapely.area(cells) / 1e6 * cell_rho
-        n_community = n_village = 0
-        for rank, cell in enumerate(np.argsort(-cell_rho, kind="stable")):
-            if t.street or (t.urban and cell_rho[cell] >= 2_000) or (not t.urban and rank == 0):
-                # The densest unit of a rural town is its seat's residents' committee.
-                n_community += 1
-                code, name = f"{t.code}{n_community:03d}", f"{next(names)}社区"
-                village = False
-            else:
-                n_village += 1
-                code, name = f"{t.code}{200 + n_village:03d}", f"{next(names)}村"
-                village = True
+        for unit, cell in zip(
+            members.itertuples(), np.argsort(-cell_rho, kind="stable"), strict=True
+        ):
             rows.append(
                 {
-                    "code": code,
-                    "name": name,
+                    "code": unit.code,
+                    "name": unit.name,
                     "township_code": t.code,
                     "district_code": t.district_code,
+                    "township_2023_code": unit.township_2023_code,
+                    "township_2023_name": unit.township_2023_name,
+                    "rule": unit.rule,
                     "urban": t.urban,
-                    "village": village,
+                    "village": unit.village,
                     "x": sx[seeds[cell]],
                     "y": sy[seeds[cell]],
                     "rho": cell_rho[cell],
@@ -441,18 +491,39 @@ def _communities(
     return pd.DataFrame(rows)
 
 
+def _geo_density(samples: dict[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Density at new points: that of the nearest existing sample."""
+    nearest = _geo.nearest_centre(x, y, samples["x"], samples["y"])
+    return samples["rho"][nearest]
+
+
 def _grids(
-    communities: pd.DataFrame, fine: dict[str, np.ndarray], rng: np.random.Generator
+    communities: pd.DataFrame,
+    fine: dict[str, np.ndarray],
+    census: pd.DataFrame,
+    rng: np.random.Generator,
 ) -> pd.DataFrame:
     """Partition every urban community into grids, exactly ``N_GRIDS`` in all.
 
-    Grids are shared between communities by population and drawn with density-weighted
-    k-means, so a grid holds roughly the same number of residents everywhere (smaller
-    grids in the core). Populations come from the density field and are scaled so they
-    sum to the census total exactly.
+    Residents: each district's grids hold exactly its 2020 census population (all of its
+    residents: grids are the only unit that carries people, so a district's rural
+    residents are counted in its gridded townships) and its census households; inside a
+    district the spread follows the synthetic density field. Grids are shared between
+    districts by census population and between a district's communities by their
+    synthetic population, and drawn with density-weighted k-means, so a grid holds
+    roughly the same number of residents everywhere (smaller grids in the core).
     """
     urban = communities[communities["urban"]].reset_index(drop=True)
-    counts = largest_remainder(N_GRIDS, urban["population"].to_numpy(), minimum=1)
+    districts = sorted(urban["district_code"].unique())
+    per_district = largest_remainder(
+        N_GRIDS, census.loc[districts, "population"].to_numpy(), minimum=1
+    )
+    counts = np.zeros(len(urban), dtype=np.int64)
+    for district, n in zip(districts, per_district, strict=True):
+        members = np.flatnonzero(urban["district_code"].to_numpy() == district)
+        counts[members] = largest_remainder(
+            int(n), urban["population"].to_numpy()[members], minimum=1
+        )
     by_township = {
         code: np.flatnonzero(fine["township"] == code) for code in urban["township_code"].unique()
     }
@@ -464,7 +535,10 @@ def _grids(
         shapely.prepare(c.geom)
         inside = pool[shapely.contains_xy(c.geom, fine["x"][pool], fine["y"][pool])]
         sx, sy, rho = fine["x"][inside], fine["y"][inside], fine["rho"][inside]
-        if len(sx) < k:  # a sliver community: too few samples for its grids
+        if len(sx) < k:  # a small community: sample it more finely
+            sx, sy = _geo.lattice_in(c.geom, FINE_SPACING_M / 4)
+            rho = _geo_density(fine, sx, sy)
+        if len(sx) < k:
             raise RuntimeError(f"community {c.code} has {len(sx)} samples for {k} grids")
         seeds = _geo.kmeans_seeds(sx, sy, rho**0.8, int(k), rng)
         cells = _geo.partition(c.geom, sx[seeds], sy[seeds])
@@ -487,9 +561,19 @@ def _grids(
             )
             raw_pop.append(pop[cell])
     grids = pd.DataFrame(rows)
-    population = largest_remainder(TOTAL_POPULATION, np.asarray(raw_pop) + 1e-9)
-    size = rng.uniform(PERSONS_PER_HOUSEHOLD - 0.15, PERSONS_PER_HOUSEHOLD + 0.15, len(grids))
+    raw = np.asarray(raw_pop) + 1e-9
+    population = np.zeros(len(grids), dtype=np.int64)
+    households = np.zeros(len(grids), dtype=np.int64)
+    district_of = grids["district_code"].to_numpy()
+    for district in districts:
+        members = np.flatnonzero(district_of == district)
+        population[members] = largest_remainder(
+            int(census.loc[district, "population"]), raw[members]
+        )
+        # Households follow residents, with some spread between grids.
+        spread = population[members] * rng.uniform(0.9, 1.1, len(members)) + 1e-9
+        households[members] = largest_remainder(int(census.loc[district, "households"]), spread)
     grids["population"] = population
-    grids["households"] = np.minimum(np.round(population / size).astype(np.int64), population)
+    grids["households"] = np.minimum(households, population)
     grids.insert(0, "id", np.arange(1, len(grids) + 1))
     return grids

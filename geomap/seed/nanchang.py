@@ -128,14 +128,12 @@ def generate(
     frames["teams"] = _teams_frame(teams)
     report("teams", len(frames["teams"]))
 
-    outlines_m = {code: real.outline(code) for code in real.boundaries.index}
-    network = _roads.build(
-        admin, _roads.river_line(real.boundaries), _roads.west_bank(outlines_m), rng["roads"]
-    )
-    source = f"synthetic: geomap seed nanchang (seed {seed})"
-    nodes = network.nodes.assign(osm_id=pd.array([None] * len(network.nodes), dtype="Int64"))
+    network = _roads.build(admin, _roads.river_line(real.boundaries), real.roads, rng["roads"])
+    labels = road_sources(seed)
+    nodes = network.nodes.copy()
     nodes["geom"] = shapely.points(nodes["lon"], nodes["lat"])
-    frames["road_nodes"] = _frame(nodes.assign(source=source), "road_nodes")
+    nodes["source"] = nodes["kind"].map(labels).to_numpy()
+    frames["road_nodes"] = _frame(nodes, "road_nodes")
     report("road_nodes", len(frames["road_nodes"]))
     edges = network.edges.assign(osm_id=pd.array([None] * len(network.edges), dtype="Int64"))
     edges["geom"] = shapely.linestrings(
@@ -143,9 +141,44 @@ def generate(
             [edges[["s_lon", "s_lat"]].to_numpy(), edges[["t_lon", "t_lat"]].to_numpy()], axis=1
         )
     )
-    frames["road_edges"] = _frame(edges.assign(source=source), "road_edges")
+    edges["source"] = edges["kind"].map(labels).to_numpy()
+    frames["road_edges"] = _frame(edges, "road_edges")
     report("road_edges", len(frames["road_edges"]))
     return frames
+
+
+def community_matching(data_dir: Path, seed: int = DEFAULT_SEED) -> pd.DataFrame:
+    """How each of the real communities was attached to a township polygon.
+
+    Parameters
+    ----------
+    data_dir : pathlib.Path
+        The folder of the reference files (``data/nanchang``).
+    seed : int
+        The dataset seed (the township polygons, hence the ``district`` rule, depend on it).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per unit, in code order: ``code``, ``official_name``, ``name``,
+        ``village``, ``district_code``, ``township_2023_code``, ``township_2023_name``,
+        ``township_code`` and ``polygon_name`` (the polygon it lies in) and ``rule`` (see
+        ``geomap.seed._communities.RULES``).
+    """
+    real = _inputs.load(Path(data_dir))
+    return _admin.match_communities(real, _streams(seed)["admin"])
+
+
+def road_sources(seed: int) -> dict[str, str]:
+    """The ``source`` label of each kind of road node and edge (see ``_roads.KINDS``)."""
+    synthetic = f"synthetic: geomap seed nanchang (seed {seed})"
+    return {
+        "real": f"real: {_inputs.CREDIT_ROADS}",
+        "junction": f"{synthetic}: where a synthetic lane meets a real road",
+        "lane": f"{synthetic}: walk-only lanes inside the real network's blocks",
+        "connector": f"{synthetic}: links from the real network to the synthetic roads",
+        "lattice": f"{synthetic}: roads outside the real network's extent",
+    }
 
 
 def _columns(table: str) -> list[str]:

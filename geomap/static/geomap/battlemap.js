@@ -433,6 +433,7 @@
           state.features = decodeCompact(doc, spec.idField);
           state.matched = doc.matched;
           state.sources = doc.sources || [];
+          state.credits = doc.attribution || [];
           mark('decoded:' + spec.id);
           this.buildCatalogLayer(state);
           mark('built:' + spec.id);
@@ -557,6 +558,26 @@
       return this.iconCache[key];
     }
 
+    /**
+     * A path's style from its properties: the catalog's per-kind look (style.kinds by
+     * kind_column: colour, opacity, dash) and line width (style.widths by width_column,
+     * e.g. by road class), over the layer's base style.
+     */
+    featurePathStyle(spec, base, properties) {
+      const style = spec.style || {};
+      const own = Object.assign({}, base);
+      const kind = spec.kindColumn && style.kinds && style.kinds[properties[spec.kindColumn]];
+      if (kind) {
+        if (kind.color) own.color = kind.color;
+        if (kind.opacity !== undefined) own.opacity = kind.opacity;
+        if (kind.dash !== undefined) own.dashArray = kind.dash;
+        if (kind.weight !== undefined) own.weight = kind.weight;
+      }
+      const width = style.width_column && style.widths && style.widths[properties[style.width_column]];
+      if (width !== undefined && width) own.weight = width;
+      return own;
+    }
+
     pathStyle(spec) {
       const style = spec.style || {};
       return {
@@ -630,9 +651,24 @@
       const parts = [{ layer: main, minZoom: spec.minZoom || 0 }];
       const labels = this.buildLabels(state, drawable);
       if (labels) parts.push(labels);
+      this.credit(main, state.credits);
       state.main = main;
       state.parts = parts;
       state.gate.setParts(parts);
+    }
+
+    /**
+     * Show the credit lines of a layer's sources (doc.attribution, e.g. "© OpenStreetMap
+     * contributors") in the attribution control while the layer is on the map: added when
+     * the layer is drawn, removed when it is hidden or zoomed out of. The control counts
+     * the lines, so a credit two layers owe shows once and stays while either is drawn.
+     */
+    credit(layer, lines) {
+      const control = this.map.attributionControl;
+      if (!control || !lines || !lines.length) return;
+      layer.on('add', () => lines.forEach((line) => control.addAttribution(esc(line))));
+      layer.on('remove', () => lines.forEach((line) => control.removeAttribution(esc(line))));
+      if (this.map.hasLayer(layer)) lines.forEach((line) => control.addAttribution(esc(line)));
     }
 
     buildPaths(state, features) {
@@ -642,10 +678,12 @@
       // Outlines only frame the map: not clickable, so clicks reach the grids below.
       const interactive = this.paneInteractive(pane);
       const base = pane === 'circles' ? this.circleStyle(spec) : this.pathStyle(spec);
+      const style = spec.style || {};
+      const varies = pane !== 'circles' && ((spec.kindColumn && style.kinds) || (style.width_column && style.widths));
       const layer = L.geoJSON(features, this.geoJsonOptions({
         renderer: this.renderer(pane),
         interactive: interactive,
-        style: () => base,
+        style: varies ? (feature) => this.featurePathStyle(spec, base, feature.properties) : () => base,
         onEachFeature: interactive ? (feature, path) => {
           path.bindTooltip(() => page.tooltipHtml(spec, feature), { sticky: true, direction: 'top', opacity: 0.95 });
           path.on('click', (e) => {
@@ -883,6 +921,7 @@
           path.bindPopup(() => page.circleHtml(feature.properties));
         },
       }));
+      this.credit(state.main, spec.credits);
       state.parts = [{ layer: state.main, minZoom: 0 }];
       state.gate.setParts(state.parts);
       this.circleFeatures = answer.features;
@@ -997,6 +1036,7 @@
           path.bindPopup(() => page.coverageHtml(spec, feature.properties));
         },
       }));
+      this.credit(state.main, spec.credits);
       state.parts = [{ layer: state.main, minZoom: 0 }];
       state.gate.setParts(state.parts);
       this.renderCoverageSummary(state);
@@ -1305,6 +1345,19 @@
               esc(this.s.statuses[s] || s) + '</li>';
           }).join('') + '</ul>';
         }
+      }
+      if (spec.geometry === 'line' && spec.kindColumn && state.features && spec.style && spec.style.kinds) {
+        const counts = {};
+        state.features.forEach((f) => {
+          const k = f.properties[spec.kindColumn];
+          counts[k] = (counts[k] || 0) + 1;
+        });
+        html += '<ul class="gm-kinds">' + Object.keys(counts).sort().map((k) => {
+          const look = spec.style.kinds[k] || {};
+          const line = (look.dash ? 'dashed ' : 'solid ') + esc(look.color || spec.style.color || '#475569');
+          return '<li><span class="gm-line" style="border-top:3px ' + line + '"></span> ' +
+            esc((spec.kinds && spec.kinds[k]) || k) + ' <span class="gm-count">' + counts[k] + '</span></li>';
+        }).join('') + '</ul>';
       }
       if (spec.type === 'coverage') {
         const rows = [[UNCOVERED_COLOR, this.t.not_covered], [COVERED_COLORS[0], this.t.covered + ' < 80%'],
