@@ -425,25 +425,30 @@ def islands(nodes: pd.DataFrame, edges: pd.DataFrame) -> dict[str, dict[str, int
         ``island_edges``: those outside the largest component (an edge is outside when
         one of its ends is).
     """
+    from geomap.routing.graph import main_component  # (routing imports this module)
+
     report: dict[str, dict[str, int]] = {}
+    ids, index = np.unique(
+        np.concatenate([edges["source_node"].to_numpy(), edges["target_node"].to_numpy()]),
+        return_inverse=True,
+    )
+    source, target = np.split(index, 2)
     for mode, (cost, reverse) in MODES.items():
         forward = edges[cost].to_numpy() >= 0
         backward = edges[reverse].to_numpy() >= 0
         usable = forward | backward
-        source = edges["source_node"].to_numpy()
-        target = edges["target_node"].to_numpy()
-        graph = nx.DiGraph()
-        graph.add_nodes_from(np.unique(np.concatenate([source[usable], target[usable]])).tolist())
-        graph.add_edges_from(zip(source[forward].tolist(), target[forward].tolist(), strict=True))
-        graph.add_edges_from(zip(target[backward].tolist(), source[backward].tolist(), strict=True))
-        parts = list(nx.strongly_connected_components(graph))
-        main = max(parts, key=len) if parts else set()
-        inside = np.isin(source, list(main)) & np.isin(target, list(main))
+        tails = np.concatenate([source[forward], target[backward]])
+        heads = np.concatenate([target[forward], source[backward]])
+        main, components = main_component(ids.size, tails, heads)
+        used = np.zeros(ids.size, dtype=bool)
+        used[tails] = True
+        used[heads] = True
+        inside = main[source] & main[target]
         report[mode] = {
-            "nodes": graph.number_of_nodes(),
+            "nodes": int(used.sum()),
             "edges": int(usable.sum()),
-            "components": len(parts),
-            "island_nodes": graph.number_of_nodes() - len(main),
+            "components": components,
+            "island_nodes": int((used & ~main).sum()),
             "island_edges": int((usable & ~inside).sum()),
         }
     return report

