@@ -189,16 +189,19 @@ class _LastUsed:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._noted: dict[int, float] = {}
+        self._noted: dict[tuple[str, int], float] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
 
     def note(self, settings: Any, key_id: int) -> None:
+        from geomap import db
+
         now = time.monotonic()
+        noted = (db.database_url(settings), key_id)  # key ids repeat across databases
         with self._lock:
-            if now - self._noted.get(key_id, -self.INTERVAL_S) < self.INTERVAL_S:
+            if now - self._noted.get(noted, -self.INTERVAL_S) < self.INTERVAL_S:
                 return
-            self._noted[key_id] = now
+            self._noted[noted] = now
             if self._pool is None or self._pid != os.getpid():  # a forked worker: new thread
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="geomap-last-used")
                 self._pid = os.getpid()

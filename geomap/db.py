@@ -43,6 +43,10 @@ def _create_engine(
     return sa.create_engine(
         url,
         pool_pre_ping=True,  # a restarted database is picked up without restarting us
+        # The most recently used connection first: a few stay busy and keep their
+        # prepared statements (psycopg prepares a query after 5 runs on a connection:
+        # planning the team mirror's query costs more than running it).
+        pool_use_lifo=True,
         pool_size=max(1, int(pool_size)),
         max_overflow=0,
         # A request waits this long for a free connection, then gets 503 (api/errors.py):
