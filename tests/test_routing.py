@@ -407,3 +407,31 @@ def test_graph_building_keeps_parallel_arcs_and_finds_components():
     assert not graph.mode("drive").main_node[np.searchsorted(graph.node_id, park)].any()
     foot = [handmade.node_id(handmade.FOOT_COL, r) for r in range(handmade.N)]
     assert graph.mode("drive").main_node[np.searchsorted(graph.node_id, foot)].all()
+
+
+def test_a_team_that_moves_is_snapped_and_ranked_at_its_new_place(db_url):
+    settings = config.load({"database_url": db_url}, environ={})
+    engine = db.get_engine(settings)
+    with engine.begin() as conn:
+        handmade.load(conn)
+        _insert_teams(conn, [handmade.node_lonlat(1, 1), handmade.node_lonlat(8, 8)])
+    target = handmade.node_lonlat(7, 7)
+    query = nearest.make_query(*target, by="walk", k=2)
+    with engine.connect() as reader:
+        before = {t["code"]: t["travel_min"] for t in
+                  nearest.nearest_teams(reader, query)["teams"]}  # fmt: skip
+        reader.rollback()
+        with engine.begin() as writer:  # R00000 drives over to the target's block
+            writer.execute(
+                sa.text("UPDATE teams SET geom = ST_SetSRID(ST_MakePoint(:x, :y), 4326) "
+                        "WHERE code = 'R00000'"),
+                dict(zip("xy", handmade.node_lonlat(7, 6), strict=True)),
+            )  # fmt: skip
+        after = nearest.nearest_teams(reader, query)["teams"]
+        reader.rollback()
+    routing.cache.clear()  # a fresh process, for comparison
+    with engine.connect() as fresh:
+        expected = nearest.nearest_teams(fresh, query)["teams"]
+    assert [t["code"] for t in after] == [t["code"] for t in expected] == ["R00000", "R00001"]
+    assert [t["travel_min"] for t in after] == [t["travel_min"] for t in expected]
+    assert after[0]["travel_min"] < before["R00000"]

@@ -171,6 +171,13 @@ def _merged(old: TeamTable, changed: list[dict[str, Any]]) -> TeamTable:
         if moved.size:  # re-snap only the rows that moved, on the graph of these snaps
             lon, lat = columns["lon"][moved], columns["lat"][moved]
             points = _replace(points, moved, snap_lonlat(graph, key[1], lon, lat))
+            xy = old._derived.get(("xy", graph.srid))
+            if xy is not None:  # and project only them
+                xy = xy.copy()
+                xy[moved] = np.column_stack(graph.to_metric.transform(lon, lat))
+                table._derived[("xy", graph.srid)] = xy
+        elif ("xy", graph.srid) in old._derived:
+            table._derived[("xy", graph.srid)] = old._derived[("xy", graph.srid)]
         table._snaps[key] = (graph, points)
     return table
 
