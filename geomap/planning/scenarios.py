@@ -185,7 +185,7 @@ def evaluate(
         rows[label] = samples.rows(samples.shares(points), samples.nearest_m(places))
     venue_set = scenario["venue_set"]
     query = coverage.Query(of=venue_set["of"], kinds=venue_set.get("kind"), by=mode,
-                           within_m=None, within_min=minutes, level=level, order="code")  # fmt: skip
+                           within_m=None, within_min=minutes, level=level, order="code")
     answer = coverage.coverage(session, query, grids=rows["scenario"],
                                with_geometry=with_geometry)
     baseline = coverage.coverage(session, query, grids=rows["baseline"])
