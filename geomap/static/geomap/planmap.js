@@ -188,7 +188,9 @@
         '<table class="gm-plan-sites"><thead><tr><th>#</th><th></th><th>' + esc(s.gain) + '</th><th>' + esc(s.newly) + '</th></tr></thead><tbody>' + rows + '</tbody></table>' +
         '<p>' + esc(s.download) + ': ' + links + '</p><button type="button" class="gm-plan-save">' + esc(s.save) + '</button>';
       this.box.querySelector('.gm-plan-save').addEventListener('click', () => this.save(job));
-      const bounds = L.featureGroup([this.layers.sites, this.layers.circles]).getBounds();
+      const bounds = L.latLngBounds([]);
+      this.layers.sites.eachLayer((marker) => bounds.extend(marker.getLatLng()));
+      this.layers.circles.eachLayer((circle) => bounds.extend(circle.getBounds()));
       if (bounds.isValid()) this.map.fitBounds(bounds.pad(0.2), { maxZoom: 14 });
       this.box.setAttribute('data-plan-ready', 'true');
     }
