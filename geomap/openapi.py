@@ -25,6 +25,11 @@ _NULLABLE_STRING = {"type": "string", "nullable": True}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
 
+def _positive(maximum: float) -> dict[str, Any]:
+    """A number in (0, maximum] (OpenAPI 3.0: exclusiveMinimum is a flag)."""
+    return {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": maximum}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -200,12 +205,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                                                      "items": {"type": "object"}}]},
             "area": {"type": "string"},
             "mode": {"type": "string", "enum": ["walk", "drive"]},
-            "minutes": {"type": "number", "exclusiveMinimum": 0, "maximum": 120},
-            "distance_m": {"type": "number", "exclusiveMinimum": 0, "maximum": 10000},
+            "minutes": _positive(120),
+            "distance_m": _positive(10000),
             "model": {"type": "string", "enum": ["coverage", "covering", "median"]},
             "n": {"type": "integer", "minimum": 1, "maximum": 200},
-            "target_share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-            "time_limit_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+            "target_share": _positive(1),
+            "time_limit_s": _positive(600),
         },
     },
     "Job": _object(
