@@ -9,7 +9,7 @@ import time
 from bench._env import machine, nanchang_database
 
 # maps first: nearest adds synthetic teams (up to 100,000) to the shared database.
-BENCHMARKS = ("maps", "routing", "nearest", "coverage", "circles", "throughput")
+BENCHMARKS = ("maps", "routing", "nearest", "coverage", "circles", "throughput", "plan")
 
 
 def main(names: list[str]) -> int:

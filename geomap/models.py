@@ -26,10 +26,12 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     Table,
     Text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import base as postgresql_base
 from sqlalchemy.types import UserDefinedType
 
@@ -280,6 +282,67 @@ streets = Table(
     Column("source", Text),
     Column("geom", Geometry("MULTILINESTRING", srid=SRID, spatial_index=False)),
     info={"materialized_view": True},
+)
+
+# Planning (migration 0009_planning): kept reach sets, scenarios, jobs.
+coverage_samples = Table(
+    "coverage_samples",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("srid", Integer, nullable=False),
+    Column("grid_codes", ARRAY(Text), nullable=False),
+    Column("area_m2", LargeBinary, nullable=False),
+    Column("inner_xy", LargeBinary, nullable=False),
+    Column("point_grid", LargeBinary, nullable=False),
+    Column("built_at", DateTime(timezone=True), nullable=False),
+)
+
+venue_reach = Table(
+    "venue_reach",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("mode", Text, primary_key=True),
+    Column("budget_s", Float, primary_key=True),
+    Column("walk_speed_kmh", Float, primary_key=True),
+    Column("lon", Float, primary_key=True),
+    Column("lat", Float, primary_key=True),
+    Column("points", LargeBinary, nullable=False),
+    Column("built_at", DateTime(timezone=True), nullable=False),
+)
+
+scenarios = Table(
+    "scenarios",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("venue_set", JSONB, nullable=False),
+    Column("added", JSONB, nullable=False),
+    Column("removed", JSONB, nullable=False),
+    Column("origin", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+plan_jobs = Table(
+    "plan_jobs",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("params", JSONB, nullable=False),
+    Column("result", JSONB),
+    Column("error", JSONB),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("worker", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True)),
+    Column("heartbeat_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
 )
 
 #: Tables in the order they are loaded (parents before children).

@@ -26,6 +26,11 @@ _NULLABLE_STRING = {"type": "string", "nullable": True}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
 
 
+def _positive(maximum: float) -> dict[str, Any]:
+    """A number in (0, maximum] (OpenAPI 3.0: exclusiveMinimum is a flag)."""
+    return {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": maximum}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -216,6 +221,71 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "number", "minimum": 0, "maximum": 1440}},
         },
     },
+    "PlanNew": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "of": {"type": "string", "enum": ["red", "sites", "stations"]},
+            "kind": {"type": "array", "items": {"type": "string"}},
+            "candidates": {"type": "string", "enum": ["stations", "layer"]},
+            "candidate_kind": {"type": "array", "items": {"type": "string"}},
+            "layer": {"oneOf": [{"type": "object"}, {"type": "array",
+                                                     "items": {"type": "object"}}]},
+            "area": {"type": "string"},
+            "mode": {"type": "string", "enum": ["walk", "drive"]},
+            "minutes": _positive(120),
+            "distance_m": _positive(10000),
+            "model": {"type": "string", "enum": ["coverage", "covering", "median"]},
+            "n": {"type": "integer", "minimum": 1, "maximum": 200},
+            "target_share": _positive(1),
+            "time_limit_s": _positive(600),
+        },
+    },
+    "Job": _object(
+        ["id", "status"],
+        id={"type": "string"},
+        kind={"type": "string"},
+        status={"type": "string",
+                "enum": ["queued", "running", "done", "failed", "cancelled", "deleted"]},
+        progress={"type": "number"},
+        message={"type": "string"},
+        params={"type": "object"},
+        result={"type": "object", "nullable": True},
+        error={"type": "object", "nullable": True},
+    ),
+    "ScenarioNew": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200},
+            "description": {"type": "string", "maxLength": 2000},
+            "of": {"type": "string", "enum": ["red", "sites", "stations"]},
+            "kind": {"type": "array", "items": {"type": "string"}},
+            "added": {"type": "array", "items": _object(
+                ["lon", "lat"], name={"type": "string"},
+                lon={"type": "number", "minimum": -180, "maximum": 180},
+                lat={"type": "number", "minimum": -90, "maximum": 90})},
+            "removed": {"type": "array", "items": _object(
+                ["venue_table", "venue_id"],
+                venue_table={"type": "string", "enum": ["sites", "stations"]},
+                venue_id={"type": "integer"})},
+            "from_job": {"type": "string"},
+        },
+    },
+    "Scenario": _object(
+        ["id", "name", "venue_set", "added", "removed"],
+        id={"type": "integer"},
+        name={"type": "string"},
+        description={"type": "string"},
+        venue_set={"type": "object"},
+        added={"type": "array", "items": {"type": "object"}},
+        removed={"type": "array", "items": {"type": "object"}},
+        origin=_NULLABLE_STRING,
+        created_at={"type": "string"},
+        updated_at={"type": "string"},
+    ),
+    "Scenarios": _object(["scenarios"], scenarios={"type": "array",
+                                                   "items": _ref("Scenario")}),
     "OgcDocument": _object(["links"], links={"type": "array", "items": {"type": "object"}}),
     "OgcConformance": _object(["conformsTo"], conformsTo=_STRINGS),
     "OgcCollections": _object(

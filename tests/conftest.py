@@ -110,6 +110,8 @@ def _app_on(url: str, conn: sa.Connection, **overrides):
     app.extensions["geomap_sessionmaker"] = sessionmaker(
         bind=conn, join_transaction_mode="create_savepoint"
     )
+    # One connection for every session: planning jobs run in the request, not a thread.
+    app.extensions["geomap_jobs_inline"] = True
     return app
 
 

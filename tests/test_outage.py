@@ -63,6 +63,7 @@ def _urls(client) -> list[str]:
         concrete = (
             path.replace("{layer_id}", "teams").replace("{featureId}", "1")
             .replace("{name}", "map").replace("{layer}", "teams")
+            .replace("{scenario_id}", "1").replace("{job_id}", "nojob")
         )
         urls.append(concrete + examples.get(path, ""))
     return urls

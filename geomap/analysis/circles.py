@@ -263,6 +263,14 @@ def build(
         if progress:
             progress(i + 1, len(missing))
     session.execute(INSERT_SQL, rows)
+    # Keep the venues' reach for coverage answers too (geomap.planning.index): the union
+    # of circles, /api/coverage and scenarios then answer from the kept sets.
+    from geomap.planning import index
+
+    reach_spec = index.Reach(MODE, query.budget_s, query.walk_speed_kmh, query.access_m)
+    keeper = index.engine(session, query.access_m)
+    keeper.sample_index(session)
+    keeper.reach_sets(session, _venue_points(session, query), reach_spec)
     without = sum(1 for r in rows if r["wkb"] is None)
     return {"built": len(missing), "without_street": without, "venues": total}
 

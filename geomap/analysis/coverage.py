@@ -44,6 +44,21 @@ PROVIDERS = {
     "sites": vocab.SITE_KINDS,
 }
 COVERED_AREA_SHARE = 0.5
+#: What the figures of every coverage answer, page and report mean (said with each).
+DEFINITIONS = {
+    "covered_share": "share of residents within reach (residents are spread evenly over "
+    "their grid, so a grid's covered residents are its residents times its covered share "
+    "of area)",
+    "covered_share_population": "share of the unit's residents within reach",
+    "covered_share_area": "share of the unit's area within reach (of its grids' area)",
+    "covered": f"the unit has at least {COVERED_AREA_SHARE:.0%} of its area within reach",
+    "covered_units": f"units with at least {COVERED_AREA_SHARE:.0%} of their area within "
+    "reach; a count of units, not of residents",
+    "why_figures_differ": "a share of residents and a share of area differ where residents "
+    "are unevenly spread between grids; a count of covered units differs from both; and "
+    "two venue sets differ: of=red (the 15-minute circles' venues: every red culture site "
+    "and every red station) covers more than the red stations alone",
+}
 MAX_WITHIN_M = 50_000.0
 MAX_WITHIN_MIN = 120.0
 #: Providers farther than this from any usable road node cannot start on the network.
@@ -328,6 +343,23 @@ def network_rows(
     street (see :mod:`geomap.routing.sample`); ``nearest_m`` is the straight line from a
     point inside the grid to the nearest place.
     """
+    from geomap.planning import index
+
+    # The reach sets kept per place (in the process and in `venue_reach`): a union and a
+    # count, milliseconds warm; the same points as one search from every place (a test).
+    return index.grid_rows(session, places, index.Reach(mode, budget_s, walk_speed_kmh, access_m))
+
+
+def search_rows(
+    session: Session,
+    places: np.ndarray,
+    *,
+    mode: str,
+    budget_s: float,
+    walk_speed_kmh: float,
+    access_m: float,
+) -> list[dict]:
+    """:func:`network_rows` by one search from every place at once (no kept sets)."""
     known = routing.versions(session)
     graph = routing.current_graph(session, known)
     samples = routing.grid_samples(session, graph, access_m, known)

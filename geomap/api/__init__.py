@@ -18,6 +18,7 @@ def init_app(app: Any) -> None:
         health,
         incidents,
         layers,
+        plans,
         teams,
     )
     from geomap.maps import views as maps_views
@@ -35,5 +36,6 @@ def init_app(app: Any) -> None:
     app.register_blueprint(coverage.bp)
     app.register_blueprint(circles.bp)
     app.register_blueprint(layers.bp)
+    app.register_blueprint(plans.bp)
     app.register_blueprint(ogc_views.bp)
     app.register_blueprint(maps_views.bp)

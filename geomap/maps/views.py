@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 
+import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, request
 
 from geomap import db, provenance
@@ -365,3 +366,43 @@ def _json_response(encoded: _Encoded) -> Response:
         response.headers["Content-Encoding"] = "gzip"
     response.set_data(body)
     return response
+
+
+# -- the planning map (geomap.maps.plan, static/geomap/planmap.js) ---------------------------
+PLAN_PARAMS = (
+    Param("of", "string", "Venue set kept as it is.", enum=circles.VENUE_SETS, default="red"),
+    Param("minutes", "number", "Reach in minutes (default 15).", minimum=0,
+          maximum=circles.MAX_MINUTES),
+    Param("distance_m", "number", "Or a walking distance in metres.", minimum=0,
+          maximum=circles.MAX_DISTANCE_M),
+    Param("mode", "string", "Walk or drive.", enum=("walk", "drive"), default="walk"),
+    Param("n", "integer", "Sites to add.", minimum=1, maximum=200, default=5),
+    Param("area", "string", "Region code the run is restricted to."),
+)  # fmt: skip
+_PLAN_ARGS = _names(PAGE_PARAMS, PLAN_PARAMS)
+_DISTRICTS_SQL = sa.text(
+    "SELECT code, name FROM regions WHERE level IN ('district', 'township') "
+    "ORDER BY level, code"
+)
+
+
+@bp.get("/map/plan")
+@_page("Planners: suggest where the next sites go, try scenarios", PAGE_PARAMS + PLAN_PARAMS)
+def plan_page() -> Response:
+    """The planning map: site suggestions with progress, scenarios, downloads."""
+    from geomap.maps import plan
+    from geomap.planning import suggest
+
+    args = Args(request.args, _PLAN_ARGS)
+    settings = current_app.config["GEOMAP"]
+    # Validated now (a 400 naming the field), so the page starts from a sound question.
+    checked = suggest.make_plan(
+        of=args.str("of", "red"), minutes=args.raw("minutes"), distance_m=args.raw("distance_m"),
+        mode=args.str("mode", "walk"), n=args.raw("n") or 5, area=args.str("area"),
+        walk_speed_kmh=settings.walk_speed_kmh, access_m=settings.circle_access_m,
+    )  # fmt: skip
+    defaults = {"of": checked.of, "minutes": checked.minutes, "distance_m": checked.distance_m,
+                "mode": checked.mode, "n": checked.n, "area": checked.area or ""}  # fmt: skip
+    regions = [{"code": c, "name": n} for c, n in db.get_session().execute(_DISTRICTS_SQL)]
+    m = plan.plan_map(catalog(), _spec(args, embed=False), districts=regions, defaults=defaults)
+    return _html(m)

@@ -1,0 +1,11 @@
+"""Planning: where the next stations go, what-if scenarios, coverage in a blink.
+
+* :mod:`~geomap.planning.index`: each place's reached sample points, kept in the process
+  and in the database (``venue_reach``): the coverage of any set of places is a union.
+* :mod:`~geomap.planning.demand`: residents' sample points grouped into demand units.
+* :mod:`~geomap.planning.models`: maximal coverage, set covering, p-median (spopt on
+  HiGHS, made to scale by a Lagrangian bound that fixes most sites), and greedy.
+* :mod:`~geomap.planning.suggest`: a suggestion run, from the question to the answer.
+* :mod:`~geomap.planning.scenarios`: named what-if venue sets and their coverage.
+* :mod:`~geomap.planning.jobs`: runs in worker threads, with status in ``plan_jobs``.
+"""

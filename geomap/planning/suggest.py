@@ -1,0 +1,480 @@
+"""Site suggestions: where the next stations should go (``POST /api/plans``, ``geomap plan
+sites``).
+
+The venues of a set (red culture venues by default: every red culture site and red
+station) are **locked**: they stay, and the residents they cover are covered whatever is
+chosen. **Candidates** are the existing stations that are not venues of that set
+(upgrading a community centre or a grid station into a red station is what cities do),
+optionally of some kinds, or an uploaded candidate layer. **Demand** is the residents of
+the grids, counted on the grids' sample points (see :mod:`geomap.planning.demand`).
+**Reach** is a walking (or driving) time on the streets, or a walking distance, from
+each site, by the rule of the 15-minute circles.
+
+Phases (their times are part of the answer): *matrix* (each candidate's reach: one
+bounded search per candidate, or the kept sets of :mod:`geomap.planning.index`), *model*
+(demand units and the instance), *solve* (the model), *greedy* (the greedy heuristic on
+the same instance, reported beside the model's answer).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import shapely
+import shapely.geometry
+import sqlalchemy as sa
+
+from geomap import routing, vocab
+from geomap.analysis import circles, coverage
+from geomap.errors import InvalidInput
+from geomap.params import check_choice, check_choices, check_int, check_lonlat, check_positive
+from geomap.planning import demand as demand_mod
+from geomap.planning import index, models
+
+MODELS = ("coverage", "covering", "median")
+CANDIDATE_SOURCES = ("stations", "layer")
+MAX_N = 200
+MAX_LAYER_POINTS = 20_000
+#: p-median: time beyond which a resident counts as this far (and no farther) from a site.
+MEDIAN_CAP_FACTOR = 3.0
+MEDIAN_MAX_CELLS = 400_000
+#: Two places closer than this (metres) are the same place: an uploaded candidate at a
+#: locked venue's position is that venue, and never suggested.
+SAME_PLACE_M = 1.0
+
+VENUES_SQL = sa.text(
+    f"WITH v AS ({circles.VENUES_SQL.text}) "
+    "SELECT venue_table, venue_id, name, kind, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM v "
+    "ORDER BY venue_table, venue_id"
+)
+CANDIDATES_SQL = sa.text(
+    """
+    SELECT 'stations' AS venue_table, s.id AS venue_id, s.name, s.kind,
+           ST_X(s.geom) AS lon, ST_Y(s.geom) AS lat
+    FROM stations s
+    WHERE NOT (
+        (CAST(:of AS text) = 'red' AND s.kind = 'red_station')
+        OR (CAST(:of AS text) = 'stations'
+            AND (CAST(:kinds AS text[]) IS NULL OR s.kind = ANY(CAST(:kinds AS text[])))))
+      AND (CAST(:candidate_kinds AS text[]) IS NULL
+           OR s.kind = ANY(CAST(:candidate_kinds AS text[])))
+      AND (CAST(:area AS text) IS NULL OR EXISTS (
+           SELECT 1 FROM regions r WHERE r.code = :area AND ST_Intersects(r.geom, s.geom)))
+    ORDER BY s.id
+    """
+)
+AREA_SQL = sa.text("SELECT code, level, name FROM regions WHERE code = :area")
+AREA_GRIDS_SQL = sa.text(
+    """
+    SELECT g.code FROM grids g JOIN regions r ON r.code = :area
+    WHERE ST_Intersects(r.geom, ST_PointOnSurface(g.geom))
+    """
+)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The normalised question of a suggestion run (echoed in answers)."""
+
+    of: str = "red"
+    kinds: list[str] | None = None
+    candidates: str = "stations"
+    candidate_kinds: list[str] | None = None
+    layer: list[dict] | None = None
+    area: str | None = None
+    mode: str = "walk"
+    minutes: float | None = 15.0
+    distance_m: float | None = None
+    model: str = "coverage"
+    n: int = 5
+    target_share: float | None = None
+    walk_speed_kmh: float = 4.5
+    access_m: float = 50.0
+    time_limit_s: float = 60.0
+
+    @property
+    def budget_s(self) -> float:
+        if self.minutes is not None:
+            return self.minutes * 60.0
+        return self.distance_m / (self.walk_speed_kmh / 3.6)
+
+    @property
+    def reach(self) -> index.Reach:
+        return index.Reach(self.mode, self.budget_s, self.walk_speed_kmh, self.access_m)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["layer"] = None if self.layer is None else len(self.layer)
+        return out
+
+
+def check_layer(features: Any) -> list[dict]:
+    """An uploaded candidate layer: a GeoJSON FeatureCollection of points in WGS84, or a
+    list of ``{"name", "lon", "lat"}``; every bad feature is named by its number."""
+    if isinstance(features, dict):
+        if features.get("type") != "FeatureCollection" or not isinstance(
+            features.get("features"), list
+        ):
+            raise InvalidInput("layer must be a GeoJSON FeatureCollection of points",
+                               field="layer")  # fmt: skip
+        crs = (features.get("crs") or {}).get("properties", {}).get("name", "")
+        if crs and not crs.upper().endswith(("4326", "CRS84")):
+            raise InvalidInput(f"layer must be in WGS84 (EPSG:4326), not {crs}", field="layer")
+        rows = []
+        for i, f in enumerate(features["features"], start=1):
+            geom = (f or {}).get("geometry") or {}
+            if geom.get("type") != "Point" or len(geom.get("coordinates") or []) < 2:
+                raise InvalidInput(f"layer feature {i}: geometry must be a Point", field="layer")
+            props = f.get("properties") or {}
+            rows.append({"name": props.get("name"), "kind": props.get("kind"),
+                         "lon": geom["coordinates"][0], "lat": geom["coordinates"][1]})  # fmt: skip
+        features = rows
+    if not isinstance(features, list) or not features:
+        raise InvalidInput("layer must hold at least one candidate point", field="layer")
+    if len(features) > MAX_LAYER_POINTS:
+        raise InvalidInput(f"layer holds {len(features)} points; at most {MAX_LAYER_POINTS}",
+                           field="layer")  # fmt: skip
+    out = []
+    for i, row in enumerate(features, start=1):
+        if not isinstance(row, dict):
+            raise InvalidInput(f"layer point {i} must be an object", field="layer")
+        try:
+            lon, lat = check_lonlat(row.get("lon"), row.get("lat"))
+        except InvalidInput as exc:
+            raise InvalidInput(f"layer point {i}: {exc.message}", field="layer") from None
+        name = row.get("name")
+        out.append({"name": str(name) if name not in (None, "") else f"#{i}",
+                    "kind": str(row["kind"]) if row.get("kind") else None,
+                    "lon": lon, "lat": lat})  # fmt: skip
+    return out
+
+
+def make_plan(
+    *, of: str = "red", kind: list[str] | None = None, candidates: str = "stations",
+    candidate_kind: list[str] | None = None, layer: Any = None, area: str | None = None,
+    mode: str = "walk", minutes: Any = None, distance_m: Any = None, model: str = "coverage",
+    n: Any = 5, target_share: Any = None, walk_speed_kmh: float = 4.5, access_m: float = 50.0,
+    time_limit_s: Any = 60.0,
+) -> Plan:  # fmt: skip
+    """Validate a suggestion's inputs; every error names its field."""
+    of = check_choice(of, "of", circles.VENUE_SETS)
+    allowed = {"red": {**vocab.SITE_KINDS, "red_station": None}, "sites": vocab.SITE_KINDS,
+               "stations": vocab.STATION_KINDS}[of]  # fmt: skip
+    kinds = check_choices(kind, "kind", allowed)
+    candidates = check_choice(candidates, "candidates", CANDIDATE_SOURCES)
+    candidate_kinds = check_choices(candidate_kind, "candidate_kind", vocab.STATION_KINDS)
+    if candidates == "layer":
+        if layer is None:
+            raise InvalidInput("candidates=layer needs a layer of candidate points", field="layer")
+        layer = check_layer(layer)
+    elif layer is not None:
+        raise InvalidInput("a layer is given: set candidates=layer", field="candidates")
+    mode = check_choice(mode, "mode", ("walk", "drive"))
+    if minutes is not None and distance_m is not None:
+        raise InvalidInput("give minutes or distance_m, not both", field="minutes")
+    if distance_m is not None and mode != "walk":
+        raise InvalidInput("distance_m is a walking distance: use mode=walk", field="distance_m")
+    model = check_choice(model, "model", MODELS)
+    target = None
+    if model == "covering":
+        target = 1.0 if target_share is None else check_positive(target_share, "target_share", 1.0)
+    elif target_share is not None:
+        raise InvalidInput("target_share is for model=covering", field="target_share")
+    if area is not None and (not isinstance(area, str) or not area.strip()):
+        raise InvalidInput("area must be a region code", field="area")
+    return Plan(
+        of=of, kinds=kinds, candidates=candidates, candidate_kinds=candidate_kinds, layer=layer,
+        area=area.strip() if area else None, mode=mode,
+        minutes=(check_positive(minutes, "minutes", circles.MAX_MINUTES) if minutes is not None
+                 else (None if distance_m is not None else 15.0)),
+        distance_m=(None if distance_m is None
+                    else check_positive(distance_m, "distance_m", circles.MAX_DISTANCE_M)),
+        model=model, n=check_int(n if n is not None else 5, "n", 1, MAX_N), target_share=target,
+        walk_speed_kmh=check_positive(walk_speed_kmh, "walk_speed_kmh", 20.0),
+        access_m=float(access_m),
+        time_limit_s=check_positive(time_limit_s, "time_limit_s", 600.0),
+    )  # fmt: skip
+
+
+def venues(session: Any, of: str, kinds: list[str] | None) -> list[dict]:
+    """The venues of a set (locked in every suggestion), with positions."""
+    rows = session.execute(VENUES_SQL, {"of": of, "kinds": kinds}).mappings()
+    return [dict(r) for r in rows]
+
+
+def _candidates(session: Any, plan: Plan, locked: list[dict]) -> tuple[list[dict], int]:
+    """The candidate sites, and how many uploaded ones were dropped as locked venues."""
+    if plan.candidates == "stations":
+        rows = session.execute(CANDIDATES_SQL, {
+            "of": plan.of, "kinds": plan.kinds, "candidate_kinds": plan.candidate_kinds,
+            "area": plan.area,
+        }).mappings()  # fmt: skip
+        return [dict(r) for r in rows], 0
+    layer = [{"venue_table": "layer", "venue_id": i + 1, **row} for i, row in
+             enumerate(plan.layer or [])]  # fmt: skip
+    if not locked or not layer:
+        return layer, 0
+    tree = shapely.STRtree(shapely.points([(v["lon"], v["lat"]) for v in locked]))
+    pts = shapely.points([(c["lon"], c["lat"]) for c in layer])
+    # ~1 m in degrees at these latitudes; checked in metres below.
+    near = tree.query(pts, predicate="dwithin", distance=2e-5)
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    same = set()
+    for c, v in zip(*near, strict=True):
+        _, _, d = geod.inv(layer[c]["lon"], layer[c]["lat"], locked[v]["lon"], locked[v]["lat"])
+        if d <= SAME_PLACE_M:
+            same.add(int(c))
+    kept = [c for i, c in enumerate(layer) if i not in same]
+    return kept, len(same)
+
+
+def _places(rows: list[dict]) -> np.ndarray:
+    return np.array([(r["lon"], r["lat"]) for r in rows], dtype=float).reshape(-1, 2)
+
+
+class Progress:
+    """Reports a run's progress as (share done, message) through ``report``, and stops it
+    (:class:`geomap.planning.index.Cancelled`) when ``cancelled`` says so."""
+
+    def __init__(self, report: Callable[[float, str], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> None:  # fmt: skip
+        self.report = report
+        self.cancelled = cancelled
+
+    def __call__(self, share: float, message: str) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise index.Cancelled()
+        if self.report is not None:
+            self.report(max(0.0, min(1.0, share)), message)
+
+
+def _district_table(session: Any, plan: Plan, before: list[dict], after: list[dict]) -> list:
+    query = coverage.Query(of=plan.of, kinds=plan.kinds, by=plan.mode, within_m=None,
+                           within_min=plan.minutes, level="district", order="code")  # fmt: skip
+    b = coverage.coverage(session, query, grids=before)["units"]
+    a = {u["code"]: u for u in coverage.coverage(session, query, grids=after)["units"]}
+    return [
+        {"code": u["code"], "name": u["name"], "population": u["population"],
+         "covered_before": u["covered_population"],
+         "covered_after": a[u["code"]]["covered_population"],
+         "share_before": u["covered_share_population"],
+         "share_after": a[u["code"]]["covered_share_population"],
+         "gained": a[u["code"]]["covered_population"] - u["covered_population"]}
+        for u in b
+    ]  # fmt: skip
+
+
+def _summary(samples: index.SampleIndex, points: np.ndarray, grids_mask: np.ndarray) -> dict:
+    population = float(samples.population[grids_mask].sum())
+    in_area = grids_mask[samples.point_grid[points]]
+    covered = samples.population_of(points[in_area])
+    return {"population": round(population), "covered_population": round(covered),
+            "covered_share": round(covered / population, 4) if population else None}  # fmt: skip
+
+
+def _circle(graph: Any, plan: Plan, lon: float, lat: float) -> dict | None:
+    """A site's reach as a GeoJSON polygon (the circle the page draws)."""
+    _, _, stretches = routing.reach.from_places(
+        graph, plan.mode, np.array([lon]), np.array([lat]), plan.budget_s,
+        walk_speed_kmh=plan.walk_speed_kmh, max_snap_m=index.MAX_SNAP_M,
+    )  # fmt: skip
+    a, b = routing.reach.segments(graph, stretches)
+    wkb = routing.reach.to_lonlat_wkb(graph, routing.reach.polygon(a, b, plan.access_m))
+    return shapely.geometry.mapping(shapely.from_wkb(wkb)) if wkb else None
+
+
+def run(session: Any, plan: Plan, progress: Progress | None = None) -> dict:
+    """Run a suggestion: the model's answer and the greedy one, with coverage before and
+    after per grid and district. ``progress`` reports and may stop the run."""
+    progress = progress or Progress()
+    started = time.perf_counter()
+    phases: dict[str, float] = {}
+    if plan.area is not None and session.execute(AREA_SQL, {"area": plan.area}).first() is None:
+        raise InvalidInput(f"no region with code {plan.area!r}", field="area")
+    progress(0.01, "venues")
+    locked = venues(session, plan.of, plan.kinds)
+    cands, dropped = _candidates(session, plan, locked)
+    if not cands:
+        raise InvalidInput("there is no candidate site (all stations are venues of the set, "
+                           "or none lies in the area)", field="candidates")  # fmt: skip
+    eng = index.engine(session, plan.access_m)
+    samples = eng.sample_index(session)
+    grids_mask = np.ones(samples.codes.size, dtype=bool)
+    if plan.area is not None:
+        inside = {r[0] for r in session.execute(AREA_GRIDS_SQL, {"area": plan.area})}
+        grids_mask = np.array([c in inside for c in samples.codes], dtype=bool)
+
+    t = time.perf_counter()
+    progress(0.02, "matrix")
+    base_sets = eng.reach_sets(session, _places(locked), plan.reach)
+    base = index.union(base_sets, samples.n_points)
+    cand_sets = eng.reach_sets(
+        session, _places(cands), plan.reach,
+        progress=lambda i, total: progress(0.02 + 0.48 * i / total, f"matrix {i}/{total}"),
+        cancelled=progress.cancelled,
+    )  # fmt: skip
+    phases["matrix_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    progress(0.5, "model")
+    weight = samples.point_weight * grids_mask[samples.point_grid]
+    site_points = demand_mod.site_matrix(cand_sets, samples.n_points)
+    demand = demand_mod.build(site_points, weight, base)
+    inst = demand.instance
+    phases["model_s"] = time.perf_counter() - t
+
+    def check(share: float) -> None:
+        progress(0.55 + 0.4 * share, "solve")
+
+    t = time.perf_counter()
+    n = min(plan.n, len(cands))
+    target = None
+    if plan.model == "coverage":
+        solution = models.maximal_coverage(inst, n, time_limit_s=plan.time_limit_s, check=check)
+    elif plan.model == "covering":
+        in_area = grids_mask[samples.point_grid[base]]
+        already = float(weight[base[in_area]].sum())
+        total = float(samples.population[grids_mask].sum())
+        reachable = already + float(inst.weight.sum())
+        # target_share of all residents, but never beyond what the candidates can reach.
+        target = max(0.0, min(plan.target_share * total, reachable) - already)
+        solution = models.set_covering(inst, target, time_limit_s=plan.time_limit_s,
+                                       check=check)  # fmt: skip
+    else:
+        solution = _median(session, eng, samples, plan, locked, cands, grids_mask, n)
+    phases["solve_s"] = time.perf_counter() - t
+    progress(0.95, "greedy")
+    t = time.perf_counter()
+    greedy_n = len(solution.sites) if plan.model != "coverage" else n
+    greedy = models.greedy(inst, max(greedy_n, 1))
+    phases["greedy_s"] = time.perf_counter() - t
+
+    progress(0.97, "answer")
+    chosen_sets = [cand_sets[j] for j in solution.sites]
+    after = index.union([base, *chosen_sets], samples.n_points)
+    shares_before, shares_after = samples.shares(base), samples.shares(after)
+    rows_before = samples.rows(shares_before)
+    rows_after = samples.rows(shares_after)
+    covered_b = shares_before >= coverage.COVERED_AREA_SHARE
+    covered_a = shares_after >= coverage.COVERED_AREA_SHARE
+    graph = eng.full(session)[0] if solution.sites else None
+    sites = []
+    running = np.zeros(samples.n_points, dtype=bool)
+    running[base] = True
+    in_area = grids_mask[samples.point_grid]
+    for rank, j in enumerate(solution.sites, start=1):
+        was = samples.shares(np.flatnonzero(running)) >= coverage.COVERED_AREA_SHARE
+        reach_j = cand_sets[j]
+        gained_points = reach_j[~running[reach_j] & in_area[reach_j]]
+        running[reach_j] = True
+        now = samples.shares(np.flatnonzero(running)) >= coverage.COVERED_AREA_SHARE
+        c = cands[j]
+        sites.append({
+            "rank": rank, "venue_table": c["venue_table"], "venue_id": c["venue_id"],
+            "name": c["name"], "kind": c.get("kind"), "lon": c["lon"], "lat": c["lat"],
+            "gain": round(samples.population_of(gained_points)),
+            "reach_population": round(samples.population_of(reach_j)),
+            "newly_covered_grids": [str(x) for x in samples.codes[now & ~was & grids_mask]],
+            "circle": _circle(graph, plan, c["lon"], c["lat"]) if graph is not None else None,
+        })  # fmt: skip
+    changed = np.flatnonzero((shares_after > shares_before) & grids_mask)
+    grids = [
+        {"code": str(samples.codes[i]), "name": str(samples.names[i]),
+         "population": int(samples.population[i]),
+         "share_before": round(float(shares_before[i]), 4),
+         "share_after": round(float(shares_after[i]), 4),
+         "gained": round(float(samples.population[i] * (shares_after[i] - shares_before[i]))),
+         "newly_covered": bool(covered_a[i] and not covered_b[i])}
+        for i in changed
+    ]  # fmt: skip
+    grids.sort(key=lambda g: (-g["gained"], g["code"]))
+    greedy_after = index.union([base, *[cand_sets[j] for j in greedy.sites]], samples.n_points)
+    before_s, after_s = _summary(samples, base, grids_mask), _summary(samples, after, grids_mask)
+    answer = {
+        "query": plan.as_dict(),
+        "model": plan.model,
+        "status": solution.status,
+        "gap": round(solution.gap, 6),
+        "objective": solution.value,
+        "bound": None if not np.isfinite(solution.bound) else solution.bound,
+        "candidates": len(cands),
+        "candidates_dropped_as_venues": dropped,
+        "locked_venues": len(locked),
+        "demand": {"units": inst.n_units, "points": int(demand.points.size),
+                   "residents": round(float(inst.weight.sum()))},
+        "sites": sites,
+        "before": before_s,
+        "after": after_s,
+        "gained": after_s["covered_population"] - before_s["covered_population"],
+        "greedy": {
+            "sites": [{"rank": r, "name": cands[j]["name"], "venue_table": cands[j]["venue_table"],
+                       "venue_id": cands[j]["venue_id"], "lon": cands[j]["lon"],
+                       "lat": cands[j]["lat"], "gain": round(g)}
+                      for r, (j, g) in enumerate(zip(greedy.sites, greedy.gains, strict=True), 1)],
+            "covered_population": _summary(samples, greedy_after, grids_mask)["covered_population"],
+            "gained": round(greedy.value),
+            "seconds": round(phases["greedy_s"], 3),
+        },
+        "by_district": _district_table(session, plan, rows_before, rows_after),
+        "grids": grids,
+        "newly_covered_grids": sum(1 for g in grids if g["newly_covered"]),
+        "phases": {k: round(v, 3) for k, v in {**phases,
+                                                 "total_s": time.perf_counter() - started}.items()},
+        "solver": _solver_details(solution),
+        "definitions": coverage.DEFINITIONS,
+    }
+    if target is not None:
+        answer["target_residents"] = round(target)
+    progress(1.0, "done")
+    return json.loads(json.dumps(answer, default=_plain))
+
+
+def _solver_details(solution: models.Solution) -> dict:
+    details = {**solution.details, **{f"{k}_s": v for k, v in solution.seconds.items()}}
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in details.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(type(value))
+
+
+def _median(session, eng, samples, plan, locked, cands, grids_mask, n) -> models.Solution:
+    """p-median over the grids (their inner points) of the area."""
+    from geomap.routing import search, snap
+
+    units = np.flatnonzero(grids_mask & (samples.population > 0))
+    if units.size * (len(cands) + 1) > MEDIAN_MAX_CELLS:
+        raise InvalidInput(
+            f"p-median over {units.size} grids × {len(cands)} candidates is too large "
+            f"(at most {MEDIAN_MAX_CELLS:,} pairs): restrict it to an area", field="area")
+    graph, _ = eng.full(session)
+    cap = MEDIAN_CAP_FACTOR * plan.budget_s
+    xy = samples.inner_xy[units]
+    targets = snap.snap_xy(graph, plan.mode, xy, max_distance_m=index.MAX_SNAP_M)
+    speed = search.access_speed_ms(plan.mode, plan.walk_speed_kmh)
+    leg = np.nan_to_num(targets.distance_m / speed, nan=cap)
+
+    def times(places: np.ndarray) -> np.ndarray:
+        if places.shape[0] == 0:
+            return np.full(units.size, cap)
+        _, found, _ = routing.reach.from_places(
+            graph, plan.mode, places[:, 0], places[:, 1], cap,
+            walk_speed_kmh=plan.walk_speed_kmh, max_snap_m=index.MAX_SNAP_M)
+        cost, _ = found.cost_at(targets)
+        return np.minimum(cost + leg, cap)
+
+    base_s = times(_places(locked))
+    cost = np.column_stack([times(_places([c])) for c in cands])
+    return models.p_median(cost, samples.population[units].astype(float), base_s, n,
+                           time_limit_s=plan.time_limit_s)

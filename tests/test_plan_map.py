@@ -1,0 +1,81 @@
+"""The planning map in real Chromium, on a committed copy of Nanchang served by a real
+threaded server: a suggestion runs as a job in a worker thread with its own session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from sqlalchemy.orm import Session
+
+from geomap import create_app, db
+from geomap.cli import main
+from geomap.planning import index
+from tests.browser import launch_browser, open_page, requires_chromium, serve_app
+from tests.test_planning import busy_township
+
+
+@pytest.fixture(scope="module")
+def planning_server(cluster, template_url) -> Iterator[tuple[str, str]]:
+    from tests.conftest import _clone
+
+    url = _clone(cluster, "geomap_template", "geomap_plan_map")
+    result = CliRunner().invoke(main, ["seed", "nanchang"], env={"GEOMAP_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    with Session(engine) as session:
+        township = busy_township(session, most_candidates=60)
+        session.commit()  # the reach sets computed on the way are kept
+    engine.dispose()
+    app = create_app({"database_url": url, "log_level": "WARNING"})
+    try:
+        with serve_app(app) as base:
+            yield base, township
+    finally:
+        db.dispose_engines()
+        index.clear()
+        cluster.drop_database("geomap_plan_map")
+
+
+@pytest.mark.slow
+@requires_chromium
+def test_plan_map_runs_a_suggestion_and_downloads_the_csv(planning_server, tmp_path: Path):
+    base, township = planning_server
+    with launch_browser() as browser, open_page(
+        f"{base}/map/plan?n=3&area={township}", offline=True, browser=browser, timeout_s=60
+    ) as report:
+        report.assert_clean()
+        page: Any = report.page
+        page.click(".gm-plan-run")
+        # Progress is shown while the job runs in the server's worker thread.
+        page.wait_for_selector(".gm-plan-progress progress", state="visible", timeout=10_000)
+        try:
+            page.wait_for_selector(".gm-plan[data-plan-ready='true']", timeout=120_000)
+        except Exception:
+            raise AssertionError((report.page_errors, report.console_errors)) from None
+        state = page.evaluate("() => window.geomapPlan.state()")
+        result = state["result"]
+        assert state["job"]["id"]
+        assert page.locator(".gm-plan").get_attribute("data-job-status") == "done"
+        assert len(result["sites"]) == 3 and result["status"] == "optimal"
+        assert state["sites"] == 3 and state["circles"] == 3
+        newly = [g for g in result["grids"] if g["newly_covered"]]
+        assert state["newlyDrawn"] == len(newly) > 0
+        rows = page.locator(".gm-plan-sites tbody tr")
+        assert rows.count() == 3
+        assert result["sites"][0]["name"] in rows.nth(0).inner_text()
+        report.screenshot("maps_plan.png")
+        with page.expect_download() as info:
+            page.click(".gm-plan-download[data-format='csv']")
+        path = tmp_path / "plan.csv"
+        info.value.save_as(path)
+        raw = path.read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf")  # the BOM Excel needs
+        text = raw.decode("utf-8-sig")
+        assert result["sites"][0]["name"] in text  # Chinese intact
+        assert "网格" in text or "社区" in text
+        assert not report.external_requests
