@@ -247,7 +247,9 @@ class Engine:
                     offsets_s=np.array([float(start.distance_m[0]) / speed]),
                     budget_s=reach.budget_s, walk_speed_kmh=reach.walk_speed_kmh,
                 )  # fmt: skip
-                out[key] = samples.covered(routing.reach.reached(found))
+                # Kept as the covered points' indices (samples.covered gives a mask).
+                covered = samples.covered(routing.reach.reached(found))
+                out[key] = np.flatnonzero(covered)
             if progress is not None and (i % 25 == 0 or i + 1 == len(keys)):
                 progress(i + 1, len(keys))
         return out

@@ -70,15 +70,15 @@
         '<label>' + esc(s.kind) + ' <input name="kind" size="14"></label><br>' +
         '<label>' + esc(s.candidate_kind) + ' <input name="candidate_kind" size="14"></label><br>' +
         '<label>' + esc(s.area) + ' <select name="area">' + opt('', s.all_city, !d.area) + areas + '</select></label><br>' +
-        '<label>' + esc(s.reach) + ' <input name="reach" type="number" min="1" step="any" style="width:5em" value="' + esc(d.distance_m || d.minutes || 15) + '"></label>' +
+        '<label>' + esc(s.reach) + ' <input name="reach" type="number" min="1" step="any" class="gm-w5" value="' + esc(d.distance_m || d.minutes || 15) + '"></label>' +
         '<select name="unit">' + opt('minutes', s.minutes, !d.distance_m) + opt('metres', s.metres, !!d.distance_m) + '</select><br>' +
         '<label>' + esc(s.mode) + ' <select name="mode">' + opt('walk', s.walk, d.mode === 'walk') + opt('drive', s.drive, d.mode === 'drive') + '</select></label><br>' +
         '<label>' + esc(s.model) + ' <select name="model">' + ['coverage', 'covering', 'median'].map((v) => opt(v, s[v], v === 'coverage')).join('') + '</select></label><br>' +
-        '<label>' + esc(s.n) + ' <input name="n" type="number" min="1" max="200" style="width:4em" value="' + esc(d.n || 5) + '"></label> ' +
-        '<label>' + esc(s.target) + ' <input name="target" type="number" min="0.01" max="1" step="0.01" style="width:4em" placeholder="1"></label><br>' +
+        '<label>' + esc(s.n) + ' <input name="n" type="number" min="1" max="200" class="gm-w4" value="' + esc(d.n || 5) + '"></label> ' +
+        '<label>' + esc(s.target) + ' <input name="target" type="number" min="0.01" max="1" step="0.01" class="gm-w4" placeholder="1"></label><br>' +
         '<label>' + esc(s.level) + ' <select name="level">' + ['grid', 'community', 'township', 'district'].map((v) => opt(v, s[v], v === 'district')).join('') + '</select></label><br>' +
         '<button type="submit" class="gm-plan-run">' + esc(s.run) + '</button> <button type="button" class="gm-plan-cancel" disabled>' + esc(s.cancel) + '</button>' +
-        '</form><div class="gm-plan-progress" style="display:none"><progress max="1" value="0" style="width:100%"></progress><div class="gm-plan-message"></div></div>' +
+        '</form><div class="gm-plan-progress gm-hidden"><progress class="gm-wfull" max="1" value="0"></progress><div class="gm-plan-message"></div></div>' +
         '<div class="gm-plan-result"></div>' +
         '<h4>' + esc(s.scenario) + '</h4><select class="gm-plan-scenarios"><option value="">' + esc(s.none) + '</option></select><div class="gm-plan-scenario"></div>' +
         '<p><small>' + esc(s.share_note) + '</small></p>';
@@ -104,7 +104,7 @@
 
     showProgress(job) {
       const bar = this.box.querySelector('.gm-plan-progress');
-      bar.style.display = '';
+      bar.classList.remove('gm-hidden');
       bar.querySelector('progress').value = job.progress || 0;
       bar.querySelector('.gm-plan-message').textContent = (this.s[job.status] || job.status) + ' ' + Math.round((job.progress || 0) * 100) + '% ' + (job.message || '');
       this.box.setAttribute('data-job-status', job.status);
