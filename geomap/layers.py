@@ -25,7 +25,7 @@ GEOMETRIES = ("point", "polygon", "line")
 _KEYS = {
     "id", "title", "description", "table", "where", "geometry", "id_column", "properties",
     "personal", "time_column", "label", "search", "visible", "min_zoom", "simplify_m",
-    "cluster", "kind_column", "status_column", "choropleth", "style",
+    "cluster", "kind_column", "status_column", "choropleth", "style", "detail_zoom",
 }  # fmt: skip
 
 
@@ -53,6 +53,10 @@ class Layer:
     status_column: str | None = None
     choropleth: tuple[str, ...] = ()
     style: dict[str, Any] = field(default_factory=dict)
+    #: Maps draw the layer in full detail (``simplify_m``) from this zoom on; below it,
+    #: generalised for the zoom shown, loaded again finer as the user zooms in. 0: always
+    #: in full (layers whose every feature is simple).
+    detail_zoom: int = 0
 
     def public_properties(self, personal: bool) -> tuple[str, ...]:
         """The property columns a reader may see (without personal ones unless allowed)."""
@@ -79,6 +83,7 @@ class Layer:
             "time_column": self.time_column,
             "choropleth": list(self.choropleth),
             "style": self.style,
+            "detail_zoom": self.detail_zoom,
         }
 
 

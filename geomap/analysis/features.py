@@ -36,6 +36,8 @@ class Selection:
     limit: int | None = None
     offset: int = 0
     simplify: bool = True
+    #: Simplify more than the layer's ``simplify_m`` (metres): geometry for a coarse zoom.
+    simplify_m: float | None = None
 
 
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
@@ -123,8 +125,9 @@ def _where(layer: Layer, selection: Selection, personal: bool) -> tuple[str, dic
 
 
 def _geometry_sql(layer: Layer, selection: Selection) -> str:
-    if layer.geometry != "point" and selection.simplify and layer.simplify_m:
-        tolerance = float(layer.simplify_m) / M_PER_DEGREE  # a number from the catalog
+    simplify_m = max(float(layer.simplify_m or 0), float(selection.simplify_m or 0))
+    if layer.geometry != "point" and selection.simplify and simplify_m:
+        tolerance = simplify_m / M_PER_DEGREE  # a number (catalog or zoom), never text
         return f"ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, {tolerance:.10f}), 6)"
     return "ST_AsGeoJSON(geom, 6)"
 

@@ -87,6 +87,7 @@ def battle_map(
     """
     names = list(layers) if layers is not None else battle_layers(catalog)
     inline: dict[str, str] | None = None if data is None else {}
+    zoom = page.detail_zoom(spec.view)
     entries = []
     for name in battle_layers(catalog):
         if name not in names:
@@ -105,6 +106,7 @@ def battle_map(
                 spec.lang,
                 source=source,
                 visible=True if layers is not None else None,
+                zoom=zoom,
             )
         )
     config = {

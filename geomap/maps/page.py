@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from html import escape as html_escape
@@ -423,8 +424,7 @@ def shell(
     for layer in config.get("layers", []):
         source = layer.get("source") or {}
         if "url" in source and spec.service_url is not None:
-            query = "?" + urlencode({"token": spec.token}) if spec.token else ""
-            source["href"] = spec.service_url + source["url"] + query
+            source["href"] = spec.service_url + with_token(source["url"], spec.token)
     full_config = {
         **config,
         "lang": spec.lang,
@@ -439,6 +439,50 @@ def shell(
         full_config, title=title, inline_data=inline_data, static_url=spec.static_url
     ).add_to(m)
     return m
+
+
+def with_token(url: str, token: str | None) -> str:
+    """``url`` with the page's embed token added to its query (unchanged without one)."""
+    if not token:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode({"token": token})
+
+
+#: The viewport a served page's first view is planned for (the layers' detail is chosen
+#: for it before the browser says its size; a larger window loads finer detail after).
+NOMINAL_VIEWPORT = (1280, 720)
+
+
+def detail_zoom(view: dict[str, Any]) -> int | None:
+    """The zoom a page opens at, as near as the server can tell: the layers' detail.
+
+    Parameters
+    ----------
+    view : dict
+        :attr:`PageSpec.view`: ``zoom`` (with ``center``) or ``bounds``.
+
+    Returns
+    -------
+    int or None
+        ``zoom`` when given; else the zoom at which ``bounds`` fill
+        :data:`NOMINAL_VIEWPORT`, rounded as ``battlemap.js`` rounds it; None when the
+        view says neither.
+    """
+    if view.get("zoom") is not None:
+        return int(view["zoom"])
+    bounds = view.get("bounds")
+    if not bounds:
+        return None
+    (south, west), (north, east) = bounds
+
+    def mercator_y(lat: float) -> float:
+        lat = max(min(lat, 85.0), -85.0)
+        return math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+
+    width = max(abs(east - west) / 360.0, 1e-9)
+    height = max(abs(mercator_y(north) - mercator_y(south)) / (2 * math.pi), 1e-9)
+    fit = math.log2(min(NOMINAL_VIEWPORT[0] / 256 / width, NOMINAL_VIEWPORT[1] / 256 / height))
+    return max(MIN_ZOOM, min(assets.DEFAULT_MAX_ZOOM, round(fit)))
 
 
 def _module_of(m: folium.Map) -> MapModule:
@@ -479,7 +523,12 @@ def page_html(m: folium.Map, rendering: Rendering = "served") -> str:
 
 
 def catalog_layer(
-    layer: Layer, lang: str, *, source: dict[str, str], visible: bool | None = None
+    layer: Layer,
+    lang: str,
+    *,
+    source: dict[str, str],
+    visible: bool | None = None,
+    zoom: int | None = None,
 ) -> dict[str, Any]:
     """A catalog layer as the browser module draws it.
 
@@ -494,15 +543,22 @@ def catalog_layer(
         ``{"inline": element_id}``.
     visible : bool, optional
         Shown at start (default: the catalog's ``visible``).
+    zoom : int, optional
+        The zoom the page opens at (:func:`detail_zoom`): a layer with a catalog
+        ``detail_zoom`` above it is loaded generalised for it (``?zoom=``).
 
     Returns
     -------
     dict
-        ``id``, ``title``, ``description``, ``geometry``, ``minZoom``, ``visible``,
-        ``cluster``, ``idField``, ``fields``, ``label``, ``search``, ``kindColumn``,
-        ``statusColumn``, ``choropleth``, ``style``, ``kinds`` (labels), ``source``.
+        ``id``, ``title``, ``description``, ``geometry``, ``minZoom``, ``detailZoom``,
+        ``visible``, ``cluster``, ``idField``, ``fields``, ``label``, ``search``,
+        ``kindColumn``, ``statusColumn``, ``choropleth``, ``style``, ``kinds`` (labels),
+        ``source``.
     """
     kinds = text.strings(lang)["kinds"].get(layer.id, {})
+    source = dict(source)
+    if "url" in source and zoom is not None and zoom < layer.detail_zoom:
+        source["url"] = source["url"] + ("&" if "?" in source["url"] else "?") + f"zoom={zoom}"
     return {
         "id": layer.id,
         "type": "catalog",
@@ -510,6 +566,7 @@ def catalog_layer(
         "description": layer.description.get(lang) or "",
         "geometry": layer.geometry,
         "minZoom": layer.min_zoom,
+        "detailZoom": layer.detail_zoom,
         "visible": layer.visible if visible is None else visible,
         "cluster": layer.cluster,
         "idField": layer.id_column,

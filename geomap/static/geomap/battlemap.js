@@ -82,11 +82,16 @@
     return String(template).replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
   }
 
+  // One formatter per number of digits: toLocaleString() builds a new one on every call.
+  const NUMBER_FORMATS = {};
+
   function number(value, digits) {
     if (value === null || value === undefined || value === '') return '';
     const n = Number(value);
     if (!isFinite(n)) return esc(value);
-    return n.toLocaleString(undefined, { maximumFractionDigits: digits === undefined ? 2 : digits });
+    const d = digits === undefined ? 2 : digits;
+    if (!NUMBER_FORMATS[d]) NUMBER_FORMATS[d] = new Intl.NumberFormat(undefined, { maximumFractionDigits: d });
+    return NUMBER_FORMATS[d].format(n);
   }
 
   function percent(share) {
@@ -382,8 +387,10 @@
 
     renderer(paneName) {
       if (!this.renderers[paneName]) {
-        // Canvas, not SVG: thousands of polygons stay smooth to pan and zoom.
-        this.renderers[paneName] = L.canvas({ pane: 'gm-' + paneName, padding: 0.3, tolerance: 2 });
+        // Canvas, not SVG: thousands of polygons stay smooth to pan and zoom. Leaflet's own
+        // padding (a tenth of the view on each side): each canvas is redrawn and composited
+        // whole, so a wider margin costs on every frame.
+        this.renderers[paneName] = L.canvas({ pane: 'gm-' + paneName, padding: 0.1, tolerance: 2 });
       }
       return this.renderers[paneName];
     }
@@ -394,20 +401,13 @@
       this.say('load:' + spec.id, this.t.loading + ' ' + spec.title, 'progress');
       try {
         if (spec.type === 'catalog') {
-          const doc = await this.fetchCompact(spec);
-          mark('fetched:' + spec.id);
-          state.features = decodeCompact(doc, spec.idField);
-          state.matched = doc.matched;
-          state.sources = doc.sources || [];
-          mark('decoded:' + spec.id);
-          this.buildCatalogLayer(state);
-          mark('built:' + spec.id);
+          await this.loadCatalog(state, this.sourceUrl(spec));
         } else if (spec.type === 'circles') {
           await this.loadCircles(state);
         } else if (spec.type === 'venues') {
           this.buildVenues(state, (await this.circlesAnswer()).features);
         } else if (spec.type === 'coverage') {
-          await this.loadCoverage(state);
+          await this.loadCoverage(state, this.sourceUrl(spec));
         }
         state.loaded = true;
         this.say('load:' + spec.id, null);
@@ -420,13 +420,77 @@
       this.refreshZoomNotes();
     }
 
-    async fetchCompact(spec) {
+    async loadCatalog(state, url) {
+      const spec = state.spec;
+      const doc = await this.fetchCompact(spec, url);
+      mark('fetched:' + spec.id);
+      state.features = decodeCompact(doc, spec.idField);
+      state.matched = doc.matched;
+      state.sources = doc.sources || [];
+      mark('decoded:' + spec.id);
+      this.buildCatalogLayer(state);
+      mark('built:' + spec.id);
+      this.watchDetail(state, doc, async (zoom) => {
+        await this.loadCatalog(state, this.sourceUrl(spec, zoom));
+        this.loaded(state);
+      });
+    }
+
+    /** Where a layer's data is: the URL the page preloads, or that URL for another zoom. */
+    sourceUrl(spec, zoom) {
+      const source = spec.source || {};
+      if (source.inline) return null;
+      const href = source.href || this.url(source.url);
+      if (zoom === undefined) return href;
+      const url = new URL(href, window.location.href);
+      url.searchParams.delete('zoom');
+      if (zoom !== null) url.searchParams.set('zoom', zoom);
+      return url.toString();
+    }
+
+    /**
+     * A document generalised for a zoom (doc.zoom: simplified to about a pixel there, holes
+     * too small to see dropped) is loaded again, finer, once the map is zoomed in two
+     * levels past it; from the layer's detailZoom on, in full detail.
+     */
+    watchDetail(state, doc, reload) {
+      if (doc.zoom === undefined || doc.zoom === null) {
+        state.detail = null;
+        return;
+      }
+      state.detail = { zoom: doc.zoom, reload: reload, busy: false };
+      if (!state.detailWatch) {
+        state.detailWatch = () => this.refine(state);
+        this.map.on('zoomend', state.detailWatch);
+      }
+    }
+
+    async refine(state) {
+      const detail = state.detail;
+      if (!detail || detail.busy || !this.map.hasLayer(state.gate)) return;
+      const zoom = Math.floor(this.map.getZoom());
+      if (zoom < detail.zoom + 2) return;
+      detail.busy = true;
+      const full = !state.spec.detailZoom || zoom >= state.spec.detailZoom;
+      try {
+        await detail.reload(full ? null : zoom);
+        mark('refined:' + state.spec.id);
+      } catch (error) {
+        this.say('load:' + state.spec.id, fmt(this.t.load_failed, { layer: state.spec.title, message: error.message }), 'error');
+      } finally {
+        detail.busy = false;
+      }
+      this.renderLegend();
+      if (state.detail && state.detail !== detail) this.refine(state);  // zoomed on meanwhile
+    }
+
+    async fetchCompact(spec, url) {
       if (spec.source.inline) {
         const element = document.getElementById(spec.source.inline);
         return JSON.parse(element.textContent);
       }
       // source.href: the URL the page preloads (<link rel=preload>): fetch the same one.
-      return this.fetchJson(spec.source.href || this.url(spec.source.url));
+      return this.fetchJson(url || this.sourceUrl(spec));
     }
 
     async fetchJson(url) {
@@ -451,14 +515,22 @@
       return body;
     }
 
-    /** The /api/circles answer, fetched once: the circles and the venues share it. */
-    circlesAnswer() {
-      if (!this.circlesRequest) {
+    /**
+     * The circles map's document (/map/circles/data: each venue's circle, the union's
+     * residents as its summary), fetched once: the circles and the venues share it.
+     */
+    circlesAnswer(url) {
+      if (!this.circlesRequest || url) {
+        const spec = (this.states.circles || this.states.venues).spec;
         this.say('circles', this.t.circles_loading, 'progress');
-        const request = this.fetchJson(this.url(this.config.urls.circles));
+        const request = this.fetchJson(url || this.sourceUrl(spec)).then((doc) => {
+          mark('fetched:circles');
+          return { doc: doc, features: decodeCompact(doc) };
+        });
         const clear = () => this.say('circles', null);
         request.then(clear, clear);
-        this.circlesRequest = request;
+        if (!url) this.circlesRequest = request;
+        return request;
       }
       return this.circlesRequest;
     }
@@ -469,7 +541,9 @@
       const id = state.spec.id;
       if (id === 'teams') this.countTeams();
       const grids = this.states.grids;
-      if ((id === 'grids' || id === 'teams') && grids && grids.main) this.colourGrids(this.gridColouring);
+      // The teams change the grids' colours only when the grids are coloured by teams.
+      const recolour = id === 'grids' || (id === 'teams' && this.gridColouring === 'teams');
+      if (recolour && grids && grids.main) this.colourGrids(this.gridColouring);
     }
 
     stats() {
@@ -605,17 +679,29 @@
         renderer: this.renderer(pane),
         interactive: interactive,
         style: () => base,
-        onEachFeature: interactive ? (feature, path) => {
-          path.bindTooltip(() => page.tooltipHtml(spec, feature), { sticky: true, direction: 'top', opacity: 0.95 });
-          path.on('click', (e) => {
-            // On the battle map a click asks for the nearest teams; elsewhere it opens a popup.
-            if (page.nearestOnClick) return;
-            L.popup().setLatLng(e.latlng).setContent(page.featureHtml(spec, feature.properties, page.extraRows(spec, feature)))
-              .openOn(page.map);
-          });
-        } : null,
       }));
+      if (interactive) {
+        this.bindFeatures(layer, (feature) => page.tooltipHtml(spec, feature), (feature) => {
+          // On the battle map a click asks for the nearest teams; elsewhere it opens a popup.
+          if (page.nearestOnClick) return null;
+          return page.featureHtml(spec, feature.properties, page.extraRows(spec, feature));
+        });
+      }
       return layer;
+    }
+
+    /**
+     * One tooltip and one click handler for all the features of a layer (thousands of
+     * grids): bound on the layer, they show the feature under the pointer. `popup`
+     * returns the popup's HTML, or null for none.
+     */
+    bindFeatures(layer, tooltip, popup) {
+      layer.bindTooltip((path) => tooltip(path.feature), { sticky: true, direction: 'top', opacity: 0.95 });
+      layer.on('click', (e) => {
+        const path = e.propagatedFrom || e.layer;
+        const html = path && path.feature ? popup(path.feature) : null;
+        if (html) L.popup().setLatLng(e.latlng).setContent(html).openOn(this.map);
+      });
     }
 
     tooltipHtml(spec, feature) {
@@ -742,10 +828,22 @@
         if (spec.statusColumn && state.hiddenStatuses[p[spec.statusColumn]]) return false;
         return true;
       });
-      state.group.clearLayers();
-      if (state.group.addLayers) state.group.addLayers(shown);
-      else shown.forEach((m) => state.group.addLayer(m));
       state.count = shown.length;
+      const group = state.group;
+      const fill = () => {
+        group.clearLayers();
+        if (group.addLayers) group.addLayers(shown);
+        else shown.forEach((m) => group.addLayer(m));
+      };
+      // A cluster group off the map checks each marker added against every marker
+      // waiting (quadratic: 0.1 s for 7,000 stations); on the map it clusters them at once.
+      if (!group.addLayers || group._map) {
+        fill();
+      } else {
+        if (state.pendingFill) group.off('add', state.pendingFill);
+        state.pendingFill = () => { state.pendingFill = null; fill(); };
+        group.once('add', state.pendingFill);
+      }
     }
 
     // -- the grids' colouring: population, coverage (from /api/coverage), teams
@@ -825,10 +923,11 @@
     }
 
     // -- the 15-minute circles (planners' map)
-    async loadCircles(state) {
-      const answer = await this.circlesAnswer();
+    async loadCircles(state, url) {
+      const answer = await this.circlesAnswer(url);
       const spec = state.spec;
       state.features = answer.features;
+      state.sources = answer.doc.sources || [];
       const drawable = answer.features.filter((f) => f.geometry);
       state.count = drawable.length;
       const base = this.circleStyle(spec);
@@ -836,28 +935,18 @@
       state.main = L.geoJSON(drawable, this.geoJsonOptions({
         renderer: this.renderer('circles'),
         style: () => base,
-        onEachFeature: (feature, path) => {
-          path.bindTooltip(() => '<b>' + esc(feature.properties.name) + '</b><br>' +
-            esc(page.s.fields.population) + ' ' + number(feature.properties.population), { sticky: true });
-          path.bindPopup(() => page.circleHtml(feature.properties));
-        },
       }));
+      this.bindFeatures(state.main, (feature) => '<b>' + esc(feature.properties.name) + '</b><br>' +
+        esc(page.s.fields.population) + ' ' + number(feature.properties.population),
+      (feature) => page.circleHtml(feature.properties));
       state.parts = [{ layer: state.main, minZoom: 0 }];
       state.gate.setParts(state.parts);
+      mark('built:circles');
       this.circleFeatures = answer.features;
+      // Residents inside any circle (the union: overlaps counted once).
+      this.circlesUnion = answer.doc.summary || null;
       this.renderCirclesSummary();
-      if (this.summaryBox && this.config.urls.circlesUnion) this.loadCirclesUnion();
-    }
-
-    /** Residents inside any circle (the union: overlaps counted once), for the summary. */
-    async loadCirclesUnion() {
-      try {
-        const union = await this.fetchJson(this.url(this.config.urls.circlesUnion));
-        this.circlesUnion = union.properties;
-      } catch (error) {
-        this.circlesUnion = { error: error.message };
-      }
-      this.renderCirclesSummary();
+      this.watchDetail(state, answer.doc, (zoom) => this.loadCircles(state, this.sourceUrl(spec, zoom)));
     }
 
     circleHtml(p) {
@@ -901,8 +990,7 @@
       const features = this.circleFeatures || [];
       const union = this.circlesUnion;
       let covered = esc(this.t.computing);
-      if (union && union.error) covered = '<span class="gm-bad">' + esc(union.error) + '</span>';
-      else if (union) covered = '<b>' + number(union.covered_population, 0) + '</b> (' + percent(union.covered_share) + ')';
+      if (union) covered = '<b>' + number(union.covered_population, 0) + '</b> (' + percent(union.covered_share) + ')';
       const drawn = features.filter((f) => f.geometry);
       const area = drawn.reduce((s, f) => s + (f.properties.area_km2 || 0), 0);
       const people = drawn.reduce((s, f) => s + (f.properties.population || 0), 0);
@@ -932,33 +1020,34 @@
     }
 
     // -- coverage gaps (planners' map)
-    async loadCoverage(state) {
+    async loadCoverage(state, url) {
       this.say('coverage', this.t.coverage_loading, 'progress');
-      let answer;
+      let doc;
       try {
-        answer = await this.fetchJson(this.url(this.config.urls.coverage));
+        doc = await this.fetchJson(url);
       } finally {
         this.say('coverage', null);
       }
+      mark('fetched:coverage');
       const spec = state.spec;
       const page = this;
-      state.features = answer.features;
-      const drawable = answer.features.filter((f) => f.geometry);
+      state.features = decodeCompact(doc);
+      const drawable = state.features.filter((f) => f.geometry);
       state.count = drawable.length;
-      state.summary = answer.summary;
-      state.query = answer.query;
+      state.summary = doc.summary;
+      state.query = doc.query;
       state.main = L.geoJSON(drawable, this.geoJsonOptions({
         renderer: this.renderer('areas'),
         style: (f) => page.coverageStyle(f.properties),
-        onEachFeature: (feature, path) => {
-          path.bindTooltip(() => '<b>' + esc(feature.properties.name) + '</b><br>' +
-            esc(page.t.covered_share) + ' ' + percent(feature.properties.covered_share_population), { sticky: true });
-          path.bindPopup(() => page.coverageHtml(spec, feature.properties));
-        },
       }));
+      this.bindFeatures(state.main, (feature) => '<b>' + esc(feature.properties.name) + '</b><br>' +
+        esc(page.t.covered_share) + ' ' + percent(feature.properties.covered_share_population),
+      (feature) => page.coverageHtml(spec, feature.properties));
       state.parts = [{ layer: state.main, minZoom: 0 }];
       state.gate.setParts(state.parts);
+      mark('built:coverage');
       this.renderCoverageSummary(state);
+      this.watchDetail(state, doc, (zoom) => this.loadCoverage(state, this.sourceUrl(spec, zoom)));
     }
 
     coverageStyle(p) {
@@ -1173,7 +1262,17 @@
         .openOn(this.map);
     }
 
+    /** Render the legend once, at the next frame, however many layers asked meanwhile. */
     renderLegend() {
+      if (!this.legend || this.legendPending) return;
+      this.legendPending = true;
+      window.requestAnimationFrame(() => {
+        this.legendPending = false;
+        this.renderLegendNow();
+      });
+    }
+
+    renderLegendNow() {
       if (!this.legend) return;
       const parts = ['<h3>' + esc(this.t.legend) + '</h3>'];
       this.order.forEach((id) => {
