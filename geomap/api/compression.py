@@ -86,6 +86,8 @@ class Payload:
         self.etag = hashlib.blake2b(body, digest_size=16).hexdigest()
         self.level = level
         self._gzipped: bytes | None = None
+        #: The media type it is sent as (kept answers remember it).
+        self.mimetype: str | None = None
 
     def __len__(self) -> int:
         return len(self.body)

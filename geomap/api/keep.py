@@ -12,21 +12,25 @@ Usage in a view::
     payload = keep.kept(("layer", layer.id, zoom), ("grids",), build)
     return payload_response(payload, "application/json")
 
-where ``build()`` returns a :class:`geomap.api.compression.Payload`.
+where ``build()`` returns a :class:`geomap.api.compression.Payload`; or, for a whole view
+whose answer depends on its query arguments and the settings only, the decorator
+:func:`answer`.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from flask import current_app
+from flask import Response, current_app, request
 
 from geomap import db
 from geomap.analysis import versions
-from geomap.api.compression import Payload
+from geomap.api.compression import Payload, payload_response
 
 #: Bytes of payloads (bodies and their gzip forms) one process keeps.
 MAX_BYTES = 256 * 1024 * 1024
@@ -109,3 +113,61 @@ def kept(key: Hashable, data_sets: Iterable[str], build: Callable[[], Payload]) 
     if stamps is not None:
         shelf.put(key, _Entry(stamps, payload))
     return payload
+
+
+def request_key() -> tuple:
+    """What identifies a GET answer besides the data: the view, its query arguments (as
+    given, in order of name) and the settings that shape analyses."""
+    settings = current_app.config["GEOMAP"]
+    arguments = tuple(sorted(request.args.items(multi=True)))
+    shaping = (settings.walk_speed_kmh, settings.circle_access_m, settings.max_features)
+    return ("answer", request.endpoint, arguments, shaping)
+
+
+def answer(data_sets: Iterable[str] | Callable[[], Iterable[str]]) -> Callable:
+    """Keep a view's answers (200s only) until one of ``data_sets`` changes.
+
+    For views whose answer is a function of the query arguments, the settings of
+    :func:`request_key` and the data only (the analyses: no personal fields, nothing that
+    depends on the caller). Errors are never kept: the view raises, nothing is stored.
+
+    Parameters
+    ----------
+    data_sets : iterable of str, or a callable returning them
+        The data sets the answer is built from; a callable is asked per request (e.g.
+        ``of=teams`` depends on the teams). An unknown name from a callable means "do not
+        keep": the view runs and answers (or refuses the argument) itself.
+    """
+
+    def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def kept_view(*args: Any, **kwargs: Any) -> Any:
+            names = tuple(data_sets() if callable(data_sets) else data_sets)
+            if any(name not in versions.DATA_SETS for name in names):
+                return view(*args, **kwargs)
+            refused: list[Response] = []
+
+            def build() -> Payload:
+                response = current_app.make_response(view(*args, **kwargs))
+                if response.status_code != 200 or response.is_streamed:
+                    refused.append(response)
+                    raise _NotKept
+                payload = Payload(response.get_data())
+                payload.mimetype = response.mimetype
+                return payload
+
+            try:
+                payload = kept(request_key(), names, build)
+            except _NotKept:
+                return refused[0]
+            return payload_response(
+                payload, payload.mimetype or "application/json", cache_control=None
+            )
+
+        return kept_view
+
+    return wrap
+
+
+class _NotKept(Exception):
+    """The view answered something that is not kept (not a 200 with a body)."""
