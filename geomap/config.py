@@ -123,6 +123,14 @@ SETTINGS: tuple[Setting, ...] = (
         "(Content-Security-Policy frame-ancestors).",
     ),
     Setting(
+        "map_tiles_above",
+        int,
+        10_000,
+        "A map layer with more features than this (or than MAX_FEATURES) is drawn from "
+        "vector tiles made by PostGIS (/tiles/<layer>/{z}/{x}/{y}.pbf) instead of one "
+        "document; 0: every layer is tiled.",
+    ),
+    Setting(
         "tianditu_key",
         str,
         None,

@@ -246,3 +246,57 @@ def time_extent(session: Session, layer: Layer) -> tuple[dt.datetime, dt.datetim
         params,
     ).one()
     return None if row[0] is None else (row[0], row[1])
+
+
+def tiled_summary(
+    session: Session, layer: Layer, *, classes: int = 5, max_sources: int = 5
+) -> dict[str, Any]:
+    """What a map needs to know of a layer it draws from tiles (without its features).
+
+    Parameters
+    ----------
+    session : Session
+    layer : Layer
+    classes : int
+        Classes of the choropleths: the breaks are the quantiles between them.
+    max_sources : int
+        Distinct provenance strings listed at most.
+
+    Returns
+    -------
+    dict
+        ``count``; ``sources`` (distinct ``source`` values); ``breaks``: for each of the
+        layer's ``choropleth`` names that is a numeric column, its ``classes - 1``
+        quantiles (distinct, ascending).
+    """
+    where, params = _where(layer, Selection(), False)
+    table = models.metadata.tables[layer.table]
+    count = session.execute(
+        sa.text(f"SELECT count(*) FROM {layer.table} WHERE {where}"), params
+    ).scalar_one()
+    sources: list[str] = []
+    if "source" in table.columns:
+        sources = list(
+            session.execute(
+                sa.text(
+                    f"SELECT DISTINCT source FROM {layer.table} WHERE {where} "
+                    "ORDER BY source LIMIT :max_sources"
+                ),
+                {**params, "max_sources": max_sources},
+            ).scalars()
+        )
+    fractions = [i / classes for i in range(1, classes)]
+    breaks: dict[str, list[float]] = {}
+    for name in layer.choropleth:
+        column = table.columns.get(name)
+        if column is None or not isinstance(column.type, sa.Integer | sa.Float | sa.Numeric):
+            continue
+        values = session.execute(
+            sa.text(
+                f"SELECT percentile_disc(CAST(:fractions AS float8[])) "
+                f"WITHIN GROUP (ORDER BY {name}) FROM {layer.table} WHERE {where}"
+            ),
+            {**params, "fractions": fractions},
+        ).scalar()
+        breaks[name] = sorted({float(v) for v in values or [] if v is not None})
+    return {"count": int(count), "sources": sources, "breaks": breaks}

@@ -41,6 +41,11 @@ class _Entry:
     stamps: dict[str, Hashable]
     payload: Payload
 
+    @property
+    def size(self) -> int:
+        # The body, and room for its gzip form (made on first need, about a third).
+        return len(self.payload.body) * 4 // 3
+
 
 class Store:
     """Kept payloads by key, least recently used dropped first, bounded in bytes."""
@@ -48,6 +53,7 @@ class Store:
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
         self.builds = 0
@@ -61,17 +67,19 @@ class Store:
 
     def put(self, key: Hashable, entry: _Entry) -> None:
         with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.size
             self._items[key] = entry
-            self._items.move_to_end(key)
-            while len(self._items) > 1 and self._bytes() > self.max_bytes:
-                self._items.popitem(last=False)
-
-    def _bytes(self) -> int:
-        return sum(e.payload.size for e in self._items.values())
+            self._bytes += entry.size
+            while len(self._items) > 1 and self._bytes > self.max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= dropped.size
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._bytes = 0
 
 
 def store() -> Store:

@@ -51,6 +51,14 @@ Rendering = Literal["served", "standalone"]
 MODULE_DIR = Path(__file__).resolve().parent.parent / "static" / "geomap"
 MODULE_JS = MODULE_DIR / "battlemap.js"
 MODULE_CSS = MODULE_DIR / "battlemap.css"
+#: Layers drawn from vector tiles (served pages that have one): see vectortiles.js.
+TILES_JS = MODULE_DIR / "vectortiles.js"
+#: Leaflet.VectorGrid, under the URL :data:`geomap.maps.assets.CDN_ASSETS` maps locally.
+VECTORGRID_JS = (
+    "https://cdn.jsdelivr.net/npm/leaflet.vectorgrid@1.3.0/dist/Leaflet.VectorGrid.bundled.min.js"
+)
+#: Where a layer's vector tiles are (``/tiles/<layer>/{z}/{x}/{y}.pbf``).
+TILES_PATH = "/tiles/{layer}/{{z}}/{{x}}/{{y}}.pbf"
 
 #: Where the app serves ``geomap/static`` (Flask's package static folder).
 DEFAULT_STATIC_URL = "/static"
@@ -187,7 +195,9 @@ def basemap(name: str | None, *, lang: str, tianditu_key: str | None = None) -> 
 def _module_version() -> str:
     # Cache-busting query for our own files: browsers keep /static files, and an upgrade
     # must not run new pages with an old module.
-    digest = hashlib.sha256(MODULE_JS.read_bytes() + MODULE_CSS.read_bytes())
+    digest = hashlib.sha256()
+    for path in (MODULE_JS, MODULE_CSS, TILES_JS):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -294,6 +304,9 @@ class MapModule(JSCSSMixin, MacroElement):
             base = static_url.rstrip("/") + "/geomap"
             self.default_js.append(("geomap_js", f"{base}/battlemap.js?v={version}"))
             self.default_css.append(("geomap_css", f"{base}/battlemap.css?v={version}"))
+            if any((layer.get("source") or {}).get("tiles") for layer in config.get("layers", [])):
+                self.default_js.append(("leaflet.vectorgrid", VECTORGRID_JS))
+                self.default_js.append(("geomap_tiles_js", f"{base}/vectortiles.js?v={version}"))
         self.css_slot = _placeholder("css")
         self.js_slot = _placeholder("js")
         self.config_slot = _placeholder("config")
@@ -425,6 +438,8 @@ def shell(
         source = layer.get("source") or {}
         if "url" in source and spec.service_url is not None:
             source["href"] = spec.service_url + with_token(source["url"], spec.token)
+        if "tiles" in source and spec.service_url is not None:
+            source["tilesHref"] = spec.service_url + with_token(source["tiles"], spec.token)
     full_config = {
         **config,
         "lang": spec.lang,
@@ -529,6 +544,7 @@ def catalog_layer(
     source: dict[str, str],
     visible: bool | None = None,
     zoom: int | None = None,
+    tiled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A catalog layer as the browser module draws it.
 
@@ -546,6 +562,10 @@ def catalog_layer(
     zoom : int, optional
         The zoom the page opens at (:func:`detail_zoom`): a layer with a catalog
         ``detail_zoom`` above it is loaded generalised for it (``?zoom=``).
+    tiled : dict, optional
+        For a layer drawn from vector tiles instead (a served page, the layer above the
+        ``map_tiles_above`` setting): its ``count``, ``sources`` and class ``breaks``
+        (:func:`geomap.analysis.features.tiled_summary`); ``source`` becomes its tiles.
 
     Returns
     -------
@@ -557,6 +577,8 @@ def catalog_layer(
     """
     kinds = text.strings(lang)["kinds"].get(layer.id, {})
     source = dict(source)
+    if tiled is not None:
+        source = {"tiles": TILES_PATH.format(layer=layer.id)}
     if "url" in source and zoom is not None and zoom < layer.detail_zoom:
         source["url"] = source["url"] + ("&" if "?" in source["url"] else "?") + f"zoom={zoom}"
     return {
@@ -579,6 +601,11 @@ def catalog_layer(
         "style": layer.style,
         "kinds": kinds,
         "source": source,
+        **(
+            {"count": tiled["count"], "sources": tiled["sources"], "breaks": tiled["breaks"]}
+            if tiled is not None
+            else {}
+        ),
     }
 
 

@@ -52,7 +52,7 @@ def _query_string(query: Mapping[str, Any]) -> str:
 
 def _catalog_entries(
     catalog: Mapping[str, Layer], names: Sequence[str], chosen: Sequence[str] | None,
-    spec: page.PageSpec,
+    spec: page.PageSpec, tiled: Mapping[str, Mapping[str, Any]] | None,
 ) -> list[dict[str, Any]]:  # fmt: skip
     entries = []
     zoom = page.detail_zoom(spec.view)
@@ -62,7 +62,10 @@ def _catalog_entries(
         visible = True if chosen is not None else name not in _DEFAULT_HIDDEN
         source = {"url": DATA_PATH.format(layer=name)}
         entries.append(
-            page.catalog_layer(catalog[name], spec.lang, source=source, visible=visible, zoom=zoom)
+            page.catalog_layer(
+                catalog[name], spec.lang, source=source, visible=visible, zoom=zoom,
+                tiled=(tiled or {}).get(name),
+            )
         )
     return entries
 
@@ -84,6 +87,7 @@ def circles_map(
     *,
     query: Mapping[str, Any],
     layers: Sequence[str] | None = None,
+    tiled: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> folium.Map:
     """The 15-minute circles map.
 
@@ -98,13 +102,15 @@ def circles_map(
         ``distance_m``).
     layers : sequence of str, optional
         Only these of :data:`CIRCLES_LAYERS` (an embed); default: all but grids.
+    tiled : mapping, optional
+        Catalog layers drawn from vector tiles (see :func:`geomap.maps.battle.battle_map`).
 
     Returns
     -------
     folium.Map
     """
     lang = spec.lang
-    entries = _catalog_entries(catalog, ("districts", "townships", "grids"), layers, spec)
+    entries = _catalog_entries(catalog, ("districts", "townships", "grids"), layers, spec, tiled)
     circles_layer = catalog.get("circles")
     # The circles and the venues come from one document (the venues with and without a
     # circle), fetched once.
@@ -153,6 +159,7 @@ def coverage_map(
     *,
     query: Mapping[str, Any],
     layers: Sequence[str] | None = None,
+    tiled: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> folium.Map:
     """The coverage-gaps map.
 
@@ -167,13 +174,15 @@ def coverage_map(
         ``kind``, ``by``, ``within_m`` or ``within_min``, ``level``.
     layers : sequence of str, optional
         Only these of :data:`COVERAGE_LAYERS` (an embed); default: all.
+    tiled : mapping, optional
+        Catalog layers drawn from vector tiles (see :func:`geomap.maps.battle.battle_map`).
 
     Returns
     -------
     folium.Map
     """
     lang = spec.lang
-    entries = _catalog_entries(catalog, ("districts", "townships"), layers, spec)
+    entries = _catalog_entries(catalog, ("districts", "townships"), layers, spec, tiled)
     grids = catalog.get("grids")
     if layers is None or "coverage" in layers:
         entries.append(
@@ -193,7 +202,7 @@ def coverage_map(
     if provider is not None and (layers is None or "providers" in layers):
         entry = page.catalog_layer(
             provider, lang, source={"url": DATA_PATH.format(layer=provider.id)}, visible=True,
-            zoom=page.detail_zoom(spec.view),
+            zoom=page.detail_zoom(spec.view), tiled=(tiled or {}).get(provider.id),
         )  # fmt: skip
         entry.update(
             {

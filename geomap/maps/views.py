@@ -11,6 +11,9 @@
   catalog ``detail_zoom``).
 * ``GET /map/circles/data`` and ``/map/coverage/data``: the planners' maps' analyses in
   the same compact form (each circle or unit a feature, the summary beside them).
+* ``GET /tiles/<layer>/<z>/<x>/<y>.pbf``: a catalog layer as vector tiles (PostGIS
+  ``ST_AsMVT``, :mod:`geomap.analysis.tiles`), for layers above the ``map_tiles_above``
+  setting.
 
 Every payload is kept until the data it was built from changes (:mod:`geomap.api.keep`)
 and sent gzip-compressed with an ETag (:mod:`geomap.api.compression`).
@@ -24,7 +27,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, g, request
 
 from geomap import db
-from geomap.analysis import circles, coverage, features, versions
+from geomap.analysis import circles, coverage, features, tiles, versions
 from geomap.api import keep
 from geomap.api._args import Args
 from geomap.api.compression import Payload, payload_response
@@ -145,6 +148,25 @@ def _spec(args: Args, *, embed: bool) -> page.PageSpec:
     )
 
 
+def _tiled(names: list[str]) -> dict[str, dict]:
+    """The layers among ``names`` to draw from vector tiles: more features than the
+    ``map_tiles_above`` setting (or than ``max_features``, which one document may hold)."""
+    settings = current_app.config["GEOMAP"]
+    layers = catalog()
+    limit = min(settings.map_tiles_above, settings.max_features)
+    session = db.get_session()
+    out = {}
+    for name in names:
+        if name not in layers:
+            continue
+        if settings.map_tiles_above > 0:
+            count = features.count(session, layers[name], features.Selection())
+            if count <= limit:
+                continue
+        out[name] = features.tiled_summary(session, layers[name])
+    return out
+
+
 def _html(m) -> Response:
     response = Response(page.page_html(m), mimetype="text/html")
     response.headers["Cache-Control"] = "no-cache"
@@ -174,7 +196,10 @@ def _battle(embed: bool) -> Response:
     )
     if layer_names is None:
         layer_names = _token_layers(allowed)
-    m = battle.battle_map(catalog(), _spec(args, embed=embed), layers=layer_names)
+    shown = layer_names if layer_names is not None else allowed
+    m = battle.battle_map(
+        catalog(), _spec(args, embed=embed), layers=layer_names, tiled=_tiled(list(shown))
+    )
     return _html(m)
 
 
@@ -201,8 +226,9 @@ def _circles(embed: bool) -> Response:
         "distance_m": query.distance_m,
     }
     m = planning.circles_map(
-        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names
-    )
+        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names,
+        tiled=_tiled(["districts", "townships", "grids"]),
+    )  # fmt: skip
     return _html(m)
 
 
@@ -238,8 +264,9 @@ def _coverage(embed: bool) -> Response:
         "level": query.level,
     }
     m = planning.coverage_map(
-        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names
-    )
+        catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names,
+        tiled=_tiled(["districts", "townships", query.of]),
+    )  # fmt: skip
     return _html(m)
 
 
@@ -403,3 +430,22 @@ def coverage_data() -> Response:
     key = ("coverage", repr(query), zoom, settings.walk_speed_kmh, settings.circle_access_m,
            settings.max_features)  # fmt: skip
     return _json(keep.kept(key, (*COVERAGE_DATA_SETS, query.of), build))
+
+
+@bp.get("/tiles/<layer_id>/<int:z>/<int:x>/<int:y>.pbf")
+@endpoint("A layer as a vector tile (Mapbox Vector Tile from PostGIS ST_AsMVT; no "
+          "personal fields), from the layer's min_zoom", permission="layers", tags=("maps",),
+          media_type=tiles.MEDIA_TYPE, statuses=(400, 404))  # fmt: skip
+def layer_tile(layer_id: str, z: int, x: int, y: int) -> Response:
+    """One vector tile of a catalog layer (empty when nothing touches it)."""
+    from geomap.layers import get_layer
+
+    layer = get_layer(catalog(), layer_id)
+    Args(request.args, {"token"})
+    tiles.check_tile(layer, z, x, y)
+
+    def build() -> Payload:
+        return Payload(tiles.layer_tile(db.get_session(), layer, z, x, y))
+
+    payload = keep.kept(("tile", layer.id, z, x, y), versions.layer_data_sets(layer), build)
+    return payload_response(payload, tiles.MEDIA_TYPE, cache_control="no-cache")

@@ -235,7 +235,8 @@
   });
 
   // Panes, bottom to top: filled areas, circles, outlines, routes, labels; markers above.
-  const PANES = { areas: 350, circles: 370, outlines: 390, routes: 420, labels: 450 };
+  // Points drawn from vector tiles (vectortiles.js) sit just below the markers.
+  const PANES = { areas: 350, circles: 370, outlines: 390, routes: 420, labels: 450, points: 590 };
   const AREA_LAYERS = { grids: 'areas', communities: 'areas', coverage: 'areas', circles: 'circles' };
   const ROUTE_COLORS = ['#dc2626', '#ea580c', '#ca8a04', '#16a34a', '#2563eb', '#7c3aed'];
   const COVERED_COLORS = ['#bbf7d0', '#4ade80', '#15803d'];
@@ -379,7 +380,7 @@
 
     /** Whether the features of a pane answer the pointer (tooltips, popups). */
     paneInteractive(name) {
-      if (name === 'areas' || name === 'routes') return true;
+      if (name === 'areas' || name === 'routes' || name === 'points') return true;
       // On the battle map the circles are context: the grids below them stay reachable.
       if (name === 'circles') return this.config.page !== 'battle';
       return false;
@@ -422,6 +423,10 @@
 
     async loadCatalog(state, url) {
       const spec = state.spec;
+      if (spec.source && spec.source.tiles) {
+        this.buildTiled(state);
+        return;
+      }
       const doc = await this.fetchCompact(spec, url);
       mark('fetched:' + spec.id);
       state.features = decodeCompact(doc, spec.idField);
@@ -554,7 +559,9 @@
           loaded: state.loaded,
           error: state.error || null,
           features: state.features ? state.features.length : 0,
-          drawn: state.count,
+          drawn: state.tiled ? window.GeomapTiles.drawn(state) : state.count,
+          tiled: !!state.tiled,
+          tiles: state.tileStats ? state.tileStats.tiles : 0,
           matched: state.matched === undefined ? null : state.matched,
           onMap: !!(state.parts && state.parts.some((p) => this.map.hasLayer(p.layer))),
           minZoom: state.spec.minZoom,
@@ -668,10 +675,48 @@
       state.gate.setParts(parts);
     }
 
+    /** The pane of a polygon or line layer: filled areas, circles or outlines. */
+    paneOf(spec) {
+      return AREA_LAYERS[spec.id] || (spec.style && spec.style.fill ? 'areas' : 'outlines');
+    }
+
+    /**
+     * A layer too big for one document, drawn from vector tiles (vectortiles.js): the
+     * legend counts what the service counted; search and labels need the features, so
+     * they skip it.
+     */
+    buildTiled(state) {
+      const spec = state.spec;
+      const layer = window.GeomapTiles.build(this, state);
+      state.main = layer;
+      state.count = spec.count || 0;
+      state.matched = spec.count;
+      state.sources = spec.sources || [];
+      state.parts = [{ layer: layer, minZoom: spec.minZoom || 0 }];
+      state.gate.setParts(state.parts);
+    }
+
+    tileTooltip(spec, properties) {
+      if (spec.id === 'grids') return this.tooltipHtml(spec, { properties: properties });
+      return '<b>' + esc(this.label(spec, properties)) + '</b>';
+    }
+
+    clusterTooltip(spec, properties) {
+      const kind = spec.kindColumn ? properties[spec.kindColumn] : null;
+      const kindName = kind === null ? '' : ' · ' + esc((spec.kinds && spec.kinds[kind]) || kind);
+      return '<b>' + number(properties.cluster_count, 0) + '</b> ' + esc(spec.title) + kindName;
+    }
+
+    tilePopup(spec, properties) {
+      // On the battle map a click on an area asks for the nearest teams instead.
+      if (spec.geometry !== 'point' && this.nearestOnClick) return null;
+      return this.featureHtml(spec, properties, this.extraRows(spec, { properties: properties }));
+    }
+
     buildPaths(state, features) {
       const spec = state.spec;
       const page = this;
-      const pane = AREA_LAYERS[spec.id] || (spec.style && spec.style.fill ? 'areas' : 'outlines');
+      const pane = this.paneOf(spec);
       // Outlines only frame the map: not clickable, so clicks reach the grids below.
       const interactive = this.paneInteractive(pane);
       const base = pane === 'circles' ? this.circleStyle(spec) : this.pathStyle(spec);
@@ -870,7 +915,8 @@
         if (name === 'coverage' && !(this.config.urls && this.config.urls.gridCoverage)) return;
         options.push(name);
       });
-      if (this.states.teams) options.push('teams');
+      // Teams per grid need every team and every grid in the browser (not tiled).
+      if (this.states.teams && !this.states.teams.spec.source.tiles && !grids.spec.source.tiles) options.push('teams');
       return options;
     }
 
@@ -880,15 +926,17 @@
       this.gridColouring = mode;
       const spec = state.spec;
       const ramp = (spec.style && spec.style.ramp) || ['#fff7ec', '#fdd49e', '#fc8d59', '#d7301f', '#7f0000'];
-      const code = (f) => f.properties[spec.idField];
+      const code = (p) => p[spec.idField];
       let value = null;
       let breaks = null;
       let colours = ramp;
       if (mode === 'population') {
-        value = (f) => f.properties.population;
+        value = (p) => p.population;
+        // Tiled grids are not all in the browser: the service gave their quantiles.
+        if (state.tiled) breaks = (spec.breaks && spec.breaks.population) || [];
       } else if (mode === 'teams') {
         const counts = this.teamCounts || {};
-        value = (f) => (counts[code(f)] ? counts[code(f)].all : 0);
+        value = (p) => (counts[code(p)] ? counts[code(p)].all : 0);
       } else if (mode === 'coverage') {
         if (!this.coverageShares) {
           this.say('coverage', this.t.coverage_loading, 'progress');
@@ -906,18 +954,24 @@
           if (this.gridColouring !== 'coverage') return;  // the user moved on meanwhile
         }
         const shares = this.coverageShares;
-        value = (f) => shares[code(f)];
+        value = (p) => shares[code(p)];
         breaks = [0.2, 0.4, 0.6, 0.8];
         colours = ramp.slice().reverse();  // the least covered, the darkest
       }
-      if (value && !breaks) breaks = quantileBreaks(state.features.map(value), colours.length);
+      if (value && !breaks) breaks = quantileBreaks(state.features.map((f) => value(f.properties)), colours.length);
       const base = this.pathStyle(spec);
-      state.main.setStyle((feature) => {
+      const styleOf = (properties) => {
         if (!value) return Object.assign({}, base, { fillOpacity: 0.05 });
-        const v = value(feature);
+        const v = value(properties);
         if (v === undefined || v === null) return Object.assign({}, base, { fillColor: '#cbd5e1' });
         return Object.assign({}, base, { fillColor: colours[classOf(v, breaks)] });
-      });
+      };
+      if (state.tiled) {
+        state.tileStyle = styleOf;
+        window.GeomapTiles.restyle(state);
+      } else {
+        state.main.setStyle((feature) => styleOf(feature.properties));
+      }
       this.gridValues = { mode: mode, breaks: breaks, colours: colours };
       this.renderLegend();
     }
@@ -1310,12 +1364,17 @@
     legendDetail(state) {
       const spec = state.spec;
       let html = '';
-      if (spec.geometry === 'point' && state.markers && spec.kindColumn) {
+      if (spec.geometry === 'point' && (state.markers || state.tiled) && spec.kindColumn) {
         const counts = {};
-        state.markers.forEach((m) => {
-          const k = m.feature.properties[spec.kindColumn];
-          counts[k] = (counts[k] || 0) + 1;
-        });
+        if (state.tiled) {
+          // Not all in the browser: every kind of the catalog, without counts.
+          Object.keys((spec.style && spec.style.kinds) || {}).forEach((k) => { counts[k] = ''; });
+        } else {
+          state.markers.forEach((m) => {
+            const k = m.feature.properties[spec.kindColumn];
+            counts[k] = (counts[k] || 0) + 1;
+          });
+        }
         html += '<ul class="gm-kinds">' + Object.keys(counts).sort((a, b) => counts[b] - counts[a]).map((k) => {
           const look = this.kindStyle(spec, k);
           const off = state.hiddenKinds[k] ? ' gm-off' : '';
@@ -1369,7 +1428,8 @@
           const key = kind !== null ? kind : status;
           if (set[key]) delete set[key];
           else set[key] = true;
-          this.applyMarkerFilter(state);
+          if (state.tiled) window.GeomapTiles.restyle(state);
+          else this.applyMarkerFilter(state);
           this.renderLegend();
         });
       });
