@@ -471,6 +471,70 @@ def test_battle_map(browser: Any, live: Live) -> None:
     assert report.bytes_loaded < MAX_BATTLE_BYTES
 
 
+@pytest.mark.slow
+@requires_chromium
+def test_battle_map_from_vector_tiles(browser: Any, nanchang_url: str) -> None:
+    """Nanchang with the tiles threshold at 5,000: stations and teams come as vector tiles."""
+    settings = config.load({"database_url": nanchang_url}, environ={})
+    with db.get_engine(settings).connect() as conn:
+        transaction = conn.begin()
+        try:
+            app = create_app(
+                {"database_url": nanchang_url, "map_tiles_above": 5000, "log_level": "WARNING"}
+            )
+            app.extensions["geomap_sessionmaker"] = sessionmaker(
+                bind=conn, join_transaction_mode="create_savepoint"
+            )
+            with serve_app(OneAtATime(app)) as url:
+                _check_tiled_map(browser, url, conn)
+        finally:
+            transaction.rollback()
+
+
+def _check_tiled_map(browser: Any, url: str, conn: Any) -> None:
+    page_url = url + "/map?center=28.6765,115.8925&zoom=15"
+    with open_page(page_url, offline=True, browser=browser, timeout_s=60) as report:
+        report.assert_clean()
+        stats = report.evaluate("() => window.geomap.stats()")
+        assert stats["teams"]["tiled"] and stats["stations"]["tiled"]
+        assert not stats["grids"]["tiled"] and stats["grids"]["drawn"] == 4418
+        asked = [r for r in report.requests if "/tiles/" in r.url]
+        assert {r.url.split("/tiles/")[1].split("/")[0] for r in asked} == {"stations", "teams"}
+        assert all(r.status == 200 and "/15/" in r.url for r in asked)
+        assert not any("/map/data/teams" in r.url for r in report.requests)
+        # Every team in view is drawn (tiles also hold their margins: at least as many).
+        bounds = report.evaluate(
+            "() => { const b = window.geomap.map.getBounds();"
+            " return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; }"
+        )
+        in_view = conn.execute(
+            sa.text("SELECT count(*) FROM teams WHERE geom && ST_MakeEnvelope(:a, :b, :c, :d,"
+                    " 4326)"), dict(zip("abcd", bounds, strict=True))).scalar()  # fmt: skip
+        assert stats["teams"]["drawn"] >= in_view > 0
+        assert stats["teams"]["tiles"] >= 4 and report.timings["last_tile"] is not None
+        legend = report.page.locator(".gm-legend").inner_text()
+        assert "5,650" in legend and "合成数据" in legend  # counted by the service
+        report.screenshot("maps_battle_tiles.png")
+
+        # A click on a team's point (the one nearest the centre, clear of the panels)
+        # opens its popup, and asks for no nearest teams.
+        team = conn.execute(sa.text(
+            "SELECT name, ST_X(geom), ST_Y(geom) FROM teams "
+            "ORDER BY geom <-> ST_SetSRID(ST_MakePoint(115.8925, 28.6765), 4326) LIMIT 1"
+        )).one()  # fmt: skip
+        box = report.evaluate(
+            "([lon, lat]) => { const p = window.geomap.map.latLngToContainerPoint([lat, lon]);"
+            " const r = window.geomap.map.getContainer().getBoundingClientRect();"
+            " return [r.left + p.x, r.top + p.y]; }",
+            [team[1], team[2]],
+        )
+        report.page.mouse.click(box[0], box[1])
+        report.page.wait_for_selector(".leaflet-popup-content", timeout=10_000)
+        assert report.page.locator(".leaflet-popup-content h4").count() == 1
+        assert not any("/api/teams/nearest" in r.url for r in report.requests)
+        report.assert_clean()
+
+
 def _metres(a: Any, b: Any) -> float:
     dx = (a[0] - b[0]) * 111_320 * math.cos(math.radians(b[1]))
     dy = (a[1] - b[1]) * 110_574

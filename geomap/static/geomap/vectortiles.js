@@ -12,13 +12,18 @@
 (function () {
   'use strict';
 
-  // Leaflet.VectorGrid 1.3 stops a click with L.DomEvent.fakeStop, which Leaflet 1.9 no
-  // longer has: every click on a tile threw. This is Leaflet 1.9's own canvas handler, per
-  // tile: the feature under the pointer gets the click, and so does the map behind it.
-  function patchClicks() {
-    if (!L.Canvas.Tile || L.Canvas.Tile.prototype.geomapClicks) return;
+  // Leaflet.VectorGrid 1.3 and Leaflet 1.9 disagree on two points, both fixed here, on the
+  // tile renderer only: its click handler calls L.DomEvent.fakeStop, which Leaflet 1.9 no
+  // longer has (every click threw); and Leaflet 1.9 places an event on a point at the
+  // point's latlng, which a tile's points do not have (every hover threw). Events are
+  // placed where the pointer is; the feature under it gets them first, then the map (a
+  // click on an empty spot, or on an area, still asks for the nearest teams).
+  const HOVER = { mouseover: true, mouseout: true, mousemove: true };
+
+  function patchEvents() {
+    if (!L.Canvas.Tile || L.Canvas.Tile.prototype.geomapEvents) return;
     L.Canvas.Tile.include({
-      geomapClicks: true,
+      geomapEvents: true,
       _onClick: function (e) {
         const point = this._map.mouseEventToLayerPoint(e).subtract(this.getOffset());
         let clicked = null;
@@ -28,7 +33,21 @@
             clicked = layer;
           }
         }
-        this._fireEvent(clicked ? [clicked] : false, e);
+        this._fireEvent(clicked ? [clicked] : [], e);
+      },
+      _fireEvent: function (layers, e, type) {
+        const map = this._map;
+        const kind = type || e.type;
+        if (!map || (kind === 'click' && map._draggableMoved(map))) return;
+        const containerPoint = map.mouseEventToContainerPoint(e);
+        const layerPoint = map.containerPointToLayerPoint(containerPoint);
+        const data = { originalEvent: e, containerPoint: containerPoint, layerPoint: layerPoint,
+          latlng: map.layerPointToLatLng(layerPoint) };
+        if (kind === 'click') map.fire('preclick', L.extend({}, data));  // popups close first
+        (layers || []).forEach((layer) => {
+          if (!e._stopped) layer.fire(kind, L.extend({}, data), true);
+        });
+        if (!HOVER[kind] && !e._stopped) map.fire(kind, L.extend({}, data));
       },
     });
   }
@@ -38,7 +57,7 @@
 
   /** The vector-tile layer of a catalog layer (state.spec.source.tiles). */
   function build(page, state) {
-    patchClicks();
+    patchEvents();
     const spec = state.spec;
     const point = spec.geometry === 'point';
     state.tiled = true;
