@@ -547,7 +547,7 @@
       if (id === 'teams') this.countTeams();
       const grids = this.states.grids;
       // The teams change the grids' colours only when the grids are coloured by teams.
-      const recolour = id === 'grids' || (id === 'teams' && this.gridColouring === 'teams');
+      const recolour = (id === 'grids' && !state.coloured) || (id === 'teams' && this.gridColouring === 'teams');
       if (recolour && grids && grids.main) this.colourGrids(this.gridColouring);
     }
 
@@ -672,6 +672,9 @@
       if (labels) parts.push(labels);
       state.main = main;
       state.parts = parts;
+      // The grids get their colours before they are drawn: drawn once, not twice.
+      state.coloured = spec.id === 'grids' && this.gridColouring !== 'coverage';
+      if (state.coloured) this.colourGrids(this.gridColouring);
       state.gate.setParts(parts);
     }
 
