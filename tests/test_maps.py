@@ -362,36 +362,58 @@ def test_battle_map(browser: Any, live: Live) -> None:
         stats = _stats(report)
         summary = report.leaflet_summary()
 
-        # Each layer shown at start is loaded once; communities (hidden) not at all.
+        # Each layer drawn at the first view is loaded once; communities (hidden) not at
+        # all, stations (drawn from zoom 12, the city view is 11) not yet.
+        assert stats["grids"]["onMap"] and not stats["stations"]["onMap"]
         assert _data_requests(report) == sorted(
-            ["circles", "districts", "grids", "sites", "stations", "teams", "townships"]
+            ["circles", "districts", "grids", "sites", "teams", "townships"]
         )
         assert not any("/api/layers" in r.url for r in report.requests)
         # The circles, detailed to a zoom the city view does not show, come generalised
         # for the view (detail_zoom in layers/circles.toml).
         circles_url = next(r.url for r in report.requests if "/map/data/circles" in r.url)
         assert re.search(r"[?&]zoom=\d+", circles_url), circles_url
-        for layer_id in ("districts", "townships", "grids", "circles", "stations", "sites",
-                         "teams"):  # fmt: skip
+        for layer_id in ("districts", "townships", "grids", "circles", "sites", "teams"):
             assert stats[layer_id]["features"] == live.matched(layer_id), layer_id
             assert stats[layer_id]["onMap"], f"{layer_id} is drawn at the first view"
         assert stats["communities"]["loaded"] is False
+        assert stats["stations"]["loaded"] is False
         assert stats["circles"]["drawn"] == live.with_geometry("circles") > 0
         assert stats["grids"]["features"] == 4418
         # Every grid, district, township and circle is a GeoJSON feature on the map.
         polygons = sum(stats[k]["drawn"] for k in ("districts", "townships", "grids", "circles"))
         assert summary["geojson_features"] == polygons
-        # Teams and stations are clustered markers, one per feature.
-        assert summary["cluster_groups"] == 2
-        assert summary["clustered_markers"] == live.matched("teams") + live.matched("stations")
+        # Teams are clustered markers, one per feature.
+        assert summary["cluster_groups"] == 1
+        assert summary["clustered_markers"] == live.matched("teams")
         assert summary["cluster_icons"] > 0 and summary["broken_images"] == 0
         assert summary["controls"] == {"layers": 1, "search": 1, "fullscreen": 1, "zoom": 1}
         legend = report.page.locator(".gm-legend").inner_text()
         for title in ("区县", "网格", "服务阵地", "队伍", "15分钟红色文化圈"):
             assert title in legend
         assert "待命" in legend and "合成数据" in legend
+        assert "放大至 12 级显示" in legend  # the stations say when they show
         assert report.evaluate("() => !!document.querySelector('.leaflet-control-scale')")
         report.screenshot("maps_battle.png")
+
+        # Zoomed in to a district, the stations are loaded (once) and drawn, clustered.
+        report.evaluate(
+            """() => new Promise((resolve) => { const m = window.geomap.map;
+                 m.once('zoomend', () => setTimeout(resolve, 50)); m.setZoom(12); })"""
+        )
+        report.page.wait_for_function(
+            "() => window.geomap.stats().stations.loaded", timeout=30_000
+        )
+        stations = report.evaluate("() => window.geomap.stats().stations")
+        assert stations["features"] == live.matched("stations") and stations["onMap"]
+        assert _data_requests(report).count("stations") == 1
+        summary = report.leaflet_summary()
+        assert summary["cluster_groups"] == 2
+        assert summary["clustered_markers"] == live.matched("teams") + live.matched("stations")
+        report.evaluate(
+            """() => new Promise((resolve) => { const m = window.geomap.map;
+                 m.once('zoomend', () => setTimeout(resolve, 50)); m.setZoom(11); })"""
+        )
 
         # Search by code finds the grid and its station.
         report.page.locator(".leaflet-control-search .search-button").click()

@@ -292,10 +292,14 @@ class MapModule(JSCSSMixin, MacroElement):
         self.static_url = static_url
         # The data of the layers shown at start: the browser fetches it while it is still
         # loading the scripts (the module's fetch() then takes the preloaded answer).
+        # Not the layers the first view does not draw (below their min_zoom): the page
+        # loads them when the map is zoomed to them.
+        zoom = detail_zoom(config.get("view") or {})
         self.preload = [
             html_escape(layer["source"]["href"])
             for layer in config.get("layers", [])
             if layer.get("visible") and layer.get("source", {}).get("href")
+            and (zoom is None or layer.get("minZoom", 0) <= zoom)
         ]
         self.default_js = list(_PLUGIN_JS)
         self.default_css = list(_PLUGIN_CSS)

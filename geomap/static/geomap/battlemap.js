@@ -82,16 +82,18 @@
     return String(template).replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
   }
 
-  // One formatter per number of digits: toLocaleString() builds a new one on every call.
-  const NUMBER_FORMATS = {};
-
+  // Thousands separated by commas (as Chinese and English both write them), at most
+  // `digits` decimals. Not toLocaleString(): it builds a formatter on every call (and the
+  // first Intl formatter costs tens of milliseconds of page start-up).
   function number(value, digits) {
     if (value === null || value === undefined || value === '') return '';
     const n = Number(value);
     if (!isFinite(n)) return esc(value);
     const d = digits === undefined ? 2 : digits;
-    if (!NUMBER_FORMATS[d]) NUMBER_FORMATS[d] = new Intl.NumberFormat(undefined, { maximumFractionDigits: d });
-    return NUMBER_FORMATS[d].format(n);
+    const text = n.toFixed(d).replace(/\.?0+$/, (m) => (m.indexOf('.') >= 0 || d > 0 ? '' : m));
+    const parts = text.split('.');
+    parts[0] = parts[0].replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+    return parts.join('.');
   }
 
   function percent(share) {
@@ -320,10 +322,11 @@
         this.legend = this.addBox('bottomright', 'gm-legend');
       }
       this.map.on('zoomend', () => this.refreshZoomNotes());
-      // Layers hidden at start (communities) are loaded when first switched on.
+      // Layers hidden at start (communities) are loaded when first switched on; layers not
+      // drawn at the first view's zoom (below their catalog min_zoom) when first zoomed to.
       this.order.forEach((id) => {
         const state = this.states[id];
-        if (!state.spec.visible) state.gate.once('add', () => this.load(state));
+        if (!state.spec.visible) state.gate.once('add', () => this.whenDrawn(state));
       });
       if (this.config.page === 'battle' && this.config.nearest) {
         this.map.on('click', (e) => {
@@ -332,7 +335,7 @@
           this.nearest(p[0], p[1]);
         });
       }
-      const loads = this.order.filter((id) => this.states[id].spec.visible).map((id) => this.load(this.states[id]));
+      const loads = this.order.filter((id) => this.states[id].spec.visible).map((id) => this.whenDrawn(this.states[id]));
       this.ready = Promise.all(loads).then(() => {
         document.documentElement.setAttribute('data-geomap-ready', 'true');
         return this.stats();
@@ -340,6 +343,39 @@
       this.refreshZoomNotes();
       this.renderLegend();
       return this;
+    }
+
+    /**
+     * Load a layer now if the map is at its min_zoom, else once it gets there (while the
+     * layer is on): the first view loads only what it draws. Resolves when loaded (or,
+     * for a layer waiting for its zoom, at once).
+     */
+    whenDrawn(state) {
+      if (state.loading) return state.loading;
+      const due = () => this.map.getZoom() >= (state.spec.minZoom || 0) && this.map.hasLayer(state.gate);
+      if (due()) {
+        state.loading = this.load(state);
+        return state.loading;
+      }
+      const check = () => {
+        if (!due()) return;
+        this.map.off('zoomend overlayadd', check);
+        state.loading = this.load(state);
+      };
+      this.map.on('zoomend overlayadd', check);
+      state.waiting = check;
+      return Promise.resolve();
+    }
+
+    /** Load every layer still waiting for its zoom (the search looks through them all). */
+    loadWaiting() {
+      const loads = this.order.map((id) => this.states[id]).filter((state) => state.waiting && !state.loading)
+        .map((state) => {
+          this.map.off('zoomend overlayadd', state.waiting);
+          state.loading = this.load(state);
+          return state.loading;
+        });
+      return Promise.all(loads);
     }
 
     setView() {
@@ -1230,7 +1266,10 @@
       const page = this;
       this.search = new L.Control.Search({
         position: 'topleft',
-        sourceData: (text, callResponse) => { callResponse(page.index()); return { abort: function () {} }; },
+        sourceData: (text, callResponse) => {
+          page.loadWaiting().then(() => callResponse(page.index()));
+          return { abort: function () {} };
+        },
         formatData: (records) => records,
         filterData: (text, records) => {
           const needle = text.trim().toLowerCase();
@@ -1339,6 +1378,7 @@
         const synthetic = (state.sources || []).some((s) => /^synthetic/.test(s));
         let head = '<div class="gm-legend-layer"><div class="gm-legend-title">' + this.swatch(spec) + ' ' + esc(spec.title);
         if (state.loaded) head += ' <span class="gm-count">' + number(state.count, 0) + '</span>';
+        else if (state.waiting && !state.loading) head += ' <small class="gm-zoom-note">' + esc(fmt(this.t.zoom_in_to_see, { zoom: spec.minZoom })) + '</small>';
         else if (!state.error) head += ' <span class="gm-count">…</span>';
         if (state.matched && state.features && state.matched > state.features.length) {
           head += ' <small>' + esc(fmt(this.t.shown_of, { count: number(state.features.length, 0), matched: number(state.matched, 0) })) + '</small>';
