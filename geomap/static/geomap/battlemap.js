@@ -335,7 +335,12 @@
           this.nearest(p[0], p[1]);
         });
       }
-      const loads = this.order.filter((id) => this.states[id].spec.visible).map((id) => this.whenDrawn(this.states[id]));
+      const shown = this.order.map((id) => this.states[id]).filter((state) => state.spec.visible);
+      const first = shown.filter((state) => state.spec.type === 'catalog' && state.spec.source &&
+        !state.spec.source.tiles && this.map.getZoom() >= (state.spec.minZoom || 0));
+      first.forEach((state) => { state.prefetch = this.fetchCompact(state.spec); });
+      this.firstView = first.length ? Promise.allSettled(first.map((state) => state.prefetch)) : null;
+      const loads = shown.map((state) => this.whenDrawn(state));
       this.ready = Promise.all(loads).then(() => {
         document.documentElement.setAttribute('data-geomap-ready', 'true');
         return this.stats();
@@ -438,7 +443,7 @@
       this.say('load:' + spec.id, this.t.loading + ' ' + spec.title, 'progress');
       try {
         if (spec.type === 'catalog') {
-          await this.loadCatalog(state, this.sourceUrl(spec));
+          await this.loadCatalog(state, null);
         } else if (spec.type === 'circles') {
           await this.loadCircles(state);
         } else if (spec.type === 'venues') {
@@ -457,14 +462,18 @@
       this.refreshZoomNotes();
     }
 
+    /** A catalog layer's document (url: another detail than the page's), decoded and drawn. */
     async loadCatalog(state, url) {
       const spec = state.spec;
       if (spec.source && spec.source.tiles) {
         this.buildTiled(state);
         return;
       }
-      const doc = await this.fetchCompact(spec, url);
+      const doc = await (url || !state.prefetch ? this.fetchCompact(spec, url) : state.prefetch);
       mark('fetched:' + spec.id);
+      // The first view's layers are drawn together, once all have arrived (they come
+      // within milliseconds of each other): one frame to paint, not one per layer.
+      if (!url && this.firstView) await this.firstView;
       state.features = decodeCompact(doc, spec.idField);
       state.matched = doc.matched;
       state.sources = doc.sources || [];
