@@ -49,7 +49,7 @@ from geomap.layers import load_catalog
 from geomap.maps import assets
 from tests.browser import launch_browser, open_page
 
-WARM_LOADS = 3
+WARM_LOADS = 5
 #: Copies of the grids and teams that make the ten-times city (with the originals: 10x).
 COPIES = 9
 #: Where the copies go, in multiples of the grids' extent (the original is at (0, 0)).
@@ -310,7 +310,13 @@ def _report(title: str, ours: dict, theirs: dict, label: str, goal_ms: str, goal
     )
 
 
+def _load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
 def run(url: str) -> None:
+    print(f"  (machine: {_load_average()}: other work on it slows both sides alike)")
     ensure_circles(url)
     started = time.perf_counter()
     teams_html, n_teams = folium_teams(url)
@@ -361,6 +367,7 @@ def run(url: str) -> None:
         line("  same, the whole city at the first view (warm)", city_view["warm_ms"], "ms",
              goal="≤ 2,000 ms")  # fmt: skip
         print(f"  (tiles drawn at zoom 12: {json.dumps(stats)})", flush=True)
+    print(f"  (machine at the end: {_load_average()})")
 
 
 def _tile_stats(browser, page_url: str) -> dict:

@@ -522,7 +522,7 @@ def _check_tiled_map(browser: Any, url: str, conn: Any) -> None:
         assert not stats["grids"]["tiled"] and stats["grids"]["drawn"] == 4418
         asked = [r for r in report.requests if "/tiles/" in r.url]
         assert {r.url.split("/tiles/")[1].split("/")[0] for r in asked} == {"stations", "teams"}
-        assert all(r.status == 200 and "/15/" in r.url for r in asked)
+        assert all(r.status == 200 and "/14/" in r.url for r in asked)  # 512-pixel tiles
         assert not any("/map/data/teams" in r.url for r in report.requests)
         # Every team in view is drawn (tiles also hold their margins: at least as many).
         bounds = report.evaluate(

@@ -125,7 +125,9 @@ def test_tile_sql_names_only_catalog_identifiers() -> None:
         for personal in layer.personal:
             assert personal not in sql
     assert "cluster_count" in tiles.cluster_sql(catalog["teams"])
-    assert tiles.clustered(catalog["teams"], 13) and not tiles.clustered(catalog["teams"], 14)
+    # Tile zoom 12 is drawn at map zoom 13 (512-pixel tiles): clusters; 13 at 14: points.
+    assert tiles.ZOOM_OFFSET == 1 and tiles.first_zoom(catalog["grids"]) == 10
+    assert tiles.clustered(catalog["teams"], 12) and not tiles.clustered(catalog["teams"], 13)
     assert not tiles.clustered(catalog["grids"], 11)
 
 

@@ -13,10 +13,14 @@ and, for layers whose id is not an integer, the id as a property. Values MVT can
 (arrays, times) are written as text. Only identifiers from the checked catalog enter the
 SQL; the tile's z/x/y are bound parameters.
 
+The maps draw each tile :data:`TILE_PX` pixels wide, as Mapbox GL draws vector tiles
+(a quarter of the requests of 256-pixel tiles): the tile of zoom z shows at map zoom
+z + 1, so a layer drawn from map zoom ``min_zoom`` has tiles from ``min_zoom - 1``.
+
 Point layers the catalog clusters (teams, stations) are clustered in the tiles too below
-:data:`CLUSTER_BELOW_ZOOM`: the points of each cell of about :data:`CLUSTER_CELL_PX`
-pixels become one point at their centroid, with ``cluster_count`` and the cell's most
-common kind (56,000 teams at a city-wide zoom are a few thousand such points).
+map zoom :data:`CLUSTER_BELOW_ZOOM`: the points of each cell of about
+:data:`CLUSTER_CELL_PX` pixels become one point at their centroid, with ``cluster_count``
+and the cell's most common kind (56,000 teams at a city-wide zoom are a few thousand).
 """
 
 from __future__ import annotations
@@ -38,10 +42,14 @@ MAX_ZOOM = 22
 MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 #: Properties never put in tiles (provenance is the layer's, listed by the catalog).
 OMITTED = frozenset({"source"})
-#: Clustered point layers are sent as clusters below this zoom (as Leaflet.markercluster
-#: stops clustering at 16 on the maps, with a smaller radius than its 55 pixels).
+#: Pixels a tile is drawn across on the maps...
+TILE_PX = 512
+#: ... so a tile of zoom z is drawn at map zoom z + ZOOM_OFFSET.
+ZOOM_OFFSET = (TILE_PX // 256).bit_length() - 1
+#: Clustered point layers are sent as clusters below this map zoom (as
+#: Leaflet.markercluster stops clustering at 16 on the maps, with a smaller radius).
 CLUSTER_BELOW_ZOOM = 14
-#: Side of a cluster cell, in pixels of 256-pixel tiles.
+#: Side of a cluster cell, in screen pixels.
 CLUSTER_CELL_PX = 40
 #: Web Mercator's width in metres.
 _WORLD_M = 40_075_016.685578488
@@ -62,12 +70,17 @@ def check_tile(layer: Layer, z: int, x: int, y: int) -> None:
     if not (0 <= x < size and 0 <= y < size):
         raise InvalidInput(f"tile {z}/{x}/{y} does not exist: x and y go from 0 to {size - 1}",
                            field="x" if not 0 <= x < size else "y")  # fmt: skip
-    if z < layer.min_zoom:
+    if z < first_zoom(layer):
         raise InvalidInput(
-            f"layer {layer.id} is drawn from zoom {layer.min_zoom} (its min_zoom): "
-            f"no tiles at zoom {z}",
+            f"layer {layer.id} is drawn from zoom {layer.min_zoom} (its min_zoom), with "
+            f"{TILE_PX}-pixel tiles from zoom {first_zoom(layer)}: no tiles at zoom {z}",
             field="z",
         )
+
+
+def first_zoom(layer: Layer) -> int:
+    """The first tile zoom of a layer: its ``min_zoom``, one less for 512-pixel tiles."""
+    return max(0, layer.min_zoom - ZOOM_OFFSET)
 
 
 def tile_properties(layer: Layer) -> tuple[str, ...]:
@@ -119,8 +132,8 @@ def tile_sql(layer: Layer) -> str:
 
 
 def clustered(layer: Layer, z: int) -> bool:
-    """Whether tiles of ``layer`` at zoom ``z`` hold clusters rather than points."""
-    return layer.geometry == "point" and layer.cluster and z < CLUSTER_BELOW_ZOOM
+    """Whether tiles of ``layer`` at tile zoom ``z`` hold clusters rather than points."""
+    return layer.geometry == "point" and layer.cluster and z + ZOOM_OFFSET < CLUSTER_BELOW_ZOOM
 
 
 def cluster_sql(layer: Layer) -> str:
@@ -175,6 +188,6 @@ def layer_tile(session: Session, layer: Layer, z: int, x: int, y: int) -> bytes:
     sql = tile_sql(layer)
     if clustered(layer, z):
         sql = cluster_sql(layer)
-        params["cell"] = _WORLD_M / 2**z / 256 * CLUSTER_CELL_PX
+        params["cell"] = _WORLD_M / 2**z / TILE_PX * CLUSTER_CELL_PX
     data = session.execute(sa.text(sql), params).scalar()
     return bytes(data or b"")

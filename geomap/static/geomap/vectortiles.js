@@ -108,7 +108,11 @@
     };
     const pane = point ? 'points' : page.paneOf(spec);
     const idField = spec.idField;
-    const layer = L.vectorGrid.protobuf(spec.source.tilesHref, {
+    // 512-pixel tiles, as the service makes them (geomap/analysis/tiles.py TILE_PX): at
+    // map zoom z the tiles of zoom z - 1 (a quarter of the requests of 256-pixel tiles).
+    const url = spec.source.tilesHref.replace('{z}', '{tileZoom}');
+    const layer = L.vectorGrid.protobuf(url, {
+      tileZoom: (data) => data.z - 1,
       pane: 'gm-' + pane,
       rendererFactory: L.canvas.tile,
       vectorTileLayerStyles: styles,
@@ -116,6 +120,7 @@
       // Feature ids: the MVT id (integer ids) or the id property (grid codes).
       getFeatureId: (feature) => (feature.id !== undefined && feature.id !== null ? feature.id : feature.properties[idField]),
       fetchOptions: { credentials: 'same-origin' },
+      tileSize: 512,
       minZoom: spec.minZoom || 0,
       maxNativeZoom: 18,
     });
