@@ -204,6 +204,10 @@ def coverage_map(
             provider, lang, source={"url": DATA_PATH.format(layer=provider.id)}, visible=True,
             zoom=page.detail_zoom(spec.view), tiled=(tiled or {}).get(provider.id),
         )  # fmt: skip
+        if "tiles" not in entry["source"]:
+            # What the analysis is about: shown from the city view on, whatever zoom the
+            # battle map waits for (tiles start at the catalog's min_zoom, though).
+            entry["minZoom"] = 0
         entry.update(
             {
                 "id": "providers",
