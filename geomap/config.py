@@ -196,6 +196,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body accepted, in bytes; larger ones get 413 without being read.",
     ),
     Setting(
+        "map_tiles_above",
+        int,
+        10_000,
+        "A map layer with more features than this (or than MAX_FEATURES) is drawn from "
+        "vector tiles made by PostGIS (/tiles/<layer>/{z}/{x}/{y}.pbf) instead of one "
+        "document; 0: every layer is tiled.",
+    ),
+    Setting(
         "tianditu_key",
         str,
         None,

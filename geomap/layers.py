@@ -26,6 +26,7 @@ _KEYS = {
     "id", "title", "description", "table", "where", "geometry", "id_column", "properties",
     "personal", "time_column", "label", "search", "visible", "min_zoom", "simplify_m",
     "cluster", "kind_column", "status_column", "choropleth", "style", "derived_from",
+    "detail_zoom",
 }  # fmt: skip
 
 
@@ -56,6 +57,10 @@ class Layer:
     #: Tables the features are computed from (circles: the road network): their sources
     #: are credited wherever the layer is shown (see ``geomap.provenance``).
     derived_from: tuple[str, ...] = ()
+    #: Maps draw the layer in full detail (``simplify_m``) from this zoom on; below it,
+    #: generalised for the zoom shown, loaded again finer as the user zooms in. 0: always
+    #: in full (layers whose every feature is simple).
+    detail_zoom: int = 0
 
     def public_properties(self, personal: bool) -> tuple[str, ...]:
         """The property columns a reader may see (without personal ones unless allowed)."""
@@ -82,6 +87,7 @@ class Layer:
             "time_column": self.time_column,
             "choropleth": list(self.choropleth),
             "style": self.style,
+            "detail_zoom": self.detail_zoom,
         }
 
 

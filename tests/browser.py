@@ -16,7 +16,8 @@ through Playwright (the PyPI package; ``playwright install`` is never needed or 
 the machine (127.0.0.1/localhost, ``file:`` and ``data:`` count as local), console and page
 errors, the bytes loaded and the time to interactive, i.e. milliseconds from navigation start
 to the last Leaflet event of page start-up (map ready, a layer added to or removed from a
-map, GeoJSON data added, the initial view's zoom/move and marker-cluster animations ending).
+map, GeoJSON data added, a tile of a tile layer drawn, the initial view's zoom/move and
+marker-cluster animations ending).
 ``offline=True`` aborts every non-local request (and for a ``file:`` page switches the
 network off entirely), proving that a page needs no network. :func:`serve_app` runs a WSGI
 app on a free port of 127.0.0.1 in a real server thread.
@@ -76,6 +77,10 @@ _PROBE_JS = """
         mark('lastLayerAdd');
         if (L.MarkerClusterGroup && e.layer instanceof L.MarkerClusterGroup) {
           e.layer.on('animationend', () => mark('lastViewChange'));
+        }
+        // Tiles (vector or raster) drawn count as start-up until the last one in view.
+        if (L.GridLayer && e.layer instanceof L.GridLayer) {
+          e.layer.on('tileload', () => mark('lastTile'));
         }
       });
       // The initial view may animate (fitBounds); clusters are redrawn when it ends.
@@ -168,6 +173,7 @@ _TIMINGS_JS = """
     last_layer_add: probe.lastLayerAdd ?? null,
     last_view_change: probe.lastViewChange ?? null,
     geojson_data: probe.geojsonData ?? null,
+    last_tile: probe.lastTile ?? null,
     interactive: probe.last ?? null,
   };
 }
@@ -235,8 +241,8 @@ class PageReport:
     #: Content-Security-Policy violations the page reported (directive, what, where).
     csp_violations: list[str] = field(default_factory=list)
     #: Milliseconds since navigation start: dom_content_loaded, load, map_ready,
-    #: last_layer_add, last_view_change, geojson_data and interactive (the latest Leaflet
-    #: event of the lot), read once the page has settled.
+    #: last_layer_add, last_view_change, geojson_data, last_tile and interactive (the
+    #: latest Leaflet event of the lot), read once the page has settled.
     timings: dict[str, float | None] = field(default_factory=dict)
 
     @property

@@ -215,3 +215,24 @@ def test_http_bad_inputs_are_400(client, query, field):
     response = client.get(f"/api/coverage?{query}")
     assert response.status_code == 400
     assert response.get_json()["error"]["field"] == field
+
+
+def test_distance_coverage_when_no_grid_is_partly_covered(connection):
+    """Every grid held whole by a disc, or out of reach: nothing to cut (was an IndexError)."""
+    connection.execute(sa.text(
+        "INSERT INTO grids (code, name, population, households, geom, source) VALUES "
+        "('g-in', '内', 100, 40, ST_Multi(ST_MakeEnvelope(115.890, 28.690, 115.891, 28.691, 4326)),"
+        " 'synthetic: test'), "
+        "('g-far', '远', 50, 20, ST_Multi(ST_MakeEnvelope(116.190, 28.690, 116.191, 28.691, 4326)),"
+        " 'synthetic: test')"
+    ))  # fmt: skip
+    connection.execute(sa.text(
+        "INSERT INTO stations (name, kind, geom, source) VALUES ('站', 'red_station', "
+        "ST_SetSRID(ST_MakePoint(115.8905, 28.6905), 4326), 'synthetic: test')"
+    ))  # fmt: skip
+    from sqlalchemy.orm import Session
+
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as session:
+        answer = coverage.coverage(session, coverage.make_query(of="stations", within_m=1000))
+    shares = {u["code"]: u["covered_share_area"] for u in answer["units"]}
+    assert shares == {"g-in": 1.0, "g-far": 0.0}

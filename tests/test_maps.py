@@ -349,7 +349,10 @@ def _stats(report: Any) -> dict[str, dict]:
 
 
 def _data_requests(report: Any) -> list[str]:
-    return sorted(r.url.split("/map/data/")[1] for r in report.requests if "/map/data/" in r.url)
+    """The layers whose /map/data/ document the page asked for (their query aside)."""
+    return sorted(
+        r.url.split("/map/data/")[1].split("?")[0] for r in report.requests if "/map/data/" in r.url
+    )
 
 
 def _free_map_point(report: Any) -> tuple[float, float]:
@@ -379,32 +382,58 @@ def test_battle_map(browser: Any, live: Live) -> None:
         stats = _stats(report)
         summary = report.leaflet_summary()
 
-        # Each layer shown at start is loaded once; communities (hidden) not at all.
+        # Each layer drawn at the first view is loaded once; communities (hidden) not at
+        # all, stations (drawn from zoom 12, the city view is 11) not yet.
+        assert stats["grids"]["onMap"] and not stats["stations"]["onMap"]
         assert _data_requests(report) == sorted(
-            ["circles", "districts", "grids", "sites", "stations", "teams", "townships"]
+            ["circles", "districts", "grids", "sites", "teams", "townships"]
         )
         assert not any("/api/layers" in r.url for r in report.requests)
-        for layer_id in ("districts", "townships", "grids", "circles", "stations", "sites",
-                         "teams"):  # fmt: skip
+        # The circles, detailed to a zoom the city view does not show, come generalised
+        # for the view (detail_zoom in layers/circles.toml).
+        circles_url = next(r.url for r in report.requests if "/map/data/circles" in r.url)
+        assert re.search(r"[?&]zoom=\d+", circles_url), circles_url
+        for layer_id in ("districts", "townships", "grids", "circles", "sites", "teams"):
             assert stats[layer_id]["features"] == live.matched(layer_id), layer_id
             assert stats[layer_id]["onMap"], f"{layer_id} is drawn at the first view"
         assert stats["communities"]["loaded"] is False
+        assert stats["stations"]["loaded"] is False
         assert stats["circles"]["drawn"] == live.with_geometry("circles") > 0
         assert stats["grids"]["features"] == 4418
         # Every grid, district, township and circle is a GeoJSON feature on the map.
         polygons = sum(stats[k]["drawn"] for k in ("districts", "townships", "grids", "circles"))
         assert summary["geojson_features"] == polygons
-        # Teams and stations are clustered markers, one per feature.
-        assert summary["cluster_groups"] == 2
-        assert summary["clustered_markers"] == live.matched("teams") + live.matched("stations")
+        # Teams are clustered markers, one per feature.
+        assert summary["cluster_groups"] == 1
+        assert summary["clustered_markers"] == live.matched("teams")
         assert summary["cluster_icons"] > 0 and summary["broken_images"] == 0
         assert summary["controls"] == {"layers": 1, "search": 1, "fullscreen": 1, "zoom": 1}
         legend = report.page.locator(".gm-legend").inner_text()
         for title in ("区县", "网格", "服务阵地", "队伍", "15分钟红色文化圈"):
             assert title in legend
         assert "待命" in legend and "合成数据" in legend
+        assert "放大至 12 级显示" in legend  # the stations say when they show
         assert report.evaluate("() => !!document.querySelector('.leaflet-control-scale')")
         report.screenshot("maps_battle.png")
+
+        # Zoomed in to a district, the stations are loaded (once) and drawn, clustered.
+        report.evaluate(
+            """() => new Promise((resolve) => { const m = window.geomap.map;
+                 m.once('zoomend', () => setTimeout(resolve, 50)); m.setZoom(12); })"""
+        )
+        report.page.wait_for_function(
+            "() => window.geomap.stats().stations.loaded", timeout=30_000
+        )
+        stations = report.evaluate("() => window.geomap.stats().stations")
+        assert stations["features"] == live.matched("stations") and stations["onMap"]
+        assert _data_requests(report).count("stations") == 1
+        summary = report.leaflet_summary()
+        assert summary["cluster_groups"] == 2
+        assert summary["clustered_markers"] == live.matched("teams") + live.matched("stations")
+        report.evaluate(
+            """() => new Promise((resolve) => { const m = window.geomap.map;
+                 m.once('zoomend', () => setTimeout(resolve, 50)); m.setZoom(11); })"""
+        )
 
         # Search by code finds the grid and its station.
         report.page.locator(".leaflet-control-search .search-button").click()
@@ -480,6 +509,70 @@ def test_battle_map(browser: Any, live: Live) -> None:
     assert report.time_to_interactive_ms is not None
     assert report.time_to_interactive_ms < MAX_TTI_MS
     assert report.bytes_loaded < MAX_BATTLE_BYTES
+
+
+@pytest.mark.slow
+@requires_chromium
+def test_battle_map_from_vector_tiles(browser: Any, nanchang_url: str) -> None:
+    """Nanchang with the tiles threshold at 5,000: stations and teams come as vector tiles."""
+    settings = config.load({"database_url": nanchang_url}, environ={})
+    with db.get_engine(settings).connect() as conn:
+        transaction = conn.begin()
+        try:
+            app = create_app(
+                {"database_url": nanchang_url, "map_tiles_above": 5000, "log_level": "WARNING"}
+            )
+            app.extensions["geomap_sessionmaker"] = sessionmaker(
+                bind=conn, join_transaction_mode="create_savepoint"
+            )
+            with serve_app(OneAtATime(app)) as url:
+                _check_tiled_map(browser, url, conn)
+        finally:
+            transaction.rollback()
+
+
+def _check_tiled_map(browser: Any, url: str, conn: Any) -> None:
+    page_url = url + "/map?center=28.6765,115.8925&zoom=15"
+    with open_page(page_url, offline=True, browser=browser, timeout_s=60) as report:
+        report.assert_clean()
+        stats = report.evaluate("() => window.geomap.stats()")
+        assert stats["teams"]["tiled"] and stats["stations"]["tiled"]
+        assert not stats["grids"]["tiled"] and stats["grids"]["drawn"] == 4418
+        asked = [r for r in report.requests if "/tiles/" in r.url]
+        assert {r.url.split("/tiles/")[1].split("/")[0] for r in asked} == {"stations", "teams"}
+        assert all(r.status == 200 and "/14/" in r.url for r in asked)  # 512-pixel tiles
+        assert not any("/map/data/teams" in r.url for r in report.requests)
+        # Every team in view is drawn (tiles also hold their margins: at least as many).
+        bounds = report.evaluate(
+            "() => { const b = window.geomap.map.getBounds();"
+            " return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]; }"
+        )
+        in_view = conn.execute(
+            sa.text("SELECT count(*) FROM teams WHERE geom && ST_MakeEnvelope(:a, :b, :c, :d,"
+                    " 4326)"), dict(zip("abcd", bounds, strict=True))).scalar()  # fmt: skip
+        assert stats["teams"]["drawn"] >= in_view > 0
+        assert stats["teams"]["tiles"] >= 4 and report.timings["last_tile"] is not None
+        legend = report.page.locator(".gm-legend").inner_text()
+        assert "5,650" in legend and "合成数据" in legend  # counted by the service
+        report.screenshot("maps_battle_tiles.png")
+
+        # A click on a team's point (the one nearest the centre, clear of the panels)
+        # opens its popup, and asks for no nearest teams.
+        team = conn.execute(sa.text(
+            "SELECT name, ST_X(geom), ST_Y(geom) FROM teams "
+            "ORDER BY geom <-> ST_SetSRID(ST_MakePoint(115.8925, 28.6765), 4326) LIMIT 1"
+        )).one()  # fmt: skip
+        box = report.evaluate(
+            "([lon, lat]) => { const p = window.geomap.map.latLngToContainerPoint([lat, lon]);"
+            " const r = window.geomap.map.getContainer().getBoundingClientRect();"
+            " return [r.left + p.x, r.top + p.y]; }",
+            [team[1], team[2]],
+        )
+        report.page.mouse.click(box[0], box[1])
+        report.page.wait_for_selector(".leaflet-popup-content", timeout=10_000)
+        assert report.page.locator(".leaflet-popup-content h4").count() == 1
+        assert not any("/api/teams/nearest" in r.url for r in report.requests)
+        report.assert_clean()
 
 
 def _metres(a: Any, b: Any) -> float:
@@ -569,8 +662,11 @@ def test_circles_map(browser: Any, live: Live) -> None:
         top = max(drawn, key=lambda f: f["properties"]["population"])
         assert top["properties"]["name"] in summary
         assert f"{top['properties']['population']:,}" in summary
-        assert [r.url.split("?")[0].split("/", 3)[3] for r in report.requests
-                if "/api/" in r.url] == ["api/circles", "api/circles/union"]  # fmt: skip
+        # One compact document holds the circles, the venues and the union's residents.
+        asked = [r.url for r in report.requests if "/api/" in r.url or "/data" in r.url]
+        assert sorted(u.split("?")[0].split("/", 3)[3] for u in asked) == [
+            "map/circles/data", "map/data/districts", "map/data/townships",
+        ]  # fmt: skip
         report.screenshot("maps_circles.png")
 
 
@@ -605,7 +701,8 @@ def test_coverage_map(browser: Any, live: Live) -> None:
         report.evaluate(
             """(code) => new Promise((resolve) => {
                  window.geomap.layer('coverage').eachLayer((l) => {
-                   if (l.feature.properties.code === code) l.openPopup(); });
+                   if (l.feature.properties.code === code)
+                     l.fire('click', { latlng: l.getBounds().getCenter() }, true); });
                  setTimeout(resolve, 400); })""",
             gap["code"],
         )

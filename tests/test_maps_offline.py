@@ -336,7 +336,8 @@ def test_served_map_loads_everything_from_the_app(browser: Any, live_url: str) -
 
     assert report.time_to_interactive_ms is not None
     assert report.time_to_interactive_ms < 10_000  # generous: ~0.5 s measured on 2 cores
-    assert report.bytes_loaded > 1_000_000
+    # As transferred: the 1.3 MB of scripts, styles and fonts, text gzip-compressed.
+    assert report.bytes_loaded > 400_000
     _save_metrics("maps_offline_served", report, summary)
 
 

@@ -64,6 +64,7 @@ def _urls(client) -> list[str]:
             path.replace("{layer_id}", "teams").replace("{featureId}", "1")
             .replace("{name}", "map").replace("{layer}", "teams")
             .replace("{scenario_id}", "1").replace("{job_id}", "nojob")
+            .replace("{z}", "12").replace("{x}", "3366").replace("{y}", "1706")
         )
         urls.append(concrete + examples.get(path, ""))
     return urls

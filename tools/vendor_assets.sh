@@ -38,6 +38,9 @@ FONTAWESOME=@fortawesome/fontawesome-free@6.2.0
 FULLSCREEN=leaflet.fullscreen@3.0.0
 SEARCH=leaflet-search@2.9.7
 SWAGGER=swagger-ui-dist@5.35.0  # /docs renders /openapi.json with it
+# Vector tiles (the maps' layers above GEOMAP_MAP_TILES_ABOVE): the bundled build carries
+# pbf and vector-tile, so it is one file.
+VECTORGRID=leaflet.vectorgrid@1.3.0
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEST="${1:-$ROOT/geomap/static/vendor}"
@@ -76,6 +79,7 @@ fetch "$FONTAWESOME" fontawesome
 fetch "$FULLSCREEN" fullscreen
 fetch "$SEARCH" search
 fetch "$SWAGGER" swagger
+fetch "$VECTORGRID" vectorgrid
 
 # Build in a staging folder, then swap: a failed run leaves the committed folder untouched.
 STAGE="$WORK/stage"
@@ -144,6 +148,14 @@ put search/dist/leaflet-search.min.css leaflet-search/dist/leaflet-search.min.cs
 put search/images/loader.gif leaflet-search/images/loader.gif
 put search/images/search-icon.png leaflet-search/images/search-icon.png
 put search/license.txt leaflet-search/LICENSE
+# The package ships no licence file: its README's "Legalese" section is the licence.
+put vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js \
+    leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js
+{
+    awk '/^## Legalese/ {on = 1; next} on {print}' "$WORK/vectorgrid/README.md"
+    printf '\nThe bundled build also contains pbf and vector-tile (BSD-3-Clause, Mapbox),\n'
+    printf '@mapbox/point-geometry, topojson-client and geojson-vt (ISC) and whatwg-fetch (MIT).\n'
+} >"$STAGE/leaflet.vectorgrid/LICENSE"
 put swagger/swagger-ui-bundle.js swagger-ui/swagger-ui-bundle.js
 put swagger/swagger-ui.css swagger-ui/swagger-ui.css
 put swagger/LICENSE swagger-ui/LICENSE
@@ -189,6 +201,7 @@ Total: ${total_bytes} bytes.
 | leaflet.fullscreen/ | leaflet.fullscreen | ${FULLSCREEN##*@} | MIT | ${INTEGRITY[$FULLSCREEN]} |
 | leaflet-search/ | leaflet-search | ${SEARCH##*@} | MIT | ${INTEGRITY[$SEARCH]} |
 | swagger-ui/ | swagger-ui-dist | ${SWAGGER##*@} | Apache-2.0 | ${INTEGRITY[$SWAGGER]} |
+| leaflet.vectorgrid/ | leaflet.vectorgrid | ${VECTORGRID##*@} | Beerware (bundles BSD-3-Clause, ISC and MIT code: see its LICENSE) | ${INTEGRITY[$VECTORGRID]} |
 | folium/ | (written by the script) | - | MIT, as folium | - |
 
 ## Changes made to upstream files
@@ -206,6 +219,9 @@ Total: ${total_bytes} bytes.
 - leaflet.awesome-markers/leaflet.awesome-markers.js is the unminified file: the package's
   \`.min.js\` is an older build without the \`extraClasses\` option that folium's
   \`Icon(angle=...)\` uses.
+- leaflet.vectorgrid/LICENSE is written from the package's README (it ships none). The
+  script itself is unchanged: its click handler calls \`L.DomEvent.fakeStop\`, gone from
+  Leaflet 1.9, and \`geomap/static/geomap/vectortiles.js\` replaces that handler.
 EOF
 
 rm -rf "$DEST"

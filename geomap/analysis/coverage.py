@@ -258,10 +258,11 @@ def _distance_rows(
         partial = ~held[grid_idx]
         order = np.argsort(grid_idx[partial], kind="stable")
         part_grids, part_discs = grid_idx[partial][order], disc_idx[partial][order]
-        # (No partly covered grid at all when every disc holds whole grids.)
         starts = np.flatnonzero(np.r_[True, part_grids[1:] != part_grids[:-1]])
-        starts = starts if part_grids.size else starts[:0]
-        for first, last in zip(starts, np.r_[starts[1:], len(part_grids)], strict=True):
+        ends = np.r_[starts[1:], len(part_grids)]
+        if not part_grids.size:  # no grid partly covered: all held whole, or none reached
+            starts = ends = starts[:0]
+        for first, last in zip(starts, ends, strict=True):
             i = part_grids[first]
             reach = shapely.union_all(discs[part_discs[first:last]])
             covered[i] = shapely.area(shapely.intersection(shapes[i], reach))

@@ -36,6 +36,8 @@ class Selection:
     limit: int | None = None
     offset: int = 0
     simplify: bool = True
+    #: Simplify more than the layer's ``simplify_m`` (metres): geometry for a coarse zoom.
+    simplify_m: float | None = None
 
 
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
@@ -142,7 +144,14 @@ def _where(layer: Layer, selection: Selection, personal: bool) -> tuple[str, dic
 
 
 def _geometry_sql(layer: Layer, selection: Selection) -> str:
-    if layer.geometry != "point" and selection.simplify and layer.simplify_m:
+    if layer.geometry == "point" or not selection.simplify:
+        return "ST_AsGeoJSON(geom, 6)"
+    if selection.simplify_m and selection.simplify_m > (layer.simplify_m or 0):
+        # Generalised for a coarse zoom, to draw: Douglas-Peucker without topology checks
+        # (several times faster), collapsed features kept.
+        tolerance = float(selection.simplify_m) / M_PER_DEGREE  # a number, never text
+        return f"ST_AsGeoJSON(ST_Simplify(geom, {tolerance:.10f}, true), 6)"
+    if layer.simplify_m:
         tolerance = float(layer.simplify_m) / M_PER_DEGREE  # a number from the catalog
         return f"ST_AsGeoJSON(ST_SimplifyPreserveTopology(geom, {tolerance:.10f}), 6)"
     return "ST_AsGeoJSON(geom, 6)"
@@ -309,3 +318,57 @@ def derived_sources(session: Session, layer: Layer) -> dict[str, int]:
         ):
             out[str(source)] = out.get(str(source), 0) + int(n)
     return out
+
+
+def tiled_summary(
+    session: Session, layer: Layer, *, classes: int = 5, max_sources: int = 5
+) -> dict[str, Any]:
+    """What a map needs to know of a layer it draws from tiles (without its features).
+
+    Parameters
+    ----------
+    session : Session
+    layer : Layer
+    classes : int
+        Classes of the choropleths: the breaks are the quantiles between them.
+    max_sources : int
+        Distinct provenance strings listed at most.
+
+    Returns
+    -------
+    dict
+        ``count``; ``sources`` (distinct ``source`` values); ``breaks``: for each of the
+        layer's ``choropleth`` names that is a numeric column, its ``classes - 1``
+        quantiles (distinct, ascending).
+    """
+    where, params = _where(layer, Selection(), False)
+    table = models.metadata.tables[layer.table]
+    count = session.execute(
+        sa.text(f"SELECT count(*) FROM {layer.table} WHERE {where}"), params
+    ).scalar_one()
+    sources: list[str] = []
+    if "source" in table.columns:
+        sources = list(
+            session.execute(
+                sa.text(
+                    f"SELECT DISTINCT source FROM {layer.table} WHERE {where} "
+                    "ORDER BY source LIMIT :max_sources"
+                ),
+                {**params, "max_sources": max_sources},
+            ).scalars()
+        )
+    fractions = [i / classes for i in range(1, classes)]
+    breaks: dict[str, list[float]] = {}
+    for name in layer.choropleth:
+        column = table.columns.get(name)
+        if column is None or not isinstance(column.type, sa.Integer | sa.Float | sa.Numeric):
+            continue
+        values = session.execute(
+            sa.text(
+                f"SELECT percentile_disc(CAST(:fractions AS float8[])) "
+                f"WITHIN GROUP (ORDER BY {name}) FROM {layer.table} WHERE {where}"
+            ),
+            {**params, "fractions": fractions},
+        ).scalar()
+        breaks[name] = sorted({float(v) for v in values or [] if v is not None})
+    return {"count": int(count), "sources": sources, "breaks": breaks}

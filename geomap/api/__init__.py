@@ -10,6 +10,7 @@ def init_app(app: Any) -> None:
     from geomap import auth
     from geomap.api import (
         circles,
+        compression,
         coverage,
         docs,
         errors,
@@ -24,6 +25,9 @@ def init_app(app: Any) -> None:
     from geomap.maps import views as maps_views
     from geomap.ogc import views as ogc_views
 
+    # First: Flask runs after_request hooks in reverse, so compression runs last and adds
+    # to the headers the others set (Vary).
+    compression.init_app(app)
     errors.init_app(app)
     guard.init_app(app)  # host, input and body checks first: before anything reads them
     auth.init_app(app)

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app
 
 from geomap import db, vocab
 from geomap.analysis import circles
-from geomap.api import costs, guard, spec
+from geomap.api import costs, guard, keep, spec
 from geomap.api._args import Args
 from geomap.api.coverage import render, response_format
 from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
@@ -40,6 +40,10 @@ def _query(args: Args) -> circles.Query:
     return query
 
 
+#: What circles and their residents are built from: answers are kept until one changes.
+DATA_SETS = ("circles", "sites", "stations", "grids", "network")
+
+
 def _commit(session) -> None:
     # Circles built on first use are a cache worth keeping: commit them.
     session.commit()
@@ -54,6 +58,7 @@ def _commit(session) -> None:
     media_type="application/geo+json",
     params=VENUE_PARAMS,
 )
+@keep.answer(DATA_SETS)
 def circles_view():
     """One GeoJSON Feature per venue with its walking circle."""
     args = spec.args()
@@ -88,6 +93,7 @@ def circles_view():
     media_type="application/geo+json",
     params=VENUE_PARAMS,
 )
+@keep.answer(DATA_SETS)
 def union_view():
     """The union of the circles as one Feature, with area and residents inside."""
     args = spec.args()
@@ -111,6 +117,7 @@ def union_view():
     response="Coverage",
     params=(*VENUE_PARAMS, LEVEL, ORDER, FORMAT),
 )
+@keep.answer((*DATA_SETS, "regions"))
 def coverage_view():
     """Coverage by the union of circles, in the shape of ``/api/coverage``."""
     args = spec.args()

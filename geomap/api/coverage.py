@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from geomap import db, vocab
 from geomap.analysis import coverage
-from geomap.api import costs, guard, spec
+from geomap.api import costs, guard, keep, spec
 from geomap.api._args import Args
 from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 from geomap.errors import InvalidInput
@@ -66,6 +66,11 @@ def render(answer: dict, fmt: str) -> Response:
 ALL_KINDS = tuple({**vocab.STATION_KINDS, **vocab.TEAM_KINDS, **vocab.SITE_KINDS})
 
 
+def _data_sets() -> tuple[str, ...]:
+    """What a coverage answer is built from: the units, the network, the providers."""
+    return ("grids", "regions", "network", request.args.get("of", "stations"))
+
+
 @bp.get("/coverage")
 @endpoint(
     "Coverage of grids (or communities, townships, districts) by stations, teams or sites",
@@ -88,6 +93,7 @@ ALL_KINDS = tuple({**vocab.STATION_KINDS, **vocab.TEAM_KINDS, **vocab.SITE_KINDS
         FORMAT,
     ),
 )  # fmt: skip
+@keep.answer(_data_sets)
 def coverage_view():
     """Coverage of every unit at a level by stations, teams or sites."""
     args = spec.args()

@@ -112,6 +112,10 @@ CDN_ASSETS: dict[str, str] = {
     f"{_JSDELIVR}/leaflet-search@2.9.7/dist/leaflet-search.min.css": (
         "leaflet-search/dist/leaflet-search.min.css"
     ),
+    # Leaflet.VectorGrid (layers drawn from vector tiles; pbf and vector-tile bundled in)
+    f"{_JSDELIVR}/leaflet.vectorgrid@1.3.0/dist/Leaflet.VectorGrid.bundled.min.js": (
+        "leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js"
+    ),
 }
 
 _LEAFLET_JS = "leaflet/leaflet.js"

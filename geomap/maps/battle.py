@@ -16,8 +16,10 @@ never a database connection. It draws (through ``battlemap.js``):
   ``/api/teams/nearest?by=drive&route=1``), unless embedded.
 
 Each layer is drawn only from its catalog ``min_zoom`` on, and its data is loaded once:
-from ``/map/data/<layer>`` (compact, see :mod:`geomap.maps.compact`) or, in a standalone
-file, from JSON inlined in the page.
+from ``/map/data/<layer>`` (compact, see :mod:`geomap.maps.compact`; generalised for the
+view's zoom below the layer's ``detail_zoom``) or, in a standalone file, from JSON inlined
+in the page. A layer too big for one document is drawn from vector tiles instead
+(``/tiles/<layer>/{z}/{x}/{y}.pbf``, ``vectortiles.js``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def battle_map(
     *,
     data: Mapping[str, Mapping[str, Any]] | None = None,
     layers: Sequence[str] | None = None,
+    tiled: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> folium.Map:
     """The battle map as a folium map (render it once with :func:`page.page_html`).
 
@@ -83,6 +86,10 @@ def battle_map(
     layers : sequence of str, optional
         Only these layers, all shown (an embed's ``?layers=``); default: every layer of
         the catalog, shown as the catalog says.
+    tiled : mapping, optional
+        Layers drawn from vector tiles instead of one document (served pages: the ones
+        above the ``map_tiles_above`` setting), each with its
+        :func:`geomap.analysis.features.tiled_summary`.
 
     Returns
     -------
@@ -90,6 +97,7 @@ def battle_map(
     """
     names = list(layers) if layers is not None else battle_layers(catalog)
     inline: dict[str, str] | None = None if data is None else {}
+    zoom = page.detail_zoom(spec.view)
     entries = []
     for name in battle_layers(catalog):
         if name not in names:
@@ -108,6 +116,8 @@ def battle_map(
                 spec.lang,
                 source=source,
                 visible=True if layers is not None else None,
+                zoom=zoom,
+                tiled=(tiled or {}).get(name) if inline is None else None,
             )
         )
     config = {

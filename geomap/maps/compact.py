@@ -26,6 +26,9 @@ Format ``geomap-compact/1``::
 ``attribution`` holds the credit lines the layer's data calls for (``geomap.provenance``),
 which the page shows in the map's attribution control while the layer is drawn.
 
+plus, for geometry generalised for a zoom (:func:`generalisation`), ``"zoom": z``: the
+page loads the layer again, finer, once it is zoomed in past it.
+
 where ``geometry`` is ``[x, y]`` for a point, ``[[ring, ...], ...]`` for a polygon layer
 (each ring ``[x0, y0, dx1, dy1, ...]``), ``[line, ...]`` for a line layer, or null.
 """
@@ -52,6 +55,41 @@ DICTIONARY_SHARE = 0.25
 #: ... and the layer at least this many features (small layers stay plain).
 DICTIONARY_MIN_COUNT = 50
 _FLOAT_DIGITS = 4
+#: Generalised geometry (for a zoom) keeps detail to this fraction of a pixel...
+DETAIL_PX = 0.5
+#: ... and drops holes and extra parts smaller than this many pixels across.
+MIN_PX = 2.0
+#: Metres per degree of latitude (tolerances in metres become degrees).
+M_PER_DEGREE = 111_320.0
+
+
+def pixel_deg(zoom: float) -> float:
+    """Degrees of longitude one pixel spans at ``zoom`` (Web Mercator, 256-pixel tiles).
+
+    A pixel spans as many degrees of latitude times cos(latitude), i.e. fewer: a tolerance
+    of one "pixel" in degrees is at most a pixel either way.
+    """
+    return 360.0 / (256.0 * 2.0**zoom)
+
+
+def generalisation(zoom: int | None) -> tuple[float, float] | None:
+    """Tolerance (metres) and smallest area kept (square degrees) for geometry drawn at ``zoom``.
+
+    Parameters
+    ----------
+    zoom : int or None
+        None: no generalisation (the catalog's ``simplify_m`` only).
+
+    Returns
+    -------
+    (float, float) or None
+        ``(simplify_m, min_area_deg2)``: simplify to :data:`DETAIL_PX` of a pixel, drop
+        rings smaller than :data:`MIN_PX` pixels squared.
+    """
+    if zoom is None:
+        return None
+    pixel = pixel_deg(zoom)
+    return DETAIL_PX * pixel * M_PER_DEGREE, (MIN_PX * pixel) ** 2
 
 
 def map_fields(layer: Layer) -> tuple[str, ...]:
@@ -110,9 +148,17 @@ class _Bounds:
         self.box = box
 
 
+def _ring_area(points: list[tuple[int, int]]) -> float:
+    """Area of a ring of integer points (shoelace), in integer units squared."""
+    total = 0
+    for (x0, y0), (x1, y1) in zip(points, points[1:] + points[:1], strict=True):
+        total += x0 * y1 - x1 * y0
+    return abs(total) / 2
+
+
 def encode_geometry(
     geometry: dict[str, Any] | None, kind: str, *, precision: int = PRECISION,
-    bounds: _Bounds | None = None,
+    bounds: _Bounds | None = None, min_area: float = 0.0,
 ) -> Any:  # fmt: skip
     """One GeoJSON geometry in the compact form of a layer of geometry ``kind``.
 
@@ -125,6 +171,9 @@ def encode_geometry(
         The layer's geometry kind (``Layer.geometry``).
     precision : int
         Decimal places kept.
+    min_area : float
+        Square degrees: holes smaller than this are dropped, and so are parts smaller
+        than this when the feature keeps a larger one (generalisation for a zoom).
 
     Returns
     -------
@@ -164,18 +213,35 @@ def encode_geometry(
     polygons = {"Polygon": [coords], "MultiPolygon": coords}.get(gtype)
     if polygons is None:
         raise ValueError(f"a polygon layer cannot hold a {gtype}")
-    encoded = []
+    smallest = min_area * scale * scale
+    kept: list[tuple[float, list[list[tuple[int, int]]]]] = []
     for polygon in polygons:
-        rings = []
-        for ring in polygon:
+        rings: list[list[tuple[int, int]]] = []
+        area = 0.0
+        for i, ring in enumerate(polygon):
             points = _ints(ring, scale)
             if len(points) < 3:  # a ring that collapsed when rounded draws nothing
+                if i == 0:
+                    break  # no outer ring: no polygon
                 continue
-            if bounds is not None:
-                bounds.add(points)
-            rings.append(_delta(points))
+            if smallest:
+                ring_area = _ring_area(points)
+                if i == 0:
+                    area = ring_area
+                elif ring_area < smallest:
+                    continue  # a hole too small to see at this zoom
+            rings.append(points)
         if rings:
-            encoded.append(rings)
+            kept.append((area, rings))
+    if smallest and len(kept) > 1:
+        largest = max(area for area, _ in kept)
+        kept = [(a, rings) for a, rings in kept if a >= smallest or a == largest]
+    encoded = []
+    for _, rings in kept:
+        if bounds is not None:
+            for points in rings:
+                bounds.add(points)
+        encoded.append([_delta(points) for points in rings])
     return encoded or None
 
 
@@ -197,6 +263,7 @@ def encode_layer(
     *,
     matched: int | None = None,
     precision: int = PRECISION,
+    zoom: int | None = None,
     credited: Iterable[str] = (),
 ) -> dict[str, Any]:
     """A layer's features (GeoJSON Feature dicts) in the compact form.
@@ -212,6 +279,9 @@ def encode_layer(
         How many features matched before a limit (default: as many as given).
     precision : int
         Decimal places of the coordinates.
+    zoom : int, optional
+        The geometry is generalised for this zoom (already simplified; holes and parts
+        too small to see there are dropped here, see :func:`generalisation`).
     credited : iterable of str
         More ``source`` labels to credit: every label of the layer's rows when the
         features are a page of them, and those of the tables it is computed from
@@ -222,7 +292,44 @@ def encode_layer(
     dict
         The ``geomap-compact/1`` document (see the module docstring).
     """
-    fields = map_fields(layer)
+    return encode_features(
+        layer.id, layer.geometry, map_fields(layer), features,
+        matched=matched, precision=precision, zoom=zoom, credited=credited,
+    )  # fmt: skip
+
+
+def encode_features(
+    name: str,
+    kind: str,
+    fields: Sequence[str],
+    features: Iterable[dict[str, Any]],
+    *,
+    matched: int | None = None,
+    precision: int = PRECISION,
+    zoom: int | None = None,
+    credited: Iterable[str] = (),
+) -> dict[str, Any]:
+    """Features (GeoJSON Feature dicts) in the compact form, as a layer named ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The document's ``layer``.
+    kind : {"point", "line", "polygon"}
+        The geometry kind.
+    fields : sequence of str
+        The properties kept, in order (a ``source`` property is listed once in
+        ``sources`` whether kept or not).
+    features, matched, precision, zoom, credited
+        As :func:`encode_layer`.
+
+    Returns
+    -------
+    dict
+    """
+    fields = tuple(fields)
+    general = generalisation(zoom)
+    min_area = general[1] if general else 0.0
     bounds = _Bounds()
     sources: list[str] = []
     seen: set[str] = set(credited)
@@ -237,17 +344,21 @@ def encode_layer(
         rows.append(
             [
                 feature.get("id"),
-                [_value(properties.get(name)) for name in fields],
+                [_value(properties.get(field)) for field in fields],
                 encode_geometry(
-                    feature.get("geometry"), layer.geometry, precision=precision, bounds=bounds
+                    feature.get("geometry"),
+                    kind,
+                    precision=precision,
+                    bounds=bounds,
+                    min_area=min_area,
                 ),
             ]
         )
     scale = 10.0**precision
-    return {
+    document = {
         "format": FORMAT,
-        "layer": layer.id,
-        "geometry": layer.geometry,
+        "layer": name,
+        "geometry": kind,
         "precision": precision,
         "fields": list(fields),
         "count": len(rows),
@@ -258,6 +369,47 @@ def encode_layer(
         "bbox": None if bounds.box is None else [round(v / scale, precision) for v in bounds.box],
         "features": rows,
     }
+    if zoom is not None:
+        document["zoom"] = zoom
+    return document
+
+
+def simplify_geometries(
+    geometries: Sequence[dict[str, Any] | None], simplify_m: float
+) -> list[dict[str, Any] | None]:
+    """GeoJSON geometries simplified to ``simplify_m`` metres, for drawing only.
+
+    For geometry that does not come from a catalog layer (analysis answers: the circles of
+    a query, coverage units); catalog layers are simplified by PostGIS as they are read.
+    Douglas-Peucker on each ring, without topology checks: ten times faster on the
+    circles (0.2 s against 2 s for 965,000 vertices), and a ring that comes to touch itself
+    by less than the tolerance draws the same. A geometry that would vanish is kept as it
+    is (a venue's circle never disappears from the map).
+
+    Parameters
+    ----------
+    geometries : sequence of dict or None
+        GeoJSON geometries in WGS84.
+    simplify_m : float
+        Tolerance in metres (taken as metres of latitude).
+
+    Returns
+    -------
+    list of dict or None
+    """
+    import shapely
+    import shapely.geometry
+
+    if simplify_m <= 0:
+        return list(geometries)
+    present = [i for i, g in enumerate(geometries) if g]
+    shapes = [shapely.geometry.shape(geometries[i]) for i in present]
+    simpler = shapely.simplify(shapes, simplify_m / M_PER_DEGREE, preserve_topology=False)
+    out: list[dict[str, Any] | None] = list(geometries)
+    for i, shape in zip(present, simpler, strict=True):
+        if not shape.is_empty:
+            out[i] = shapely.geometry.mapping(shape)
+    return out
 
 
 def _key(value: Any) -> Any:

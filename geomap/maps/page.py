@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from html import escape as html_escape
@@ -50,6 +51,14 @@ Rendering = Literal["served", "standalone"]
 MODULE_DIR = Path(__file__).resolve().parent.parent / "static" / "geomap"
 MODULE_JS = MODULE_DIR / "battlemap.js"
 MODULE_CSS = MODULE_DIR / "battlemap.css"
+#: Layers drawn from vector tiles (served pages that have one): see vectortiles.js.
+TILES_JS = MODULE_DIR / "vectortiles.js"
+#: Leaflet.VectorGrid, under the URL :data:`geomap.maps.assets.CDN_ASSETS` maps locally.
+VECTORGRID_JS = (
+    "https://cdn.jsdelivr.net/npm/leaflet.vectorgrid@1.3.0/dist/Leaflet.VectorGrid.bundled.min.js"
+)
+#: Where a layer's vector tiles are (``/tiles/<layer>/{z}/{x}/{y}.pbf``).
+TILES_PATH = "/tiles/{layer}/{{z}}/{{x}}/{{y}}.pbf"
 
 #: Where the app serves ``geomap/static`` (Flask's package static folder).
 DEFAULT_STATIC_URL = "/static"
@@ -186,7 +195,9 @@ def basemap(name: str | None, *, lang: str, tianditu_key: str | None = None) -> 
 def _module_version() -> str:
     # Cache-busting query for our own files: browsers keep /static files, and an upgrade
     # must not run new pages with an old module.
-    digest = hashlib.sha256(MODULE_JS.read_bytes() + MODULE_CSS.read_bytes())
+    digest = hashlib.sha256()
+    for path in (MODULE_JS, MODULE_CSS, TILES_JS):
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -281,10 +292,14 @@ class MapModule(JSCSSMixin, MacroElement):
         self.static_url = static_url
         # The data of the layers shown at start: the browser fetches it while it is still
         # loading the scripts (the module's fetch() then takes the preloaded answer).
+        # Not the layers the first view does not draw (below their min_zoom): the page
+        # loads them when the map is zoomed to them.
+        zoom = detail_zoom(config.get("view") or {})
         self.preload = [
             html_escape(layer["source"]["href"])
             for layer in config.get("layers", [])
             if layer.get("visible") and layer.get("source", {}).get("href")
+            and (zoom is None or layer.get("minZoom", 0) <= zoom)
         ]
         self.default_js = list(_PLUGIN_JS)
         self.default_css = list(_PLUGIN_CSS)
@@ -293,6 +308,9 @@ class MapModule(JSCSSMixin, MacroElement):
             base = static_url.rstrip("/") + "/geomap"
             self.default_js.append(("geomap_js", f"{base}/battlemap.js?v={version}"))
             self.default_css.append(("geomap_css", f"{base}/battlemap.css?v={version}"))
+            if any((layer.get("source") or {}).get("tiles") for layer in config.get("layers", [])):
+                self.default_js.append(("leaflet.vectorgrid", VECTORGRID_JS))
+                self.default_js.append(("geomap_tiles_js", f"{base}/vectortiles.js?v={version}"))
         self.css_slot = _placeholder("css")
         self.js_slot = _placeholder("js")
         self.config_slot = _placeholder("config")
@@ -423,8 +441,9 @@ def shell(
     for layer in config.get("layers", []):
         source = layer.get("source") or {}
         if "url" in source and spec.service_url is not None:
-            query = "?" + urlencode({"token": spec.token}) if spec.token else ""
-            source["href"] = spec.service_url + source["url"] + query
+            source["href"] = spec.service_url + with_token(source["url"], spec.token)
+        if "tiles" in source and spec.service_url is not None:
+            source["tilesHref"] = spec.service_url + with_token(source["tiles"], spec.token)
     full_config = {
         **config,
         "lang": spec.lang,
@@ -440,6 +459,50 @@ def shell(
         full_config, title=title, inline_data=inline_data, static_url=spec.static_url
     ).add_to(m)
     return m
+
+
+def with_token(url: str, token: str | None) -> str:
+    """``url`` with the page's embed token added to its query (unchanged without one)."""
+    if not token:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode({"token": token})
+
+
+#: The viewport a served page's first view is planned for (the layers' detail is chosen
+#: for it before the browser says its size; a larger window loads finer detail after).
+NOMINAL_VIEWPORT = (1280, 720)
+
+
+def detail_zoom(view: dict[str, Any]) -> int | None:
+    """The zoom a page opens at, as near as the server can tell: the layers' detail.
+
+    Parameters
+    ----------
+    view : dict
+        :attr:`PageSpec.view`: ``zoom`` (with ``center``) or ``bounds``.
+
+    Returns
+    -------
+    int or None
+        ``zoom`` when given; else the zoom at which ``bounds`` fill
+        :data:`NOMINAL_VIEWPORT`, rounded as ``battlemap.js`` rounds it; None when the
+        view says neither.
+    """
+    if view.get("zoom") is not None:
+        return int(view["zoom"])
+    bounds = view.get("bounds")
+    if not bounds:
+        return None
+    (south, west), (north, east) = bounds
+
+    def mercator_y(lat: float) -> float:
+        lat = max(min(lat, 85.0), -85.0)
+        return math.log(math.tan(math.pi / 4 + math.radians(lat) / 2))
+
+    width = max(abs(east - west) / 360.0, 1e-9)
+    height = max(abs(mercator_y(north) - mercator_y(south)) / (2 * math.pi), 1e-9)
+    fit = math.log2(min(NOMINAL_VIEWPORT[0] / 256 / width, NOMINAL_VIEWPORT[1] / 256 / height))
+    return max(MIN_ZOOM, min(assets.DEFAULT_MAX_ZOOM, round(fit)))
 
 
 def _module_of(m: folium.Map) -> MapModule:
@@ -480,7 +543,13 @@ def page_html(m: folium.Map, rendering: Rendering = "served") -> str:
 
 
 def catalog_layer(
-    layer: Layer, lang: str, *, source: dict[str, str], visible: bool | None = None
+    layer: Layer,
+    lang: str,
+    *,
+    source: dict[str, str],
+    visible: bool | None = None,
+    zoom: int | None = None,
+    tiled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A catalog layer as the browser module draws it.
 
@@ -495,15 +564,28 @@ def catalog_layer(
         ``{"inline": element_id}``.
     visible : bool, optional
         Shown at start (default: the catalog's ``visible``).
+    zoom : int, optional
+        The zoom the page opens at (:func:`detail_zoom`): a layer with a catalog
+        ``detail_zoom`` above it is loaded generalised for it (``?zoom=``).
+    tiled : dict, optional
+        For a layer drawn from vector tiles instead (a served page, the layer above the
+        ``map_tiles_above`` setting): its ``count``, ``sources`` and class ``breaks``
+        (:func:`geomap.analysis.features.tiled_summary`); ``source`` becomes its tiles.
 
     Returns
     -------
     dict
-        ``id``, ``title``, ``description``, ``geometry``, ``minZoom``, ``visible``,
-        ``cluster``, ``idField``, ``fields``, ``label``, ``search``, ``kindColumn``,
-        ``statusColumn``, ``choropleth``, ``style``, ``kinds`` (labels), ``source``.
+        ``id``, ``title``, ``description``, ``geometry``, ``minZoom``, ``detailZoom``,
+        ``visible``, ``cluster``, ``idField``, ``fields``, ``label``, ``search``,
+        ``kindColumn``, ``statusColumn``, ``choropleth``, ``style``, ``kinds`` (labels),
+        ``source``.
     """
     kinds = text.strings(lang)["kinds"].get(layer.id, {})
+    source = dict(source)
+    if tiled is not None:
+        source = {"tiles": TILES_PATH.format(layer=layer.id)}
+    if "url" in source and zoom is not None and zoom < layer.detail_zoom:
+        source["url"] = source["url"] + ("&" if "?" in source["url"] else "?") + f"zoom={zoom}"
     return {
         "id": layer.id,
         "type": "catalog",
@@ -511,6 +593,7 @@ def catalog_layer(
         "description": layer.description.get(lang) or "",
         "geometry": layer.geometry,
         "minZoom": layer.min_zoom,
+        "detailZoom": layer.detail_zoom,
         "visible": layer.visible if visible is None else visible,
         "cluster": layer.cluster,
         "idField": layer.id_column,
@@ -523,6 +606,11 @@ def catalog_layer(
         "style": layer.style,
         "kinds": kinds,
         "source": source,
+        **(
+            {"count": tiled["count"], "sources": tiled["sources"], "breaks": tiled["breaks"]}
+            if tiled is not None
+            else {}
+        ),
     }
 
 

@@ -1,9 +1,11 @@
 """Planners' maps: the 15-minute red culture circles, and coverage gaps.
 
 * :func:`circles_map`: each venue's walking circle with the residents inside it (from
-  ``/api/circles``, which builds missing circles on first use), the venues, and a summary.
+  ``/map/circles/data``: the circles of ``/api/circles``, built on first use, and the
+  residents inside their union), the venues, and a summary.
 * :func:`coverage_map`: every grid (or community, township, district) coloured by the
-  share of its residents within reach of the providers (from ``/api/coverage``);
+  share of its residents within reach of the providers (from ``/map/coverage/data``: the
+  answer of ``/api/coverage``);
   uncovered units are highlighted and their popups say how many residents are left
   outside; a summary box lists the largest gaps.
 
@@ -21,7 +23,7 @@ from urllib.parse import urlencode
 import folium
 
 from geomap.layers import Layer
-from geomap.maps import page, text
+from geomap.maps import compact, page, text
 from geomap.maps.battle import DATA_PATH
 
 #: The layers each planners' map can show, in drawing order; the analysis layers are
@@ -29,6 +31,9 @@ from geomap.maps.battle import DATA_PATH
 CIRCLES_LAYERS = ("districts", "townships", "grids", "circles", "venues")
 COVERAGE_LAYERS = ("districts", "townships", "coverage", "providers")
 _DEFAULT_HIDDEN = {"grids"}
+#: Where the planners' maps load their analyses (compact, kept until the data changes).
+CIRCLES_DATA_PATH = "/map/circles/data"
+COVERAGE_DATA_PATH = "/map/coverage/data"
 
 
 def _query_string(query: Mapping[str, Any]) -> str:
@@ -46,16 +51,34 @@ def _query_string(query: Mapping[str, Any]) -> str:
 
 
 def _catalog_entries(
-    catalog: Mapping[str, Layer], names: Sequence[str], chosen: Sequence[str] | None, lang: str
-) -> list[dict[str, Any]]:
+    catalog: Mapping[str, Layer], names: Sequence[str], chosen: Sequence[str] | None,
+    spec: page.PageSpec, tiled: Mapping[str, Mapping[str, Any]] | None,
+) -> list[dict[str, Any]]:  # fmt: skip
     entries = []
+    zoom = page.detail_zoom(spec.view)
     for name in names:
         if name not in catalog or (chosen is not None and name not in chosen):
             continue
         visible = True if chosen is not None else name not in _DEFAULT_HIDDEN
         source = {"url": DATA_PATH.format(layer=name)}
-        entries.append(page.catalog_layer(catalog[name], lang, source=source, visible=visible))
+        entries.append(
+            page.catalog_layer(
+                catalog[name], spec.lang, source=source, visible=visible, zoom=zoom,
+                tiled=(tiled or {}).get(name),
+            )
+        )
     return entries
+
+
+def _data_url(
+    path: str, query: Mapping[str, Any], detail: Layer | None, spec: page.PageSpec
+) -> str:
+    """The URL of a planners' map's data: its query, and the zoom to generalise for."""
+    params = dict(query)
+    zoom = page.detail_zoom(spec.view)
+    if detail is not None and zoom is not None and zoom < detail.detail_zoom:
+        params["zoom"] = zoom
+    return path + "?" + _query_string(params)
 
 
 def circles_map(
@@ -65,6 +88,7 @@ def circles_map(
     query: Mapping[str, Any],
     layers: Sequence[str] | None = None,
     credits: Sequence[str] = (),
+    tiled: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> folium.Map:
     """The 15-minute circles map.
 
@@ -82,14 +106,19 @@ def circles_map(
     credits : sequence of str
         Credit lines the circles owe (their road network's sources: OpenStreetMap),
         shown in the attribution control while they are drawn.
+    tiled : mapping, optional
+        Catalog layers drawn from vector tiles (see :func:`geomap.maps.battle.battle_map`).
 
     Returns
     -------
     folium.Map
     """
     lang = spec.lang
-    entries = _catalog_entries(catalog, ("districts", "townships", "grids"), layers, lang)
+    entries = _catalog_entries(catalog, ("districts", "townships", "grids"), layers, spec, tiled)
     circles_layer = catalog.get("circles")
+    # The circles and the venues come from one document (the venues with and without a
+    # circle), fetched once.
+    source = {"url": _data_url(CIRCLES_DATA_PATH, query, circles_layer, spec)}
     if layers is None or "circles" in layers:
         entries.append(
             {
@@ -98,9 +127,11 @@ def circles_map(
                 "title": text.ui("title_circles", lang),
                 "geometry": "polygon",
                 "minZoom": 0,
+                "detailZoom": circles_layer.detail_zoom if circles_layer else 0,
                 "visible": True,
                 "style": circles_layer.style if circles_layer else {},
                 "credits": list(credits),
+                "source": source,
             }
         )
     if layers is None or "venues" in layers:
@@ -116,16 +147,12 @@ def circles_map(
                 "styles": {
                     name: catalog[name].style for name in ("sites", "stations") if name in catalog
                 },
+                "source": dict(source),
             }
         )
     config = {
         "page": "circles",
         "layers": entries,
-        "urls": {
-            "circles": "/api/circles?" + _query_string(query),
-            # Residents inside the union of the circles: the share the planners report.
-            "circlesUnion": "/api/circles/union?" + _query_string(query),
-        },
         "query": dict(query),
     }
     return page.shell(spec, config, title=text.ui("title_circles", lang))
@@ -138,6 +165,7 @@ def coverage_map(
     query: Mapping[str, Any],
     layers: Sequence[str] | None = None,
     credits: Sequence[str] = (),
+    tiled: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> folium.Map:
     """The coverage-gaps map.
 
@@ -155,13 +183,16 @@ def coverage_map(
     credits : sequence of str
         Credit lines the coverage layer owes (the grids' residents; the road network
         when reach is by travel time), shown while it is drawn.
+    tiled : mapping, optional
+        Catalog layers drawn from vector tiles (see :func:`geomap.maps.battle.battle_map`).
 
     Returns
     -------
     folium.Map
     """
     lang = spec.lang
-    entries = _catalog_entries(catalog, ("districts", "townships"), layers, lang)
+    entries = _catalog_entries(catalog, ("districts", "townships"), layers, spec, tiled)
+    grids = catalog.get("grids")
     if layers is None or "coverage" in layers:
         entries.append(
             {
@@ -170,16 +201,23 @@ def coverage_map(
                 "title": text.ui("coverage_layer", lang),
                 "geometry": "polygon",
                 "minZoom": 0,
+                "detailZoom": grids.detail_zoom if grids else 0,
                 "visible": True,
-                "style": catalog["grids"].style if "grids" in catalog else {},
+                "style": grids.style if grids else {},
                 "credits": list(credits),
+                "source": {"url": _data_url(COVERAGE_DATA_PATH, query, grids, spec)},
             }
         )
     provider = catalog.get(query.get("of") or "stations")
     if provider is not None and (layers is None or "providers" in layers):
         entry = page.catalog_layer(
-            provider, lang, source={"url": DATA_PATH.format(layer=provider.id)}, visible=True
-        )
+            provider, lang, source={"url": DATA_PATH.format(layer=provider.id)}, visible=True,
+            zoom=page.detail_zoom(spec.view), tiled=(tiled or {}).get(provider.id),
+        )  # fmt: skip
+        if "tiles" not in entry["source"]:
+            # What the analysis is about: shown from the city view on, whatever zoom the
+            # battle map waits for (tiles start at the catalog's min_zoom, though).
+            entry["minZoom"] = 0
         entry.update(
             {
                 "id": "providers",
@@ -189,11 +227,116 @@ def coverage_map(
             }
         )
         entries.append(entry)
-    api_query = {**query, "format": "geojson"}
     config = {
         "page": "coverage",
         "layers": entries,
-        "urls": {"coverage": "/api/coverage?" + _query_string(api_query)},
         "query": dict(query),
     }
     return page.shell(spec, config, title=text.ui("title_coverage", lang))
+
+
+#: The properties of each circle in the circles map's document, in order.
+CIRCLE_FIELDS = (
+    "venue_table", "site_id", "name", "kind", "lon", "lat", "minutes", "distance_m",
+    "area_km2", "population", "reached_edges",
+)  # fmt: skip
+#: The properties of each unit in the coverage map's document, in order.
+COVERAGE_FIELDS = (
+    "code", "name", "level", "grids", "population", "covered_population",
+    "uncovered_population", "covered_share_area", "covered_share_population", "nearest_m",
+    "covered",
+)  # fmt: skip
+
+
+def _simplified(geometries: list[Any], simplify_m: float, zoom: int | None) -> list[Any]:
+    general = compact.generalisation(zoom)
+    tolerance = max(float(simplify_m or 0), general[0] if general else 0.0)
+    return compact.simplify_geometries(geometries, tolerance)
+
+
+def circles_document(
+    records: Sequence[Mapping[str, Any]],
+    union: Mapping[str, Any],
+    *,
+    simplify_m: float = 0.0,
+    zoom: int | None = None,
+) -> dict[str, Any]:
+    """The circles map's data: a ``geomap-compact/1`` document of circles, with a summary.
+
+    Parameters
+    ----------
+    records : sequence of mapping
+        :func:`geomap.analysis.circles.circles` records (``geometry`` a GeoJSON geometry
+        or None: a venue without a circle).
+    union : mapping
+        :func:`geomap.analysis.circles.union` of the same query: its residents, area and
+        circle count become ``summary`` (its geometry is not sent: the page draws each
+        circle).
+    simplify_m : float
+        The catalog's simplification of circles, in metres.
+    zoom : int, optional
+        Generalise the circles for this zoom (:func:`geomap.maps.compact.generalisation`).
+
+    Returns
+    -------
+    dict
+        The document; its features' ids are ``<venue_table>/<id>``.
+    """
+    shapes = _simplified([r.get("geometry") for r in records], simplify_m, zoom)
+    features = [
+        {
+            "id": f"{r['venue_table']}/{r['site_id']}",
+            "geometry": shape,
+            "properties": {**r, "source": circles_source()},
+        }
+        for r, shape in zip(records, shapes, strict=True)
+    ]
+    document = compact.encode_features(
+        "circles", "polygon", CIRCLE_FIELDS, features, zoom=zoom
+    )
+    document["summary"] = {
+        key: union.get(key)
+        for key in ("circles", "area_km2", "population", "covered_population", "covered_share")
+    }
+    document["query"] = dict(union.get("query") or {})
+    return document
+
+
+def circles_source() -> str:
+    """The provenance of circles: derived by geomap from the network and the venues."""
+    from geomap.analysis.circles import SOURCE
+
+    return SOURCE
+
+
+def coverage_document(
+    answer: Mapping[str, Any], *, simplify_m: float = 0.0, zoom: int | None = None
+) -> dict[str, Any]:
+    """The coverage map's data: a ``geomap-compact/1`` document of units, with the summary.
+
+    Parameters
+    ----------
+    answer : mapping
+        :func:`geomap.analysis.coverage.coverage` with ``with_geometry=True``.
+    simplify_m : float
+        The catalog's simplification of grids, in metres.
+    zoom : int, optional
+        Generalise the units for this zoom.
+
+    Returns
+    -------
+    dict
+        The document (feature ids: the unit codes), plus ``summary`` and ``query``.
+    """
+    units = answer["units"]
+    shapes = _simplified([u.get("geometry") for u in units], simplify_m, zoom)
+    features = [
+        {"id": u["code"], "geometry": shape, "properties": u}
+        for u, shape in zip(units, shapes, strict=True)
+    ]
+    document = compact.encode_features(
+        "coverage", "polygon", COVERAGE_FIELDS, features, zoom=zoom
+    )
+    document["summary"] = dict(answer["summary"])
+    document["query"] = dict(answer["query"])
+    return document

@@ -7,7 +7,16 @@
 * ``GET /embed/<map>``: the same maps without chrome, for an iframe (``map`` is an alias
   of ``battle``); framing allowed from the ``frame_ancestors`` setting.
 * ``GET /map/data/<layer>``: a catalog layer in the compact form the pages draw
-  (:mod:`geomap.maps.compact`), gzip-compressed when the client accepts it.
+  (:mod:`geomap.maps.compact`); ``zoom``: generalised for that zoom (layers with a
+  catalog ``detail_zoom``).
+* ``GET /map/circles/data`` and ``/map/coverage/data``: the planners' maps' analyses in
+  the same compact form (each circle or unit a feature, the summary beside them).
+* ``GET /tiles/<layer>/<z>/<x>/<y>.pbf``: a catalog layer as vector tiles (PostGIS
+  ``ST_AsMVT``, :mod:`geomap.analysis.tiles`), for layers above the ``map_tiles_above``
+  setting.
+
+Every payload is kept until the data it was built from changes (:mod:`geomap.api.keep`)
+and sent gzip-compressed with an ETag (:mod:`geomap.api.compression`).
 
 Every response of this blueprint carries the security headers of
 :mod:`geomap.maps.security`.
@@ -15,16 +24,14 @@ Every response of this blueprint carries the security headers of
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, g, request
 
 from geomap import db, provenance
-from geomap.analysis import circles, coverage, features
-from geomap.api import costs
+from geomap.analysis import circles, coverage, features, tiles, versions
+from geomap.api import costs, keep
 from geomap.api._args import Args
+from geomap.api.compression import Payload, payload_response
 from geomap.api.layers import catalog
 from geomap.api.spec import Param, endpoint
 from geomap.errors import InvalidInput, NotFound
@@ -81,14 +88,13 @@ _EMBED_PARAMS = PAGE_PARAMS + tuple(
     Param("of", "string", "Circles: venues; coverage: providers."),
     Param("kind", "string", "Only these kinds.", array=True),
 )
-#: Responses smaller than this are not worth compressing.
-_GZIP_MIN_BYTES = 1024
-#: Layers whose rows change only when they are rebuilt, each rebuild stamping the
-#: layer's time column (the circles cache: ``built_at``). For them (rows matched, newest
-#: stamp) identifies the content, so their encoded document is kept between requests:
-#: the circles are the heaviest layer (~0.9 s to read and encode on Nanchang). Teams are
-#: not such a layer: a status change keeps ``position_at``.
-STAMPED_LAYERS = frozenset({"circles"})
+ZOOM_PARAM = Param(
+    "zoom", "integer", "Generalise the geometry for this zoom (layers with a catalog "
+    "detail_zoom; from that zoom on, or without zoom: full detail).", minimum=0, maximum=18,
+)  # fmt: skip
+#: The data sets behind the planners' maps (besides the providers of a coverage map).
+CIRCLES_DATA_SETS = ("circles", "sites", "stations", "grids", "network")
+COVERAGE_DATA_SETS = ("grids", "regions", "network")
 
 
 @bp.after_request
@@ -149,6 +155,25 @@ def _spec(args: Args, *, embed: bool) -> page.PageSpec:
     )
 
 
+def _tiled(names: list[str]) -> dict[str, dict]:
+    """The layers among ``names`` to draw from vector tiles: more features than the
+    ``map_tiles_above`` setting (or than ``max_features``, which one document may hold)."""
+    settings = current_app.config["GEOMAP"]
+    layers = catalog()
+    limit = min(settings.map_tiles_above, settings.max_features)
+    session = db.get_session()
+    out = {}
+    for name in names:
+        if name not in layers:
+            continue
+        if settings.map_tiles_above > 0:
+            count = features.count(session, layers[name], features.Selection())
+            if count <= limit:
+                continue
+        out[name] = features.tiled_summary(session, layers[name])
+    return out
+
+
 def _html(m) -> Response:
     # Every inline <script> and <style> of the page carries this response's nonce: the
     # page's CSP allows those and nothing else inline (geomap.maps.security).
@@ -181,7 +206,10 @@ def _battle(embed: bool) -> Response:
     )
     if layer_names is None:
         layer_names = _token_layers(allowed)
-    m = battle.battle_map(catalog(), _spec(args, embed=embed), layers=layer_names)
+    shown = layer_names if layer_names is not None else allowed
+    m = battle.battle_map(
+        catalog(), _spec(args, embed=embed), layers=layer_names, tiled=_tiled(list(shown))
+    )
     return _html(m)
 
 
@@ -211,8 +239,24 @@ def _circles(embed: bool) -> Response:
     m = planning.circles_map(
         catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names,
         credits=_credits("circles"),
+        tiled=_tiled(["districts", "townships", "grids"]),
     )  # fmt: skip
     return _html(m)
+
+
+def _coverage_query(args: Args) -> coverage.Query:
+    """The coverage map's question, validated (a bad parameter is a 400 now)."""
+    within_m, within_min = args.raw("within_m"), args.raw("within_min")
+    if within_m is None and within_min is None:
+        within_m = 1000  # the page's default question: what has a station within 1 km?
+    return coverage.make_query(
+        of=args.str("of", "stations"),
+        kinds=args.list("kind"),
+        by=args.str("by", "distance"),
+        within_m=within_m,
+        within_min=within_min,
+        level=args.str("level", "grid"),
+    )
 
 
 def _coverage(embed: bool) -> Response:
@@ -222,17 +266,7 @@ def _coverage(embed: bool) -> Response:
         list(planning.COVERAGE_LAYERS),
         "coverage",
     )
-    within_m, within_min = args.raw("within_m"), args.raw("within_min")
-    if within_m is None and within_min is None:
-        within_m = 1000  # the page's default question: what has a station within 1 km?
-    query = coverage.make_query(
-        of=args.str("of", "stations"),
-        kinds=args.list("kind"),
-        by=args.str("by", "distance"),
-        within_m=within_m,
-        within_min=within_min,
-        level=args.str("level", "grid"),
-    )
+    query = _coverage_query(args)
     settings = current_app.config["GEOMAP"]
     costs.check_coverage(db.get_session(), query, walk_speed_kmh=settings.walk_speed_kmh)
     api_query = {
@@ -247,6 +281,7 @@ def _coverage(embed: bool) -> Response:
     m = planning.coverage_map(
         catalog(), _spec(args, embed=embed), query=api_query, layers=layer_names,
         credits=_credits("grids", *(["streets"] if query.by != "distance" else [])),
+        tiled=_tiled(["districts", "townships", query.of]),
     )  # fmt: skip
     return _html(m)
 
@@ -304,68 +339,146 @@ def embed_page(name: str) -> Response:
     return _coverage(embed=True)
 
 
+def _zoom(args: Args, detail_zoom: int) -> int | None:
+    """The zoom to generalise for, or None for full detail (none asked, or not coarser)."""
+    raw = args.raw("zoom")
+    if raw is None:
+        return None
+    zoom = check_int(raw, "zoom", 0, 18)
+    return zoom if detail_zoom and zoom < detail_zoom else None
+
+
+def _json(payload: Payload) -> Response:
+    # Teams move, circles get built: browsers keep the body but always revalidate.
+    return payload_response(payload, "application/json", cache_control="no-cache")
+
+
+def _encoded(document: dict) -> Payload:
+    return Payload(compact.dumps(document).encode("utf-8"))
+
+
 @bp.get("/map/data/<layer_id>")
 @endpoint("A layer in the maps' compact form (geomap-compact/1; no personal fields)",
-          permission="layers", tags=("maps",), statuses=(400, 404))  # fmt: skip
+          permission="layers", tags=("maps",), statuses=(400, 404),
+          params=(ZOOM_PARAM,))  # fmt: skip
 def layer_data(layer_id: str) -> Response:
     """One catalog layer as ``geomap-compact/1`` JSON (no personal fields, ever)."""
     from geomap.layers import get_layer
 
     layer = get_layer(catalog(), layer_id)
-    Args(request.args, {"token"})
+    args = Args(request.args, {"token", "zoom"})
+    zoom = _zoom(args, layer.detail_zoom)
     settings = current_app.config["GEOMAP"]
-    session = db.get_session()
-    selection = features.Selection(limit=settings.max_features)
-    matched = features.count(session, layer, selection)
-    cache = current_app.extensions.setdefault("geomap_map_documents", {})
-    key = None
-    if layer.id in STAMPED_LAYERS:
-        key = (matched, features.time_extent(session, layer))
-        kept = cache.get(layer.id)
-        if kept is not None and kept.key == key:
-            return _json_response(kept)
-    document = compact.encode_layer(
-        layer, features.iter_features(session, layer, selection, personal=False), matched=matched,
-        credited=[*features.sources(session, layer), *features.derived_sources(session, layer)],
-    )  # fmt: skip
-    encoded = _Encoded(compact.dumps(document).encode("utf-8"), key)
-    if key is not None:
-        cache[layer.id] = encoded  # one document per layer: the newest replaces the older
-    return _json_response(encoded)
+
+    def build() -> Payload:
+        session = db.get_session()
+        general = compact.generalisation(zoom)
+        selection = features.Selection(
+            limit=settings.max_features, simplify_m=general[0] if general else None
+        )
+        matched = features.count(session, layer, selection)
+        rows = features.iter_features(session, layer, selection, personal=False)
+        credited = [*features.sources(session, layer), *features.derived_sources(session, layer)]
+        return _encoded(compact.encode_layer(layer, rows, matched=matched, zoom=zoom,
+                                             credited=credited))
+
+    key = ("layer", layer.id, zoom, settings.max_features)
+    return _json(keep.kept(key, versions.layer_data_sets(layer), build))
 
 
-class _Encoded:
-    """A JSON body with its ETag and (made on first need) its gzip form."""
+@bp.get("/map/circles/data")
+@endpoint("The circles map's data: each venue's circle and residents (geomap-compact/1), "
+          "and the residents inside their union", permission="analysis", tags=("maps",),
+          params=(*CIRCLES_PARAMS, ZOOM_PARAM))  # fmt: skip
+def circles_data() -> Response:
+    """The circles of a query as a compact document, the union's residents as its summary."""
+    args = Args(request.args, _CIRCLES_ARGS | {"zoom"})
+    settings = current_app.config["GEOMAP"]
+    query = circles.make_query(
+        of=args.str("of", "red"),
+        kinds=args.list("kind"),
+        minutes=args.raw("minutes"),
+        distance_m=args.raw("distance_m"),
+        walk_speed_kmh=settings.walk_speed_kmh,
+        access_m=settings.circle_access_m,
+    )
+    layer = catalog().get("circles")
+    zoom = _zoom(args, layer.detail_zoom if layer else 0)
 
-    def __init__(self, body: bytes, key: object = None) -> None:
-        self.body = body
-        self.key = key
-        self.etag = hashlib.sha256(body).hexdigest()[:32]
-        self._gzipped: bytes | None = None
+    def build() -> Payload:
+        session = db.get_session()
+        records = circles.circles(session, query)
+        session.commit()  # circles built on first use are a cache worth keeping
+        if len(records) > settings.max_features:
+            raise InvalidInput(
+                f"{len(records)} circles exceed the limit of {settings.max_features}; "
+                "filter by kind",
+                field="kind",
+            )
+        union = circles.union(session, query)
+        session.commit()
+        return _encoded(
+            planning.circles_document(
+                records, union, simplify_m=layer.simplify_m if layer else 0, zoom=zoom
+            )
+        )
 
-    @property
-    def gzipped(self) -> bytes:
-        if self._gzipped is None:
-            # Level 5: ~4x smaller for these documents, at a few ms per megabyte.
-            self._gzipped = gzip.compress(self.body, compresslevel=5, mtime=0)
-        return self._gzipped
+    key = ("circles", repr(query), zoom, settings.max_features)
+    return _json(keep.kept(key, CIRCLES_DATA_SETS, build))
 
 
-def _json_response(encoded: _Encoded) -> Response:
-    """JSON with an ETag (a reload of unchanged data costs a 304), gzip when accepted."""
-    response = Response(mimetype="application/json")
-    response.headers["Cache-Control"] = "no-cache"  # teams move: always revalidate
-    response.set_etag(encoded.etag)
-    response.vary.add("Accept-Encoding")
-    if request.if_none_match and encoded.etag in request.if_none_match:
-        response.status_code = 304
-        return response
-    body = encoded.body
-    if len(body) >= _GZIP_MIN_BYTES and "gzip" in request.accept_encodings:
-        body = encoded.gzipped
-        response.headers["Content-Encoding"] = "gzip"
-    response.set_data(body)
-    return response
+@bp.get("/map/coverage/data")
+@endpoint("The coverage map's data: every unit with its coverage (geomap-compact/1) and "
+          "the summary", permission="analysis", tags=("maps",),
+          params=(*COVERAGE_PARAMS, ZOOM_PARAM))  # fmt: skip
+def coverage_data() -> Response:
+    """Coverage of every unit as a compact document, with the summary and the query."""
+    args = Args(request.args, _COVERAGE_ARGS | {"zoom"})
+    settings = current_app.config["GEOMAP"]
+    query = _coverage_query(args)
+    grids = catalog().get("grids")
+    zoom = _zoom(args, grids.detail_zoom if grids else 0)
+
+    def build() -> Payload:
+        answer = coverage.coverage(
+            db.get_session(),
+            query,
+            walk_speed_kmh=settings.walk_speed_kmh,
+            access_m=settings.circle_access_m,
+            with_geometry=True,
+        )
+        if len(answer["units"]) > settings.max_features:
+            raise InvalidInput(f"{len(answer['units'])} units exceed the limit of "
+                               f"{settings.max_features}; choose a coarser level",
+                               field="level")  # fmt: skip
+        return _encoded(
+            planning.coverage_document(
+                answer, simplify_m=grids.simplify_m if grids else 0, zoom=zoom
+            )
+        )
+
+    key = ("coverage", repr(query), zoom, settings.walk_speed_kmh, settings.circle_access_m,
+           settings.max_features)  # fmt: skip
+    return _json(keep.kept(key, (*COVERAGE_DATA_SETS, query.of), build))
+
+
+@bp.get("/tiles/<layer_id>/<int:z>/<int:x>/<int:y>.pbf")
+@endpoint("A layer as a vector tile (Mapbox Vector Tile from PostGIS ST_AsMVT; no "
+          "personal fields), from the layer's min_zoom", permission="layers", tags=("maps",),
+          media_type=tiles.MEDIA_TYPE, statuses=(400, 404))  # fmt: skip
+def layer_tile(layer_id: str, z: int, x: int, y: int) -> Response:
+    """One vector tile of a catalog layer (empty when nothing touches it)."""
+    from geomap.layers import get_layer
+
+    layer = get_layer(catalog(), layer_id)
+    Args(request.args, {"token"})
+    tiles.check_tile(layer, z, x, y)
+
+    def build() -> Payload:
+        return Payload(tiles.layer_tile(db.get_session(), layer, z, x, y))
+
+    payload = keep.kept(("tile", layer.id, z, x, y), versions.layer_data_sets(layer), build)
+    return payload_response(payload, tiles.MEDIA_TYPE, cache_control="no-cache")
 
 
 # -- the planning map (geomap.maps.plan, static/geomap/planmap.js) ---------------------------

@@ -82,11 +82,18 @@
     return String(template).replace(/\{(\w+)\}/g, (all, key) => (key in values ? values[key] : all));
   }
 
+  // Thousands separated by commas (as Chinese and English both write them), at most
+  // `digits` decimals. Not toLocaleString(): it builds a formatter on every call (and the
+  // first Intl formatter costs tens of milliseconds of page start-up).
   function number(value, digits) {
     if (value === null || value === undefined || value === '') return '';
     const n = Number(value);
     if (!isFinite(n)) return esc(value);
-    return n.toLocaleString(undefined, { maximumFractionDigits: digits === undefined ? 2 : digits });
+    const d = digits === undefined ? 2 : digits;
+    const text = n.toFixed(d).replace(/\.?0+$/, (m) => (m.indexOf('.') >= 0 || d > 0 ? '' : m));
+    const parts = text.split('.');
+    parts[0] = parts[0].replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+    return parts.join('.');
   }
 
   function percent(share) {
@@ -258,7 +265,8 @@
   });
 
   // Panes, bottom to top: filled areas, circles, outlines, routes, labels; markers above.
-  const PANES = { areas: 350, circles: 370, outlines: 390, routes: 420, labels: 450 };
+  // Points drawn from vector tiles (vectortiles.js) sit just below the markers.
+  const PANES = { areas: 350, circles: 370, outlines: 390, routes: 420, labels: 450, points: 590 };
   const AREA_LAYERS = { grids: 'areas', communities: 'areas', coverage: 'areas', circles: 'circles' };
   const ROUTE_COLORS = ['#dc2626', '#ea580c', '#ca8a04', '#16a34a', '#2563eb', '#7c3aed'];
   const COVERED_COLORS = ['#bbf7d0', '#4ade80', '#15803d'];
@@ -348,10 +356,11 @@
         this.compactLegend = true;
       }
       this.map.on('zoomend', () => this.refreshZoomNotes());
-      // Layers hidden at start (communities) are loaded when first switched on.
+      // Layers hidden at start (communities) are loaded when first switched on; layers not
+      // drawn at the first view's zoom (below their catalog min_zoom) when first zoomed to.
       this.order.forEach((id) => {
         const state = this.states[id];
-        if (!state.spec.visible) state.gate.once('add', () => this.load(state));
+        if (!state.spec.visible) state.gate.once('add', () => this.whenDrawn(state));
       });
       if (this.config.page === 'battle' && this.config.nearest) {
         this.map.on('click', (e) => {
@@ -360,7 +369,12 @@
           this.nearest(p[0], p[1]);
         });
       }
-      const loads = this.order.filter((id) => this.states[id].spec.visible).map((id) => this.load(this.states[id]));
+      const shown = this.order.map((id) => this.states[id]).filter((state) => state.spec.visible);
+      const first = shown.filter((state) => state.spec.type === 'catalog' && state.spec.source &&
+        !state.spec.source.tiles && this.map.getZoom() >= (state.spec.minZoom || 0));
+      first.forEach((state) => { state.prefetch = this.fetchCompact(state.spec); });
+      this.firstView = first.length ? Promise.allSettled(first.map((state) => state.prefetch)) : null;
+      const loads = shown.map((state) => this.whenDrawn(state));
       this.ready = Promise.all(loads).then(() => {
         document.documentElement.setAttribute('data-geomap-ready', 'true');
         return this.stats();
@@ -368,6 +382,39 @@
       this.refreshZoomNotes();
       this.renderLegend();
       return this;
+    }
+
+    /**
+     * Load a layer now if the map is at its min_zoom, else once it gets there (while the
+     * layer is on): the first view loads only what it draws. Resolves when loaded (or,
+     * for a layer waiting for its zoom, at once).
+     */
+    whenDrawn(state) {
+      if (state.loading) return state.loading;
+      const due = () => this.map.getZoom() >= (state.spec.minZoom || 0) && this.map.hasLayer(state.gate);
+      if (due()) {
+        state.loading = this.load(state);
+        return state.loading;
+      }
+      const check = () => {
+        if (!due()) return;
+        this.map.off('zoomend overlayadd', check);
+        state.loading = this.load(state);
+      };
+      this.map.on('zoomend overlayadd', check);
+      state.waiting = check;
+      return Promise.resolve();
+    }
+
+    /** Load every layer still waiting for its zoom (the search looks through them all). */
+    loadWaiting() {
+      const loads = this.order.map((id) => this.states[id]).filter((state) => state.waiting && !state.loading)
+        .map((state) => {
+          this.map.off('zoomend overlayadd', state.waiting);
+          state.loading = this.load(state);
+          return state.loading;
+        });
+      return Promise.all(loads);
     }
 
     setView() {
@@ -408,7 +455,7 @@
 
     /** Whether the features of a pane answer the pointer (tooltips, popups). */
     paneInteractive(name) {
-      if (name === 'areas' || name === 'routes') return true;
+      if (name === 'areas' || name === 'routes' || name === 'points') return true;
       // On the battle map the circles are context: the grids below them stay reachable.
       if (name === 'circles') return this.config.page !== 'battle';
       return false;
@@ -416,8 +463,10 @@
 
     renderer(paneName) {
       if (!this.renderers[paneName]) {
-        // Canvas, not SVG: thousands of polygons stay smooth to pan and zoom.
-        this.renderers[paneName] = L.canvas({ pane: 'gm-' + paneName, padding: 0.3, tolerance: 2 });
+        // Canvas, not SVG: thousands of polygons stay smooth to pan and zoom. Leaflet's own
+        // padding (a tenth of the view on each side): each canvas is redrawn and composited
+        // whole, so a wider margin costs on every frame.
+        this.renderers[paneName] = L.canvas({ pane: 'gm-' + paneName, padding: 0.1, tolerance: 2 });
       }
       return this.renderers[paneName];
     }
@@ -428,21 +477,13 @@
       this.say('load:' + spec.id, this.t.loading + ' ' + spec.title, 'progress');
       try {
         if (spec.type === 'catalog') {
-          const doc = await this.fetchCompact(spec);
-          mark('fetched:' + spec.id);
-          state.features = decodeCompact(doc, spec.idField);
-          state.matched = doc.matched;
-          state.sources = doc.sources || [];
-          state.credits = doc.attribution || [];
-          mark('decoded:' + spec.id);
-          this.buildCatalogLayer(state);
-          mark('built:' + spec.id);
+          await this.loadCatalog(state, null);
         } else if (spec.type === 'circles') {
           await this.loadCircles(state);
         } else if (spec.type === 'venues') {
           this.buildVenues(state, (await this.circlesAnswer()).features);
         } else if (spec.type === 'coverage') {
-          await this.loadCoverage(state);
+          await this.loadCoverage(state, this.sourceUrl(spec));
         }
         state.loaded = true;
         this.say('load:' + spec.id, null);
@@ -455,13 +496,86 @@
       this.refreshZoomNotes();
     }
 
-    async fetchCompact(spec) {
+    /** A catalog layer's document (url: another detail than the page's), decoded and drawn. */
+    async loadCatalog(state, url) {
+      const spec = state.spec;
+      if (spec.source && spec.source.tiles) {
+        this.buildTiled(state);
+        return;
+      }
+      const doc = await (url || !state.prefetch ? this.fetchCompact(spec, url) : state.prefetch);
+      mark('fetched:' + spec.id);
+      // The first view's layers are drawn together, once all have arrived (they come
+      // within milliseconds of each other): one frame to paint, not one per layer.
+      if (!url && this.firstView) await this.firstView;
+      state.features = decodeCompact(doc, spec.idField);
+      state.matched = doc.matched;
+      state.sources = doc.sources || [];
+      state.credits = doc.attribution || [];
+      mark('decoded:' + spec.id);
+      this.buildCatalogLayer(state);
+      mark('built:' + spec.id);
+      this.watchDetail(state, doc, async (zoom) => {
+        await this.loadCatalog(state, this.sourceUrl(spec, zoom));
+        this.loaded(state);
+      });
+    }
+
+    /** Where a layer's data is: the URL the page preloads, or that URL for another zoom. */
+    sourceUrl(spec, zoom) {
+      const source = spec.source || {};
+      if (source.inline) return null;
+      const href = source.href || this.url(source.url);
+      if (zoom === undefined) return href;
+      const url = new URL(href, window.location.href);
+      url.searchParams.delete('zoom');
+      if (zoom !== null) url.searchParams.set('zoom', zoom);
+      return url.toString();
+    }
+
+    /**
+     * A document generalised for a zoom (doc.zoom: simplified to about a pixel there, holes
+     * too small to see dropped) is loaded again, finer, once the map is zoomed in two
+     * levels past it; from the layer's detailZoom on, in full detail.
+     */
+    watchDetail(state, doc, reload) {
+      if (doc.zoom === undefined || doc.zoom === null) {
+        state.detail = null;
+        return;
+      }
+      state.detail = { zoom: doc.zoom, reload: reload, busy: false };
+      if (!state.detailWatch) {
+        state.detailWatch = () => this.refine(state);
+        this.map.on('zoomend', state.detailWatch);
+      }
+    }
+
+    async refine(state) {
+      const detail = state.detail;
+      if (!detail || detail.busy || !this.map.hasLayer(state.gate)) return;
+      const zoom = Math.floor(this.map.getZoom());
+      if (zoom < detail.zoom + 2) return;
+      detail.busy = true;
+      const full = !state.spec.detailZoom || zoom >= state.spec.detailZoom;
+      try {
+        await detail.reload(full ? null : zoom);
+        mark('refined:' + state.spec.id);
+      } catch (error) {
+        this.say('load:' + state.spec.id, fmt(this.t.load_failed, { layer: state.spec.title, message: error.message }), 'error');
+      } finally {
+        detail.busy = false;
+      }
+      this.renderLegend();
+      if (state.detail && state.detail !== detail) this.refine(state);  // zoomed on meanwhile
+    }
+
+    async fetchCompact(spec, url) {
       if (spec.source.inline) {
         const element = document.getElementById(spec.source.inline);
         return JSON.parse(element.textContent);
       }
       // source.href: the URL the page preloads (<link rel=preload>): fetch the same one.
-      return this.fetchJson(spec.source.href || this.url(spec.source.url));
+      return this.fetchJson(url || this.sourceUrl(spec));
     }
 
     async fetchJson(url) {
@@ -493,14 +607,22 @@
       return body;
     }
 
-    /** The /api/circles answer, fetched once: the circles and the venues share it. */
-    circlesAnswer() {
-      if (!this.circlesRequest) {
+    /**
+     * The circles map's document (/map/circles/data: each venue's circle, the union's
+     * residents as its summary), fetched once: the circles and the venues share it.
+     */
+    circlesAnswer(url) {
+      if (!this.circlesRequest || url) {
+        const spec = (this.states.circles || this.states.venues).spec;
         this.say('circles', this.t.circles_loading, 'progress');
-        const request = this.fetchJson(this.url(this.config.urls.circles));
+        const request = this.fetchJson(url || this.sourceUrl(spec)).then((doc) => {
+          mark('fetched:circles');
+          return { doc: doc, features: decodeCompact(doc) };
+        });
         const clear = () => this.say('circles', null);
         request.then(clear, clear);
-        this.circlesRequest = request;
+        if (!url) this.circlesRequest = request;
+        return request;
       }
       return this.circlesRequest;
     }
@@ -511,7 +633,9 @@
       const id = state.spec.id;
       if (id === 'teams') this.countTeams();
       const grids = this.states.grids;
-      if ((id === 'grids' || id === 'teams') && grids && grids.main) this.colourGrids(this.gridColouring);
+      // The teams change the grids' colours only when the grids are coloured by teams.
+      const recolour = (id === 'grids' && !state.coloured) || (id === 'teams' && this.gridColouring === 'teams');
+      if (recolour && grids && grids.main) this.colourGrids(this.gridColouring);
     }
 
     stats() {
@@ -522,7 +646,9 @@
           loaded: state.loaded,
           error: state.error || null,
           features: state.features ? state.features.length : 0,
-          drawn: state.count,
+          drawn: state.tiled ? window.GeomapTiles.drawn(state) : state.count,
+          tiled: !!state.tiled,
+          tiles: state.tileStats ? state.tileStats.tiles : 0,
           matched: state.matched === undefined ? null : state.matched,
           onMap: !!(state.parts && state.parts.some((p) => this.map.hasLayer(p.layer))),
           minZoom: state.spec.minZoom,
@@ -654,6 +780,9 @@
       this.credit(main, state.credits);
       state.main = main;
       state.parts = parts;
+      // The grids get their colours before they are drawn: drawn once, not twice.
+      state.coloured = spec.id === 'grids' && this.gridColouring !== 'coverage';
+      if (state.coloured) this.colourGrids(this.gridColouring);
       state.gate.setParts(parts);
     }
 
@@ -671,10 +800,48 @@
       if (this.map.hasLayer(layer)) lines.forEach((line) => control.addAttribution(esc(line)));
     }
 
+    /** The pane of a polygon or line layer: filled areas, circles or outlines. */
+    paneOf(spec) {
+      return AREA_LAYERS[spec.id] || (spec.style && spec.style.fill ? 'areas' : 'outlines');
+    }
+
+    /**
+     * A layer too big for one document, drawn from vector tiles (vectortiles.js): the
+     * legend counts what the service counted; search and labels need the features, so
+     * they skip it.
+     */
+    buildTiled(state) {
+      const spec = state.spec;
+      const layer = window.GeomapTiles.build(this, state);
+      state.main = layer;
+      state.count = spec.count || 0;
+      state.matched = spec.count;
+      state.sources = spec.sources || [];
+      state.parts = [{ layer: layer, minZoom: spec.minZoom || 0 }];
+      state.gate.setParts(state.parts);
+    }
+
+    tileTooltip(spec, properties) {
+      if (spec.id === 'grids') return this.tooltipHtml(spec, { properties: properties });
+      return '<b>' + esc(this.label(spec, properties)) + '</b>';
+    }
+
+    clusterTooltip(spec, properties) {
+      const kind = spec.kindColumn ? properties[spec.kindColumn] : null;
+      const kindName = kind === null ? '' : ' · ' + esc((spec.kinds && spec.kinds[kind]) || kind);
+      return '<b>' + number(properties.cluster_count, 0) + '</b> ' + esc(spec.title) + kindName;
+    }
+
+    tilePopup(spec, properties) {
+      // On the battle map a click on an area asks for the nearest teams instead.
+      if (spec.geometry !== 'point' && this.nearestOnClick) return null;
+      return this.featureHtml(spec, properties, this.extraRows(spec, { properties: properties }));
+    }
+
     buildPaths(state, features) {
       const spec = state.spec;
       const page = this;
-      const pane = AREA_LAYERS[spec.id] || (spec.style && spec.style.fill ? 'areas' : 'outlines');
+      const pane = this.paneOf(spec);
       // Outlines only frame the map: not clickable, so clicks reach the grids below.
       const interactive = this.paneInteractive(pane);
       const base = pane === 'circles' ? this.circleStyle(spec) : this.pathStyle(spec);
@@ -684,17 +851,29 @@
         renderer: this.renderer(pane),
         interactive: interactive,
         style: varies ? (feature) => this.featurePathStyle(spec, base, feature.properties) : () => base,
-        onEachFeature: interactive ? (feature, path) => {
-          path.bindTooltip(() => page.tooltipHtml(spec, feature), { sticky: true, direction: 'top', opacity: 0.95 });
-          path.on('click', (e) => {
-            // On the battle map a click asks for the nearest teams; elsewhere it opens a popup.
-            if (page.nearestOnClick) return;
-            L.popup().setLatLng(e.latlng).setContent(page.featureHtml(spec, feature.properties, page.extraRows(spec, feature)))
-              .openOn(page.map);
-          });
-        } : null,
       }));
+      if (interactive) {
+        this.bindFeatures(layer, (feature) => page.tooltipHtml(spec, feature), (feature) => {
+          // On the battle map a click asks for the nearest teams; elsewhere it opens a popup.
+          if (page.nearestOnClick) return null;
+          return page.featureHtml(spec, feature.properties, page.extraRows(spec, feature));
+        });
+      }
       return layer;
+    }
+
+    /**
+     * One tooltip and one click handler for all the features of a layer (thousands of
+     * grids): bound on the layer, they show the feature under the pointer. `popup`
+     * returns the popup's HTML, or null for none.
+     */
+    bindFeatures(layer, tooltip, popup) {
+      layer.bindTooltip((path) => tooltip(path.feature), { sticky: true, direction: 'top', opacity: 0.95 });
+      layer.on('click', (e) => {
+        const path = e.propagatedFrom || e.layer;
+        const html = path && path.feature ? popup(path.feature) : null;
+        if (html) L.popup().setLatLng(e.latlng).setContent(html).openOn(this.map);
+      });
     }
 
     tooltipHtml(spec, feature) {
@@ -821,10 +1000,22 @@
         if (spec.statusColumn && state.hiddenStatuses[p[spec.statusColumn]]) return false;
         return true;
       });
-      state.group.clearLayers();
-      if (state.group.addLayers) state.group.addLayers(shown);
-      else shown.forEach((m) => state.group.addLayer(m));
       state.count = shown.length;
+      const group = state.group;
+      const fill = () => {
+        group.clearLayers();
+        if (group.addLayers) group.addLayers(shown);
+        else shown.forEach((m) => group.addLayer(m));
+      };
+      // A cluster group off the map checks each marker added against every marker
+      // waiting (quadratic: 0.1 s for 7,000 stations); on the map it clusters them at once.
+      if (!group.addLayers || group._map) {
+        fill();
+      } else {
+        if (state.pendingFill) group.off('add', state.pendingFill);
+        state.pendingFill = () => { state.pendingFill = null; fill(); };
+        group.once('add', state.pendingFill);
+      }
     }
 
     // -- the grids' colouring: population, coverage (from /api/coverage), teams
@@ -851,7 +1042,8 @@
         if (name === 'coverage' && !(this.config.urls && this.config.urls.gridCoverage)) return;
         options.push(name);
       });
-      if (this.states.teams) options.push('teams');
+      // Teams per grid need every team and every grid in the browser (not tiled).
+      if (this.states.teams && !this.states.teams.spec.source.tiles && !grids.spec.source.tiles) options.push('teams');
       return options;
     }
 
@@ -861,15 +1053,17 @@
       this.gridColouring = mode;
       const spec = state.spec;
       const ramp = (spec.style && spec.style.ramp) || ['#fff7ec', '#fdd49e', '#fc8d59', '#d7301f', '#7f0000'];
-      const code = (f) => f.properties[spec.idField];
+      const code = (p) => p[spec.idField];
       let value = null;
       let breaks = null;
       let colours = ramp;
       if (mode === 'population') {
-        value = (f) => f.properties.population;
+        value = (p) => p.population;
+        // Tiled grids are not all in the browser: the service gave their quantiles.
+        if (state.tiled) breaks = (spec.breaks && spec.breaks.population) || [];
       } else if (mode === 'teams') {
         const counts = this.teamCounts || {};
-        value = (f) => (counts[code(f)] ? counts[code(f)].all : 0);
+        value = (p) => (counts[code(p)] ? counts[code(p)].all : 0);
       } else if (mode === 'coverage') {
         if (!this.coverageShares) {
           this.say('coverage', this.t.coverage_loading, 'progress');
@@ -887,27 +1081,34 @@
           if (this.gridColouring !== 'coverage') return;  // the user moved on meanwhile
         }
         const shares = this.coverageShares;
-        value = (f) => shares[code(f)];
+        value = (p) => shares[code(p)];
         breaks = [0.2, 0.4, 0.6, 0.8];
         colours = ramp.slice().reverse();  // the least covered, the darkest
       }
-      if (value && !breaks) breaks = quantileBreaks(state.features.map(value), colours.length);
+      if (value && !breaks) breaks = quantileBreaks(state.features.map((f) => value(f.properties)), colours.length);
       const base = this.pathStyle(spec);
-      state.main.setStyle((feature) => {
+      const styleOf = (properties) => {
         if (!value) return Object.assign({}, base, { fillOpacity: 0.05 });
-        const v = value(feature);
+        const v = value(properties);
         if (v === undefined || v === null) return Object.assign({}, base, { fillColor: '#cbd5e1' });
         return Object.assign({}, base, { fillColor: colours[classOf(v, breaks)] });
-      });
+      };
+      if (state.tiled) {
+        state.tileStyle = styleOf;
+        window.GeomapTiles.restyle(state);
+      } else {
+        state.main.setStyle((feature) => styleOf(feature.properties));
+      }
       this.gridValues = { mode: mode, breaks: breaks, colours: colours };
       this.renderLegend();
     }
 
     // -- the 15-minute circles (planners' map)
-    async loadCircles(state) {
-      const answer = await this.circlesAnswer();
+    async loadCircles(state, url) {
+      const answer = await this.circlesAnswer(url);
       const spec = state.spec;
       state.features = answer.features;
+      state.sources = answer.doc.sources || [];
       const drawable = answer.features.filter((f) => f.geometry);
       state.count = drawable.length;
       const base = this.circleStyle(spec);
@@ -915,29 +1116,19 @@
       state.main = L.geoJSON(drawable, this.geoJsonOptions({
         renderer: this.renderer('circles'),
         style: () => base,
-        onEachFeature: (feature, path) => {
-          path.bindTooltip(() => '<b>' + esc(feature.properties.name) + '</b><br>' +
-            esc(page.s.fields.population) + ' ' + number(feature.properties.population), { sticky: true });
-          path.bindPopup(() => page.circleHtml(feature.properties));
-        },
       }));
       this.credit(state.main, spec.credits);
+      this.bindFeatures(state.main, (feature) => '<b>' + esc(feature.properties.name) + '</b><br>' +
+        esc(page.s.fields.population) + ' ' + number(feature.properties.population),
+      (feature) => page.circleHtml(feature.properties));
       state.parts = [{ layer: state.main, minZoom: 0 }];
       state.gate.setParts(state.parts);
+      mark('built:circles');
       this.circleFeatures = answer.features;
+      // Residents inside any circle (the union: overlaps counted once).
+      this.circlesUnion = answer.doc.summary || null;
       this.renderCirclesSummary();
-      if (this.summaryBox && this.config.urls.circlesUnion) this.loadCirclesUnion();
-    }
-
-    /** Residents inside any circle (the union: overlaps counted once), for the summary. */
-    async loadCirclesUnion() {
-      try {
-        const union = await this.fetchJson(this.url(this.config.urls.circlesUnion));
-        this.circlesUnion = union.properties;
-      } catch (error) {
-        this.circlesUnion = { error: error.message };
-      }
-      this.renderCirclesSummary();
+      this.watchDetail(state, answer.doc, (zoom) => this.loadCircles(state, this.sourceUrl(spec, zoom)));
     }
 
     circleHtml(p) {
@@ -981,8 +1172,7 @@
       const features = this.circleFeatures || [];
       const union = this.circlesUnion;
       let covered = esc(this.t.computing);
-      if (union && union.error) covered = '<span class="gm-bad">' + esc(union.error) + '</span>';
-      else if (union) covered = '<b>' + number(union.covered_population, 0) + '</b> (' + percent(union.covered_share) + ')';
+      if (union) covered = '<b>' + number(union.covered_population, 0) + '</b> (' + percent(union.covered_share) + ')';
       const drawn = features.filter((f) => f.geometry);
       const area = drawn.reduce((s, f) => s + (f.properties.area_km2 || 0), 0);
       const people = drawn.reduce((s, f) => s + (f.properties.population || 0), 0);
@@ -1012,34 +1202,35 @@
     }
 
     // -- coverage gaps (planners' map)
-    async loadCoverage(state) {
+    async loadCoverage(state, url) {
       this.say('coverage', this.t.coverage_loading, 'progress');
-      let answer;
+      let doc;
       try {
-        answer = await this.fetchJson(this.url(this.config.urls.coverage));
+        doc = await this.fetchJson(url);
       } finally {
         this.say('coverage', null);
       }
+      mark('fetched:coverage');
       const spec = state.spec;
       const page = this;
-      state.features = answer.features;
-      const drawable = answer.features.filter((f) => f.geometry);
+      state.features = decodeCompact(doc);
+      const drawable = state.features.filter((f) => f.geometry);
       state.count = drawable.length;
-      state.summary = answer.summary;
-      state.query = answer.query;
+      state.summary = doc.summary;
+      state.query = doc.query;
       state.main = L.geoJSON(drawable, this.geoJsonOptions({
         renderer: this.renderer('areas'),
         style: (f) => page.coverageStyle(f.properties),
-        onEachFeature: (feature, path) => {
-          path.bindTooltip(() => '<b>' + esc(feature.properties.name) + '</b><br>' +
-            esc(page.t.covered_share) + ' ' + percent(feature.properties.covered_share_population), { sticky: true });
-          path.bindPopup(() => page.coverageHtml(spec, feature.properties));
-        },
       }));
       this.credit(state.main, spec.credits);
+      this.bindFeatures(state.main, (feature) => '<b>' + esc(feature.properties.name) + '</b><br>' +
+        esc(page.t.covered_share) + ' ' + percent(feature.properties.covered_share_population),
+      (feature) => page.coverageHtml(spec, feature.properties));
       state.parts = [{ layer: state.main, minZoom: 0 }];
       state.gate.setParts(state.parts);
+      mark('built:coverage');
       this.renderCoverageSummary(state);
+      this.watchDetail(state, doc, (zoom) => this.loadCoverage(state, this.sourceUrl(spec, zoom)));
     }
 
     coverageStyle(p) {
@@ -1165,7 +1356,10 @@
       const page = this;
       this.search = new L.Control.Search({
         position: 'topleft',
-        sourceData: (text, callResponse) => { callResponse(page.index()); return { abort: function () {} }; },
+        sourceData: (text, callResponse) => {
+          page.loadWaiting().then(() => callResponse(page.index()));
+          return { abort: function () {} };
+        },
         formatData: (records) => records,
         filterData: (text, records) => {
           const needle = text.trim().toLowerCase();
@@ -1254,7 +1448,17 @@
         .openOn(this.map);
     }
 
+    /** Render the legend once, at the next frame, however many layers asked meanwhile. */
     renderLegend() {
+      if (!this.legend || this.legendPending) return;
+      this.legendPending = true;
+      window.requestAnimationFrame(() => {
+        this.legendPending = false;
+        this.renderLegendNow();
+      });
+    }
+
+    renderLegendNow() {
       if (!this.legend) return;
       if (this.compactLegend) {
         this.renderCompactLegend();
@@ -1268,6 +1472,7 @@
         const synthetic = (state.sources || []).some((s) => /^synthetic/.test(s));
         let head = '<div class="gm-legend-layer"><div class="gm-legend-title">' + this.swatch(spec) + ' ' + esc(spec.title);
         if (state.loaded) head += ' <span class="gm-count">' + number(state.count, 0) + '</span>';
+        else if (state.waiting && !state.loading) head += ' <small class="gm-zoom-note">' + esc(fmt(this.t.zoom_in_to_see, { zoom: spec.minZoom })) + '</small>';
         else if (!state.error) head += ' <span class="gm-count">…</span>';
         if (state.matched && state.features && state.matched > state.features.length) {
           head += ' <small>' + esc(fmt(this.t.shown_of, { count: number(state.features.length, 0), matched: number(state.matched, 0) })) + '</small>';
@@ -1322,12 +1527,17 @@
     legendDetail(state) {
       const spec = state.spec;
       let html = '';
-      if (spec.geometry === 'point' && state.markers && spec.kindColumn) {
+      if (spec.geometry === 'point' && (state.markers || state.tiled) && spec.kindColumn) {
         const counts = {};
-        state.markers.forEach((m) => {
-          const k = m.feature.properties[spec.kindColumn];
-          counts[k] = (counts[k] || 0) + 1;
-        });
+        if (state.tiled) {
+          // Not all in the browser: every kind of the catalog, without counts.
+          Object.keys((spec.style && spec.style.kinds) || {}).forEach((k) => { counts[k] = ''; });
+        } else {
+          state.markers.forEach((m) => {
+            const k = m.feature.properties[spec.kindColumn];
+            counts[k] = (counts[k] || 0) + 1;
+          });
+        }
         html += '<ul class="gm-kinds">' + Object.keys(counts).sort((a, b) => counts[b] - counts[a]).map((k) => {
           const look = this.kindStyle(spec, k);
           const off = state.hiddenKinds[k] ? ' gm-off' : '';
@@ -1394,7 +1604,8 @@
           const key = kind !== null ? kind : status;
           if (set[key]) delete set[key];
           else set[key] = true;
-          this.applyMarkerFilter(state);
+          if (state.tiled) window.GeomapTiles.restyle(state);
+          else this.applyMarkerFilter(state);
           this.renderLegend();
         });
       });
