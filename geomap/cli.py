@@ -139,6 +139,11 @@ def seed(ctx: click.Context, dataset: str, seed_value: int | None, if_empty: boo
 
         storage.replace_all(session.connection(), frames, progress=loaded)
         counts = inventory.counts(session)
+        from geomap.ops import audit, escalation, utc_now
+
+        escalation.ensure_partitions(session, utc_now())
+        change = {"dataset": dataset, "seed": seed_value, "counts": counts}
+        audit.record(session, audit.Actor.cli(), "dataset.replace", at=utc_now(), changes=change)
     with dbmod.session_scope(settings) as session:
         session.execute(sa.text("ANALYZE"))  # fresh planner statistics for the new rows
     click.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()))
@@ -457,9 +462,12 @@ def keys_create(ctx: click.Context, role: str, name: str) -> None:
     """Create a key; it is printed once and only its hash is kept."""
     from geomap import auth
     from geomap import db as dbmod
+    from geomap.ops import audit, utc_now
 
     with dbmod.session_scope(_settings(ctx)) as session:
         key, prefix = auth.create_key(session.connection(), name, role)
+        audit.record(session, audit.Actor.cli(), "key.create", at=utc_now(),
+                     changes={"name": name.strip(), "role": role, "prefix": prefix})  # fmt: skip
     click.echo(key)
     click.echo(f"({role} key {prefix} for {name}; keep it safe, it is not shown again)",
                err=True)  # fmt: skip
@@ -487,9 +495,12 @@ def keys_revoke(ctx: click.Context, prefix: str) -> None:
     """Revoke the key with this prefix (the 8 characters after `gm_`)."""
     from geomap import auth
     from geomap import db as dbmod
+    from geomap.ops import audit, utc_now
 
     with dbmod.session_scope(_settings(ctx)) as session:
         auth.revoke_key(session.connection(), prefix)
+        audit.record(session, audit.Actor.cli(), "key.revoke", at=utc_now(),
+                     changes={"prefix": prefix})  # fmt: skip
     click.echo(f"revoked key {prefix}")
 
 
@@ -538,16 +549,20 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int) 
              "-b", f"{host}:{port}", "geomap.wsgi:app"],
         )  # fmt: skip
     from geomap import create_app
+    from geomap.api._ops import start_loop
 
     app = create_app({"host": host, "port": port})
+    start_loop(app)  # escalations recorded as they fall due (GEOMAP_ESCALATION_INTERVAL_S)
     click.echo(f"serving on http://{host}:{port}", err=True)
     app.run(host=host, port=port, threaded=True)
 
 
 def _attach_subcommands() -> None:
     from geomap.maps.cli import map_group
+    from geomap.ops.cli import cases_group
 
     main.add_command(map_group)
+    main.add_command(cases_group)
 
 
 _attach_subcommands()

@@ -9,13 +9,14 @@ def init_app(app: Any) -> None:
     """Register every blueprint and the error handlers on ``app``."""
     from geomap import auth
     from geomap.api import (
+        audit,
+        cases,
         circles,
         coverage,
         docs,
         errors,
         headers,
         health,
-        incidents,
         layers,
         teams,
     )
@@ -28,7 +29,8 @@ def init_app(app: Any) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(teams.bp)
-    app.register_blueprint(incidents.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(audit.bp)
     app.register_blueprint(coverage.bp)
     app.register_blueprint(circles.bp)
     app.register_blueprint(layers.bp)
