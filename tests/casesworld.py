@@ -74,7 +74,9 @@ class World:
 
 def point(col: float, row: float) -> tuple[float, float]:
     """lon/lat of a lattice position of the hand-built network (fractions allowed)."""
-    return handmade.ORIGIN[0] + col * handmade.STEP_DEG, handmade.ORIGIN[1] + row * handmade.STEP_DEG
+    return handmade.ORIGIN[0] + col * handmade.STEP_DEG, handmade.ORIGIN[
+        1
+    ] + row * handmade.STEP_DEG
 
 
 def build(conn, *, with_network: bool = True) -> World:
@@ -88,9 +90,18 @@ def build(conn, *, with_network: bool = True) -> World:
                 "(:code, :parent, :level, :name, ST_Multi(ST_MakeEnvelope(:x0, :y0, :x1, :y1, "
                 "4326)), :source)"
             ),
-            {"code": code, "parent": parent, "level": level, "name": name, "x0": box[0],
-             "y0": box[1], "x1": box[2], "y1": box[3], "source": SOURCE},
-        )  # fmt: skip
+            {
+                "code": code,
+                "parent": parent,
+                "level": level,
+                "name": name,
+                "x0": box[0],
+                "y0": box[1],
+                "x1": box[2],
+                "y1": box[3],
+                "source": SOURCE,
+            },
+        )
     for code, name, community, population, box in _GRIDS:
         conn.execute(
             sa.text(
@@ -98,9 +109,18 @@ def build(conn, *, with_network: bool = True) -> World:
                 "source) VALUES (:code, :name, :community, :population, 0, "
                 "ST_Multi(ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326)), :source)"
             ),
-            {"code": code, "name": name, "community": community, "population": population,
-             "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "source": SOURCE},
-        )  # fmt: skip
+            {
+                "code": code,
+                "name": name,
+                "community": community,
+                "population": population,
+                "x0": box[0],
+                "y0": box[1],
+                "x1": box[2],
+                "y1": box[3],
+                "source": SOURCE,
+            },
+        )
     teams = {}
     for name, (kind, caps, col, row) in TEAMS.items():
         lon, lat = point(col, row)
@@ -111,12 +131,24 @@ def build(conn, *, with_network: bool = True) -> World:
                 ":caps, '队长', '13800000000', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), "
                 ":at, :source) RETURNING id"
             ),
-            {"code": name.upper(), "name": name, "kind": kind, "caps": caps, "lon": lon,
-             "lat": lat, "at": START - dt.timedelta(hours=1), "source": SOURCE},
-        ).scalar_one()  # fmt: skip
+            {
+                "code": name.upper(),
+                "name": name,
+                "kind": kind,
+                "caps": caps,
+                "lon": lon,
+                "lat": lat,
+                "at": START - dt.timedelta(hours=1),
+                "source": SOURCE,
+            },
+        ).scalar_one()
     keys, names = {}, {}
-    for who, role in (("commander", "commander"), ("checker", "commander"),
-                      ("planner", "planner"), ("viewer", "viewer")):  # fmt: skip
+    for who, role in (
+        ("commander", "commander"),
+        ("checker", "commander"),
+        ("planner", "planner"),
+        ("viewer", "viewer"),
+    ):
         names[who] = f"{who} of the test"
         keys[who] = auth.create_key(conn, names[who], role)[0]
     return World(teams, keys, names)

@@ -28,14 +28,16 @@ def new_case(api, world, *, kind="incident", at=INSIDE_EAST, who="commander", k=
 
 
 def step(api, world, case_id, action, who="commander", **extra):
-    return api.post(f"/api/cases/{case_id}/steps", json={"action": action, **extra},
-                    headers=world.headers(who))  # fmt: skip
+    return api.post(
+        f"/api/cases/{case_id}/steps", json={"action": action, **extra}, headers=world.headers(who)
+    )
 
 
 def send(api, world, case_id, *teams, who="commander"):
     ids = [world.teams[t] for t in teams]
-    return api.post(f"/api/cases/{case_id}/dispatch", json={"team_ids": ids},
-                    headers=world.headers(who))  # fmt: skip
+    return api.post(
+        f"/api/cases/{case_id}/dispatch", json={"team_ids": ids}, headers=world.headers(who)
+    )
 
 
 def case_in(api, world, status: str, team: str = "med1") -> dict:
@@ -59,8 +61,9 @@ def case_in(api, world, status: str, team: str = "med1") -> dict:
         elif what == "arrive":
             did = api.get(f"/api/cases/{cid}", headers=world.headers()).get_json()
             did = did["dispatches"][0]["id"]
-            r = api.post(f"/api/dispatches/{did}/steps", json={"action": "arrive"},
-                         headers=world.headers())  # fmt: skip
+            r = api.post(
+                f"/api/dispatches/{did}/steps", json={"action": "arrive"}, headers=world.headers()
+            )
             assert r.status_code == 200
         elif what == "close":
             assert step(api, world, cid, "close", who="checker").status_code == 200
@@ -121,8 +124,13 @@ def test_every_case_status_and_action_through_the_api(ops_client, world, connect
                 if action == "dispatch":
                     response = send(api, world, case["id"], "med2")
                 else:
-                    response = step(api, world, case["id"], action,
-                                    who="checker" if action == "close" else "commander")  # fmt: skip
+                    response = step(
+                        api,
+                        world,
+                        case["id"],
+                        action,
+                        who="checker" if action == "close" else "commander",
+                    )
                 expected = cases.STEPS.get((status, action))
                 if expected is None:
                     assert response.status_code == 409, (status, action, response.get_json())
@@ -154,10 +162,17 @@ def test_every_dispatch_status_and_action_through_the_api(ops_client, world, con
                 case = new_case(api, world)
                 did = send(api, world, case["id"], "med1").get_json()["dispatches"][0]
                 for move in path:
-                    assert api.post(f"/api/dispatches/{did}/steps", json={"action": move},
-                                    headers=world.headers()).status_code == 200  # fmt: skip
-                response = api.post(f"/api/dispatches/{did}/steps", json={"action": action},
-                                    headers=world.headers())  # fmt: skip
+                    assert (
+                        api.post(
+                            f"/api/dispatches/{did}/steps",
+                            json={"action": move},
+                            headers=world.headers(),
+                        ).status_code
+                        == 200
+                    )
+                response = api.post(
+                    f"/api/dispatches/{did}/steps", json={"action": action}, headers=world.headers()
+                )
                 expected = dispatch.STEPS.get((status, action))
                 if expected is None:
                     assert response.status_code == 409, (status, action)
@@ -176,8 +191,9 @@ def test_every_dispatch_status_and_action_through_the_api(ops_client, world, con
 
 
 def _team_status(connection, team_id):
-    return connection.execute(sa.text("SELECT status FROM teams WHERE id = :id"),
-                              {"id": team_id}).scalar()  # fmt: skip
+    return connection.execute(
+        sa.text("SELECT status FROM teams WHERE id = :id"), {"id": team_id}
+    ).scalar()
 
 
 def test_the_unit_chain_is_resolved_from_the_point(ops_client, world):
@@ -193,9 +209,16 @@ def test_the_unit_chain_is_resolved_from_the_point(ops_client, world):
     away = new_case(ops_client, world, at=casesworld.OUTSIDE_GRIDS)
     assert away["located"] == "township" and away["units"]["grid"] is None
     assert away["level"] == "township" and away["units"]["district"]["code"] == "360198"
-    outside = ops_client.post("/api/cases", json={
-        "kind": "hazard", "title": "x", "lon": casesworld.OUTSIDE_CITY[0],
-        "lat": casesworld.OUTSIDE_CITY[1]}, headers=world.headers())  # fmt: skip
+    outside = ops_client.post(
+        "/api/cases",
+        json={
+            "kind": "hazard",
+            "title": "x",
+            "lon": casesworld.OUTSIDE_CITY[0],
+            "lat": casesworld.OUTSIDE_CITY[1],
+        },
+        headers=world.headers(),
+    )
     assert outside.status_code == 422 and outside.get_json()["error"]["field"] == "lon"
 
 
@@ -210,9 +233,11 @@ def test_a_point_in_no_region_goes_to_the_nearest_grid(ops_client, world, connec
 
 
 def test_creating_a_case_recommends_fitting_teams(ops_client, world):
-    response = ops_client.post("/api/cases?k=3", json={
-        "kind": "hazard", "title": "井盖破损", "lon": INSIDE_EAST[0], "lat": INSIDE_EAST[1]},
-        headers=world.headers())  # fmt: skip
+    response = ops_client.post(
+        "/api/cases?k=3",
+        json={"kind": "hazard", "title": "井盖破损", "lon": INSIDE_EAST[0], "lat": INSIDE_EAST[1]},
+        headers=world.headers(),
+    )
     recommended = response.get_json()["recommendation"]["teams"]
     # Hazards go to stewards, veterans, youth, riders with a hazard capability.
     names = {t["name"] for t in recommended}
@@ -238,8 +263,9 @@ def test_dispatch_resolve_close_and_the_teams_come_back(ops_client, world, conne
     busy = send(api, world, other["id"], "stw1")
     assert busy.status_code == 409 and "already on dispatch" in busy.get_json()["error"]["message"]
     # ... nor be declared available or off duty while on a dispatch.
-    patch = api.patch(f"/api/teams/{world.teams['stw1']}", json={"status": "available"},
-                      headers=world.headers())  # fmt: skip
+    patch = api.patch(
+        f"/api/teams/{world.teams['stw1']}", json={"status": "available"}, headers=world.headers()
+    )
     assert patch.status_code == 409 and patch.get_json()["error"]["field"] == "status"
     world.clock.advance(minutes=30)
     assert step(api, world, case["id"], "resolve").status_code == 200
@@ -262,11 +288,15 @@ def test_releasing_the_last_team_returns_the_case_to_accepted(ops_client, world,
     case = new_case(api, world)
     did = send(api, world, case["id"], "med1").get_json()["dispatches"][0]
     api.post(f"/api/dispatches/{did}/steps", json={"action": "depart"}, headers=world.headers())
-    arrived = api.post(f"/api/dispatches/{did}/steps", json={"action": "arrive"},
-                       headers=world.headers())  # fmt: skip
+    arrived = api.post(
+        f"/api/dispatches/{did}/steps", json={"action": "arrive"}, headers=world.headers()
+    )
     assert arrived.get_json()["status"] == "on_scene"
-    released = api.post(f"/api/dispatches/{did}/steps", json={"action": "release", "note": "换队"},
-                        headers=world.headers())  # fmt: skip
+    released = api.post(
+        f"/api/dispatches/{did}/steps",
+        json={"action": "release", "note": "换队"},
+        headers=world.headers(),
+    )
     assert released.get_json()["status"] == "accepted"
     assert _team_status(connection, world.teams["med1"]) == "available"
     again = send(api, world, case["id"], "med1")
@@ -309,8 +339,12 @@ def test_dispatch_refuses_bad_team_lists(ops_client, world):
     api.patch(f"/api/teams/{off}", json={"status": "off_duty"}, headers=world.headers())
     refused = api.post(path, json={"team_ids": [off]}, headers=world.headers())
     assert refused.status_code == 409 and "off_duty" in refused.get_json()["error"]["message"]
-    assert api.post("/api/cases/999999/dispatch", json={"team_ids": [t]},
-                    headers=world.headers()).status_code == 404  # fmt: skip
+    assert (
+        api.post(
+            "/api/cases/999999/dispatch", json={"team_ids": [t]}, headers=world.headers()
+        ).status_code
+        == 404
+    )
 
 
 # -- bad input: 4xx naming the field, never 500 ---------------------------------------------
@@ -341,18 +375,29 @@ def test_dispatch_refuses_bad_team_lists(ops_client, world):
 def test_bad_case_input_is_4xx_naming_the_field(ops_client, world, body, field):
     body = {"lon": INSIDE_EAST[0], "lat": INSIDE_EAST[1], **body}
     # json.dumps escapes a lone surrogate as \ud800, as a client's JSON would carry it.
-    response = ops_client.post("/api/cases", data=json.dumps(body),
-                               content_type="application/json", headers=world.headers())  # fmt: skip
+    response = ops_client.post(
+        "/api/cases",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers=world.headers(),
+    )
     assert 400 <= response.status_code < 500, response.get_data(as_text=True)
     assert response.get_json()["error"]["field"] == field
 
 
 def test_non_json_and_odd_bodies_are_400(ops_client, world):
     headers = world.headers()
-    for path in ("/api/cases", "/api/cases/1/steps", "/api/cases/1/dispatch",
-                 f"/api/teams/{world.teams['med1']}/positions"):  # fmt: skip
-        for data, ctype in (("not json", "application/json"), ("[1, 2]", "application/json"),
-                            ("title=x", "application/x-www-form-urlencoded")):  # fmt: skip
+    for path in (
+        "/api/cases",
+        "/api/cases/1/steps",
+        "/api/cases/1/dispatch",
+        f"/api/teams/{world.teams['med1']}/positions",
+    ):
+        for data, ctype in (
+            ("not json", "application/json"),
+            ("[1, 2]", "application/json"),
+            ("title=x", "application/x-www-form-urlencoded"),
+        ):
             response = ops_client.post(path, data=data, content_type=ctype, headers=headers)
             assert response.status_code == 400, (path, data)
             assert response.get_json()["error"]["field"] == "body"
@@ -386,17 +431,32 @@ def test_every_write_path_leaves_an_audit_row_naming_the_key(ops_client, world, 
         ("case.create", lambda: new_case(api, world)),
         ("case.accept", lambda: step(api, world, case["id"], "accept")),
         ("dispatch.create", lambda: send(api, world, case["id"], "med2")),
-        ("dispatch.depart", lambda: api.post(f"/api/dispatches/{did}/steps",
-                                             json={"action": "depart"}, headers=world.headers())),
-        ("dispatch.release", lambda: api.post(f"/api/dispatches/{did}/steps",
-                                              json={"action": "release"},
-                                              headers=world.headers())),
+        (
+            "dispatch.depart",
+            lambda: api.post(
+                f"/api/dispatches/{did}/steps", json={"action": "depart"}, headers=world.headers()
+            ),
+        ),
+        (
+            "dispatch.release",
+            lambda: api.post(
+                f"/api/dispatches/{did}/steps", json={"action": "release"}, headers=world.headers()
+            ),
+        ),
         ("case.resolve", lambda: step(api, world, case["id"], "resolve")),
-        ("team.update", lambda: api.patch(f"/api/teams/{team}", json={"status": "off_duty"},
-                                          headers=world.headers())),
-        ("team.positions", lambda: api.post(f"/api/teams/{team}/positions",
-                                            json={"fixes": [fix]}, headers=world.headers())),
-    ]  # fmt: skip
+        (
+            "team.update",
+            lambda: api.patch(
+                f"/api/teams/{team}", json={"status": "off_duty"}, headers=world.headers()
+            ),
+        ),
+        (
+            "team.positions",
+            lambda: api.post(
+                f"/api/teams/{team}/positions", json={"fixes": [fix]}, headers=world.headers()
+            ),
+        ),
+    ]
     for action, write in writes:
         before = mark()
         result = write()
@@ -413,7 +473,8 @@ def test_every_write_path_leaves_an_audit_row_naming_the_key(ops_client, world, 
     assert audit["entries"][0]["key"]["name"] == commander
     by_team = api.get(f"/api/audit?team={team}&action=team.update", headers=world.headers())
     assert [e["changes"]["status"] for e in by_team.get_json()["entries"]] == [
-        ["available", "off_duty"]]  # fmt: skip
+        ["available", "off_duty"]
+    ]
     # Planners may not read the audit log, and nobody may rewrite it.
     assert api.get("/api/audit", headers=world.headers("planner")).status_code == 403
     with pytest.raises(sa.exc.DBAPIError, match="append-only"), connection.begin_nested():
@@ -452,8 +513,10 @@ def test_an_overdue_case_reads_escalated_with_no_write_in_between(ops_client, wo
 
     row = connection.execute(sa.text("SELECT * FROM cases WHERE id = :id"), {"id": cid})
     assert escalation.level_of(row.mappings().one(), world.clock()).level == "community"
-    assert connection.execute(sa.text("SELECT level FROM cases WHERE id = :id"),
-                              {"id": cid}).scalar() == "grid"  # fmt: skip
+    assert (
+        connection.execute(sa.text("SELECT level FROM cases WHERE id = :id"), {"id": cid}).scalar()
+        == "grid"
+    )
     assert connection.execute(sa.text("SELECT count(*) FROM audit_log")).scalar() == writes
     seen = api.get(f"/api/cases/{cid}", headers=world.headers("planner")).get_json()
     assert seen["level"] == "community" and seen["level_unit"]["name"] == "东社区"
@@ -463,15 +526,22 @@ def test_an_overdue_case_reads_escalated_with_no_write_in_between(ops_client, wo
         seen = api.get(f"/api/cases/{cid}", headers=world.headers()).get_json()
     assert seen["level"] == "district" and seen["accept_by"] is None
     assert [e["level"] for e in seen["escalations"]] == ["community", "township", "district"]
-    climbs = connection.execute(sa.text(
-        "SELECT changes->'level'->>1, at, key_role FROM audit_log "
-        "WHERE case_id = :id AND action = 'case.escalate' ORDER BY id"), {"id": cid}).all()  # fmt: skip
+    climbs = connection.execute(
+        sa.text(
+            "SELECT changes->'level'->>1, at, key_role FROM audit_log "
+            "WHERE case_id = :id AND action = 'case.escalate' ORDER BY id"
+        ),
+        {"id": cid},
+    ).all()
     assert [(c[0], c[1].strftime("%H:%M"), c[2]) for c in climbs] == [
-        ("community", "08:10", "system"), ("township", "08:30", "system"),
-        ("district", "09:00", "system")]  # fmt: skip
-    escalated = connection.execute(sa.text(
-        "SELECT count(*) FROM events WHERE kind = 'case.escalated' AND case_id = :id"),
-        {"id": cid}).scalar()  # fmt: skip
+        ("community", "08:10", "system"),
+        ("township", "08:30", "system"),
+        ("district", "09:00", "system"),
+    ]
+    escalated = connection.execute(
+        sa.text("SELECT count(*) FROM events WHERE kind = 'case.escalated' AND case_id = :id"),
+        {"id": cid},
+    ).scalar()
     assert escalated == 3
     # Accepted at the district, it stays there.
     assert step(api, world, cid, "accept").status_code == 200
@@ -494,9 +564,14 @@ def test_a_late_acceptance_records_the_climbs_it_missed(ops_client, world, conne
     case = new_case(ops_client, world, severity="critical")
     world.clock.advance(minutes=8)  # the grid (2) and community (5 more) deadlines passed
     assert step(ops_client, world, case["id"], "accept").status_code == 200
-    levels = connection.execute(sa.text(
-        "SELECT level FROM case_escalations WHERE case_id = :id ORDER BY at"),
-        {"id": case["id"]}).scalars().all()  # fmt: skip
+    levels = (
+        connection.execute(
+            sa.text("SELECT level FROM case_escalations WHERE case_id = :id ORDER BY at"),
+            {"id": case["id"]},
+        )
+        .scalars()
+        .all()
+    )
     assert levels == ["community", "township"]
 
 
@@ -513,10 +588,13 @@ def test_the_background_loop_records_climbs_with_no_read(db_url):
     policy = rules.rules(settings.dispatch_rules)
     with engine.begin() as conn:
         casesworld.build(conn, with_network=False)
-        new = cases.parse_new({"kind": "request", "title": "助餐", "lon": INSIDE_EAST[0],
-                               "lat": INSIDE_EAST[1]}, clock())  # fmt: skip
-        cid = cases.create(conn, new, actor=audit.Actor("test", "commander"), now=clock(),
-                           rules=policy)  # fmt: skip
+        new = cases.parse_new(
+            {"kind": "request", "title": "助餐", "lon": INSIDE_EAST[0], "lat": INSIDE_EAST[1]},
+            clock(),
+        )
+        cid = cases.create(
+            conn, new, actor=audit.Actor("test", "commander"), now=clock(), rules=policy
+        )
     loop = escalation.Loop(engine, clock, interval_s=0.05)
     assert loop.tick() == 0
     clock.advance(minutes=16)  # request: 15 minutes at the grid
@@ -531,13 +609,21 @@ def test_the_background_loop_records_climbs_with_no_read(db_url):
     finally:
         loop.stop()
     with engine.connect() as conn:
-        levels = conn.execute(sa.text(
-            "SELECT changes->'level'->>1 FROM audit_log WHERE case_id = :id "
-            "AND action = 'case.escalate' ORDER BY id"), {"id": cid}).scalars().all()  # fmt: skip
+        levels = (
+            conn.execute(
+                sa.text(
+                    "SELECT changes->'level'->>1 FROM audit_log WHERE case_id = :id "
+                    "AND action = 'case.escalate' ORDER BY id"
+                ),
+                {"id": cid},
+            )
+            .scalars()
+            .all()
+        )
         assert levels == ["community", "township"]
-        partitions = conn.execute(sa.text(
-            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'team_positions'::regclass")
-        ).scalar()  # fmt: skip
+        partitions = conn.execute(
+            sa.text("SELECT count(*) FROM pg_inherits WHERE inhparent = 'team_positions'::regclass")
+        ).scalar()
         assert partitions >= 4  # last month to three ahead, plus the default
     assert dt.timedelta(minutes=46) == clock() - casesworld.START
 
@@ -555,10 +641,17 @@ def test_two_materializers_record_each_climb_once(db_url):
     with engine.begin() as conn:
         casesworld.build(conn, with_network=False)
         for _ in range(20):
-            new = cases.parse_new({"kind": "hazard", "title": "隐患", "lon": INSIDE_WEST[0],
-                                   "lat": INSIDE_WEST[1]}, clock())  # fmt: skip
-            cases.create(conn, new, actor=audit.Actor("t", "commander"), now=clock(),
-                         rules=rules.rules(settings.dispatch_rules))  # fmt: skip
+            new = cases.parse_new(
+                {"kind": "hazard", "title": "隐患", "lon": INSIDE_WEST[0], "lat": INSIDE_WEST[1]},
+                clock(),
+            )
+            cases.create(
+                conn,
+                new,
+                actor=audit.Actor("t", "commander"),
+                now=clock(),
+                rules=rules.rules(settings.dispatch_rules),
+            )
     clock.advance(hours=2)
     barrier = threading.Barrier(2)
     counts = []
@@ -574,8 +667,9 @@ def test_two_materializers_record_each_climb_once(db_url):
     for t in threads:
         t.join()
     with engine.connect() as conn:
-        recorded = conn.execute(sa.text(
-            "SELECT count(*) FROM audit_log WHERE action = 'case.escalate'")).scalar()  # fmt: skip
+        recorded = conn.execute(
+            sa.text("SELECT count(*) FROM audit_log WHERE action = 'case.escalate'")
+        ).scalar()
         rows = conn.execute(sa.text("SELECT count(*) FROM case_escalations")).scalar()
     assert sum(counts) == recorded == rows == 20 * 3  # hazard medium: climbs to district
 
@@ -595,12 +689,20 @@ def test_listeners_hear_an_event_only_when_its_write_commits(db_url):
         app = create_app({"database_url": db_url})
         app.extensions["geomap_clock"] = Clock()
         client = app.test_client()
-        bad = client.post("/api/cases", json={"kind": "incident", "title": "\x00"},
-                          headers=world.headers())  # fmt: skip
+        bad = client.post(
+            "/api/cases", json={"kind": "incident", "title": "\x00"}, headers=world.headers()
+        )
         assert bad.status_code == 400
-        made = client.post("/api/cases?k=0", json={"kind": "incident", "title": "起火",
-                                                    "lon": INSIDE_EAST[0], "lat": INSIDE_EAST[1]},
-                           headers=world.headers())  # fmt: skip
+        made = client.post(
+            "/api/cases?k=0",
+            json={
+                "kind": "incident",
+                "title": "起火",
+                "lon": INSIDE_EAST[0],
+                "lat": INSIDE_EAST[1],
+            },
+            headers=world.headers(),
+        )
         assert made.status_code == 201
         heard = [int(n.payload) for n in listener.notifies(timeout=5, stop_after=1)]
     with __import__("geomap").db.get_engine(settings).connect() as conn:
@@ -619,13 +721,22 @@ def test_lists_filter_by_status_kind_level_and_unit(ops_client, world):
     listed = api.get("/api/cases?open=1", headers=world.headers("planner")).get_json()
     assert [c["id"] for c in listed["cases"]] == [a["id"]] and listed["total"] == 1
     assert "reporter" not in listed["cases"][0]  # planners see no personal fields
-    assert api.get("/api/cases?status=closed", headers=world.headers()).get_json()["cases"][0][
-        "id"] == b["id"]  # fmt: skip
+    assert (
+        api.get("/api/cases?status=closed", headers=world.headers()).get_json()["cases"][0]["id"]
+        == b["id"]
+    )
     assert api.get("/api/cases?unit=G-WEST", headers=world.headers()).get_json()["total"] == 1
-    assert api.get("/api/cases?kind=hazard&level=grid",
-                   headers=world.headers()).get_json()["total"] == 1  # fmt: skip
-    for query, field in (("status=lost", "status"), ("level=city", "level"),
-                         ("from=someday", "from"), ("limit=0", "limit"), ("colour=1", "colour")):  # fmt: skip
+    assert (
+        api.get("/api/cases?kind=hazard&level=grid", headers=world.headers()).get_json()["total"]
+        == 1
+    )
+    for query, field in (
+        ("status=lost", "status"),
+        ("level=city", "level"),
+        ("from=someday", "from"),
+        ("limit=0", "limit"),
+        ("colour=1", "colour"),
+    ):
         response = api.get(f"/api/cases?{query}", headers=world.headers())
         assert response.status_code == 400 and response.get_json()["error"]["field"] == field
     assert api.get("/api/cases", headers=world.headers("viewer")).status_code == 403
@@ -634,11 +745,12 @@ def test_lists_filter_by_status_kind_level_and_unit(ops_client, world):
 def test_teams_standby_position_is_set_by_patch(ops_client, world, connection):
     team = world.teams["med1"]
     lon, lat = casesworld.point(6, 6)
-    response = ops_client.patch(f"/api/teams/{team}", json={"standby_lon": lon,
-                                                             "standby_lat": lat},
-                                headers=world.headers())  # fmt: skip
+    response = ops_client.patch(
+        f"/api/teams/{team}", json={"standby_lon": lon, "standby_lat": lat}, headers=world.headers()
+    )
     assert response.status_code == 200
     assert response.get_json()["standby_lon"] == pytest.approx(lon)
-    half = ops_client.patch(f"/api/teams/{team}", json={"standby_lon": lon},
-                            headers=world.headers())  # fmt: skip
+    half = ops_client.patch(
+        f"/api/teams/{team}", json={"standby_lon": lon}, headers=world.headers()
+    )
     assert half.status_code == 400 and half.get_json()["error"]["field"] == "standby_lat"

@@ -200,6 +200,8 @@ def ensure_partitions(conn: Any, now: dt.datetime, months_ahead: int = 3) -> int
     ``months_ahead`` ahead (0008_cases); returns how many were made."""
     first = (now - dt.timedelta(days=31)).date()
     last = (now + dt.timedelta(days=31 * months_ahead)).date()
+    # One maker at a time (each worker's loop starts by making them).
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('team_positions_ensure'))"))
     made = conn.execute(
         sa.text("SELECT team_positions_ensure(:first, :last)"), {"first": first, "last": last}
     ).scalar()
