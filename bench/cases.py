@@ -83,10 +83,13 @@ def bench_create_and_dispatch(url: str) -> None:
 
         ours = timings_ms(create, repeat=60, warmup=3)
         # Dispatch the best available team of each case, then release it (not timed).
-        plans = []
+        plans, taken = [], set()
         for case_id in created[:40]:
-            _, rec = _call(port, "GET", f"/api/cases/{case_id}/recommend?k=1", key)
-            plans.append((case_id, rec["teams"][0]["id"]))
+            _, rec = _call(port, "GET", f"/api/cases/{case_id}/recommend?k=5", key)
+            free = [t["id"] for t in rec["teams"] if t["id"] not in taken]
+            if free:
+                plans.append((case_id, free[0]))
+                taken.add(free[0])
         queue = iter(plans)
         releases = []
 

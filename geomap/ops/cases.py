@@ -230,7 +230,9 @@ INSERT_SQL = sa.text(
     RETURNING id
     """
 )
-LOCK_SQL = sa.text("SELECT * FROM cases WHERE id = :id FOR UPDATE")
+LOCK_SQL = sa.text(
+    "SELECT *, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM cases WHERE id = :id FOR UPDATE"
+)
 
 
 def _public(row: Any) -> dict[str, Any]:
@@ -330,11 +332,18 @@ def create(
     return case_id
 
 
-def lock(conn: Any, case_id: int) -> Any:
-    """The case's row, locked until the transaction ends (NotFound when there is none)."""
+def lock(conn: Any, case_id: int, now: dt.datetime | None = None) -> Any:
+    """The case's row, locked until the transaction ends (NotFound when there is none).
+
+    With ``now``, the climbs that fell due by then are recorded first (every writer does
+    this before changing a case), and the row returned is the updated one.
+    """
     row = conn.execute(LOCK_SQL, {"id": case_id}).mappings().first()
     if row is None:
         raise NotFound(f"no case {case_id}")
+    if now is not None and escalation.is_due(row, now):
+        escalation.materialize_case(conn, row, now)
+        row = conn.execute(LOCK_SQL, {"id": case_id}).mappings().one()
     return row
 
 
@@ -414,9 +423,7 @@ def step(
         hint = " (teams are sent with POST /api/cases/<id>/dispatch)" if action in ACTIONS else ""
         raise InvalidInput(f"action must be one of {', '.join(USER_ACTIONS)}{hint}", field="action")
     note = check_text(body.get("note"), "note", 1000)
-    row = lock(conn, case_id)
-    escalation.materialize_case(conn, row, now)
-    row = lock(conn, case_id)
+    row = lock(conn, case_id, now)
     take_step(conn, row, action, actor=actor, now=now, note=note)
     if action in ("resolve", "close", "cancel"):
         dispatch.release_all(conn, case_id, actor=actor, now=now, reason=f"case {action}")

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from geomap import events
 from geomap.errors import Conflict, InvalidInput, NotFound
-from geomap.ops import audit, cases, escalation
+from geomap.ops import audit, cases
 from geomap.params import check_fields, check_ids, check_text
 
 #: A dispatch's lifecycle: (status, action) → the status it leads to.
@@ -128,8 +128,8 @@ def dispatch(
     Parameters
     ----------
     eta_min : callable, optional
-        ``eta_min(conn, lon, lat, team_ids) -> {team id: minutes or None}``: the drive
-        time of each team to the case, stored with its dispatch.
+        ``eta_min(conn, lon, lat, {team id: (lon, lat)}) -> {team id: minutes or None}``:
+        the drive time of each team from where it is to the case, stored with its dispatch.
 
     Raises
     ------
@@ -143,9 +143,7 @@ def dispatch(
     check_fields(body, ("team_ids", "note"))
     team_ids = check_ids(body.get("team_ids"), "team_ids", max_teams)
     note = check_text(body.get("note"), "note", 1000)
-    row = cases.lock(conn, case_id)
-    escalation.materialize_case(conn, row, now)
-    row = cases.lock(conn, case_id)
+    row = cases.lock(conn, case_id, now)
     cases.next_status(row["status"], "dispatch")  # before touching any team
     teams = {t.id: t for t in conn.execute(LOCK_TEAMS_SQL, {"ids": sorted(team_ids)})}
     missing = [i for i in team_ids if i not in teams]
@@ -159,29 +157,18 @@ def dispatch(
             + "; only available teams can be dispatched",
             field="team_ids",
         )
-    point = conn.execute(
-        sa.text("SELECT ST_X(geom), ST_Y(geom) FROM cases WHERE id = :id"), {"id": case_id}
-    ).one()
-    etas = eta_min(conn, float(point[0]), float(point[1]), team_ids) if eta_min else {}
+    origins = {i: (taken[i].lon, taken[i].lat) for i in team_ids}
+    etas = eta_min(conn, float(row["lon"]), float(row["lat"]), origins) if eta_min else {}
     made = []
     for team_id in team_ids:
         origin = taken[team_id]
-        try:
-            with conn.begin_nested():
-                dispatch_id = conn.execute(
-                    INSERT_SQL,
-                    {
-                        "case_id": case_id,
-                        "team_id": team_id,
-                        "now": now,
-                        "eta_min": etas.get(team_id),
-                        "lon": origin.lon,
-                        "lat": origin.lat,
-                        "assigned_by": actor.name,
-                        "note": note,
-                        "source": SOURCE,
-                    },
-                ).scalar_one()
+        values = {
+            "case_id": case_id, "team_id": team_id, "now": now, "eta_min": etas.get(team_id),
+            "lon": origin.lon, "lat": origin.lat, "assigned_by": actor.name, "note": note,
+            "source": SOURCE,
+        }  # fmt: skip
+        try:  # the index is the last line of defence: the update above already holds it
+            dispatch_id = conn.execute(INSERT_SQL, values).scalar_one()
         except sa.exc.IntegrityError as exc:
             if "dispatches_one_active_per_team" not in str(exc.orig):
                 raise
@@ -324,7 +311,7 @@ def step(
     ).scalar()
     if case_id is None:
         raise NotFound(f"no dispatch {dispatch_id}")
-    row = cases.lock(conn, case_id)  # the case first, as every writer does
+    row = cases.lock(conn, case_id, now)  # the case first, as every writer does
     drow = (
         conn.execute(
             sa.text("SELECT * FROM dispatches WHERE id = :id FOR UPDATE"), {"id": dispatch_id}

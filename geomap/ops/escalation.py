@@ -189,6 +189,13 @@ def materialize_case(conn: Any, row: Any, now: dt.datetime) -> list[Climb]:
     return recorded
 
 
+def is_due(row: Any, now: dt.datetime) -> bool:
+    """Whether a case row has a climb to record by ``now`` (its materialized deadline)."""
+    return row["status"] == "reported" and row["escalate_at"] is not None and (
+        row["escalate_at"] <= now
+    )
+
+
 def materialize_due(conn: Any, now: dt.datetime, limit: int = 500) -> int:
     """Record every climb due by ``now`` of the cases nobody else holds; returns how many."""
     rows = conn.execute(DUE_SQL, {"now": now, "limit": limit}).mappings().all()

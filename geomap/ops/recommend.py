@@ -104,35 +104,37 @@ def recommend(conn: Any, case_id: int, *, k: int, rules: Rules, reach_min: float
     }
 
 
-def etas(conn: Any, lon: float, lat: float, team_ids: list[int]) -> dict[int, float | None]:
-    """Drive minutes of each team to (lon, lat), access legs included (None: no road)."""
-    teams, known = routing.team_mirror(conn)
-    if len(teams) == 0:
-        return dict.fromkeys(team_ids)
-    graph = routing.current_graph(conn, known)
-    where = np.searchsorted(teams["id"], np.asarray(team_ids, dtype=np.int64))
-    where = np.minimum(where, max(len(teams) - 1, 0))
-    present = teams["id"][where] == np.asarray(team_ids)
+def etas(
+    conn: Any, lon: float, lat: float, positions: dict[int, tuple[float, float]]
+) -> dict[int, float | None]:
+    """Drive minutes from each team's position (``{id: (lon, lat)}``) to (lon, lat), access
+    legs included (None: no road near the case or the team, or no way there)."""
+    if not positions:
+        return {}
+    graph = routing.current_graph(conn)
+    ids = list(positions)
+    tlon = np.array([positions[i][0] for i in ids])
+    tlat = np.array([positions[i][1] for i in ids])
     try:
         point = snap_one(graph, MODE, lon, lat, max_distance_m=nearest.MAX_POINT_SNAP_M)
     except Unreachable:  # no road near the case: no ETA, the dispatch still goes
-        return dict.fromkeys(team_ids)
-    snaps = teams.snaps(graph, MODE).take(where)
+        return dict.fromkeys(ids)
+    snaps = snap_lonlat(graph, MODE, tlon, tlat)
     access_ms = search.access_speed_ms(MODE)
-    xy = teams.xy(graph)[where]
     px, py = graph.to_metric.transform(lon, lat)
-    straight = float(np.hypot(xy[:, 0] - px, xy[:, 1] - py).max()) if len(xy) else 0.0
-    budget = max(120.0, 1.5 * straight / (25 / 3.6))
+    tx, ty = graph.to_metric.transform(tlon, tlat)
+    # A first budget from the farthest team in a straight line; doubled until all are priced.
+    budget = max(120.0, 1.5 * float(np.hypot(tx - px, ty - py).max()) / (25 / 3.6))
     while True:
         found = search.search(graph, MODE, point, reverse=True, budget_s=budget)
         cost, _ = found.cost_at(snaps)
         total = cost + snaps.distance_m / access_ms + float(point.distance_m[0]) / access_ms
-        if np.isfinite(total[present & snaps.found]).all() or not np.isfinite(budget):
+        if np.isfinite(total[snaps.found]).all() or not np.isfinite(budget):
             break
         budget = budget * 2 if budget < 6 * 3600 else np.inf
     return {
-        team_id: (round(float(t) / 60.0, 2) if ok and np.isfinite(t) else None)
-        for team_id, t, ok in zip(team_ids, total, present & snaps.found, strict=True)
+        team_id: (round(float(t) / 60.0, 2) if np.isfinite(t) else None)
+        for team_id, t in zip(ids, total, strict=True)
     }
 
 
