@@ -113,6 +113,7 @@ def seed(ctx: click.Context, dataset: str, seed_value: int | None, if_empty: boo
     from geomap import db as dbmod
     from geomap import storage
     from geomap.analysis import inventory
+    from geomap.ops import audit, escalation, utc_now
     from geomap.seed import nanchang
 
     settings = _settings(ctx)
@@ -139,9 +140,7 @@ def seed(ctx: click.Context, dataset: str, seed_value: int | None, if_empty: boo
 
         storage.replace_all(session.connection(), frames, progress=loaded)
         counts = inventory.counts(session)
-        from geomap.ops import audit, escalation, utc_now
-
-        escalation.ensure_partitions(session, utc_now())
+        escalation.ensure_partitions(session, utc_now())  # position history months ahead
         change = {"dataset": dataset, "seed": seed_value, "counts": counts}
         audit.record(session, audit.Actor.cli(), "dataset.replace", at=utc_now(), changes=change)
     with dbmod.session_scope(settings) as session:

@@ -143,6 +143,15 @@ def test_every_case_status_and_action_through_the_api(ops_client, world, connect
                     body = response.get_json()
                     got = body["case"]["status"] if "case" in body else body["status"]
                     assert got == expected, (status, action)
+                    who = "checker" if action == "close" else "commander"
+                    logged = connection.execute(
+                        sa.text(
+                            "SELECT key_name FROM audit_log WHERE case_id = :id "
+                            "AND action = :action ORDER BY id DESC LIMIT 1"
+                        ),
+                        {"id": case["id"], "action": f"case.{action}"},
+                    ).scalar()
+                    assert logged == world.key_names[who], (status, action)
             finally:
                 savepoint.rollback()
 

@@ -145,3 +145,20 @@ def test_list_show_and_stats(cli_world, tmp_path):
     assert csv_out.output.splitlines()[1].startswith("community,360198001001,西社区,1,0,")
     bad = cli_world.invoke(main, ["cases", "stats", "--from", "last week"])
     assert bad.exit_code == 1 and "from" in bad.output
+
+
+def test_key_management_is_audited(runner, db_url):
+    created = runner.invoke(main, ["keys", "create", "--role", "viewer", "--name", "门户"])
+    assert created.exit_code == 0
+    prefix = created.stdout.strip().split("_")[1]
+    assert runner.invoke(main, ["keys", "revoke", prefix]).exit_code == 0
+    engine = sa.create_engine(db_url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT action, key_role, changes->>'prefix' FROM audit_log ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [
+        ("key.create", "cli", prefix),
+        ("key.revoke", "cli", prefix),
+    ]
