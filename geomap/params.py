@@ -95,6 +95,9 @@ def metric_srid(lon: float, lat: float) -> int:
 # -- values of the command loop (cases, dispatches, positions) -------------------------------
 #: Largest id a table's ``integer`` key can hold; larger ids name nothing.
 MAX_ID = 2**31 - 1
+#: China Standard Time (UTC+8): the city's clock, for dates given without a zone (query
+#: strings, registers), never for devices' fixes (those must say their zone).
+CST = dt.timezone(dt.timedelta(hours=8), "CST")
 #: Times the service accepts: anything earlier or later is a typo or a broken clock.
 EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)

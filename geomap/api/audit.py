@@ -10,10 +10,9 @@ from geomap import db
 from geomap.api import spec
 from geomap.api.spec import Param, endpoint
 from geomap.ops import audit
-from geomap.params import MAX_ID, check_datetime, check_id, check_int, check_text
+from geomap.params import CST, MAX_ID, check_datetime, check_id, check_int, check_text
 
 bp = Blueprint("audit", __name__, url_prefix="/api/audit")
-CST = dt.timezone(dt.timedelta(hours=8))
 
 
 @bp.get("")

@@ -18,12 +18,10 @@ from geomap.api.spec import Param, endpoint
 from geomap.api.teams import json_body
 from geomap.errors import GeomapError, InvalidInput, NotFound
 from geomap.ops import cases, dispatch, escalation, recommend, stats
-from geomap.params import MAX_ID, check_choice, check_choices, check_datetime, check_int
+from geomap.params import CST, MAX_ID, check_choice, check_choices, check_datetime, check_int
 
 bp = Blueprint("cases", __name__, url_prefix="/api")
 
-#: Dates without a zone in query strings are China Standard Time (the city's clock).
-CST = dt.timezone(dt.timedelta(hours=8), "CST")
 MAX_K = 20
 
 FROM = Param("from", "string", "Reported at or after (ISO 8601; no zone: UTC+8).")

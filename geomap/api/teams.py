@@ -14,7 +14,7 @@ from geomap.api.spec import LAT, LON, POINT_CRS, Param, endpoint
 from geomap.errors import InvalidInput, NotFound
 from geomap.ops import positions
 from geomap.ops import teams as ops_teams
-from geomap.params import MAX_ID, check_datetime, check_lonlat
+from geomap.params import CST, MAX_ID, check_datetime, check_lonlat
 
 bp = Blueprint("teams", __name__, url_prefix="/api/teams")
 
@@ -155,11 +155,10 @@ def team_positions(team_id: int):
 def team_track(team_id: int):
     """A team's movements."""
     args = spec.args()
-    cst = dt.timezone(dt.timedelta(hours=8))
     until = args.raw("to")
-    until = check_datetime(until, "to", default_tz=cst) if until else _ops.now()
+    until = check_datetime(until, "to", default_tz=CST) if until else _ops.now()
     since = args.raw("from")
-    since = (check_datetime(since, "from", default_tz=cst) if since
+    since = (check_datetime(since, "from", default_tz=CST) if since
              else until - dt.timedelta(hours=24))  # fmt: skip
     settings = current_app.config["GEOMAP"]
     return jsonify(positions.track(db.get_session(), _team_id(team_id), since=since,

@@ -17,8 +17,6 @@ from geomap import vocab
 from geomap.clitools import handle_errors
 from geomap.clitools import settings as _settings
 
-CST = dt.timezone(dt.timedelta(hours=8), "CST")
-
 
 @click.group("cases")
 def cases_group() -> None:
@@ -26,7 +24,7 @@ def cases_group() -> None:
 
 
 def _when(text: str | None, name: str) -> dt.datetime | None:
-    from geomap.params import check_datetime
+    from geomap.params import CST, check_datetime
 
     return None if text is None else check_datetime(text, name, default_tz=CST)
 

@@ -32,9 +32,8 @@ from geomap.errors import InvalidFile, InvalidInput
 from geomap.importers import _detect_encoding
 from geomap.ops import audit, cases
 from geomap.ops.rules import Rules
-from geomap.params import check_datetime
+from geomap.params import CST, check_datetime
 
-CST = dt.timezone(dt.timedelta(hours=8), "CST")
 ACCEPTED_CRS = ("EPSG:4326", "EPSG:4490", "GCJ02", "BD09")
 MAX_ROWS = 50_000
 MAX_REPORTED = 10
