@@ -113,6 +113,7 @@ def seed(ctx: click.Context, dataset: str, seed_value: int | None, if_empty: boo
     from geomap import db as dbmod
     from geomap import storage
     from geomap.analysis import inventory
+    from geomap.ops import audit, escalation, utc_now
     from geomap.seed import nanchang
 
     settings = _settings(ctx)
@@ -139,6 +140,9 @@ def seed(ctx: click.Context, dataset: str, seed_value: int | None, if_empty: boo
 
         storage.replace_all(session.connection(), frames, progress=loaded)
         counts = inventory.counts(session)
+        escalation.ensure_partitions(session, utc_now())  # position history months ahead
+        change = {"dataset": dataset, "seed": seed_value, "counts": counts}
+        audit.record(session, audit.Actor.cli(), "dataset.replace", at=utc_now(), changes=change)
     with dbmod.session_scope(settings) as session:
         session.execute(sa.text("ANALYZE"))  # fresh planner statistics for the new rows
     click.echo(", ".join(f"{k} {v:,}" for k, v in counts.items()))
@@ -506,9 +510,12 @@ def keys_create(ctx: click.Context, role: str, name: str) -> None:
     """Create a key; it is printed once and only its hash is kept."""
     from geomap import auth
     from geomap import db as dbmod
+    from geomap.ops import audit, utc_now
 
     with dbmod.session_scope(_settings(ctx)) as session:
         key, prefix = auth.create_key(session.connection(), name, role)
+        audit.record(session, audit.Actor.cli(), "key.create", at=utc_now(),
+                     changes={"name": name.strip(), "role": role, "prefix": prefix})  # fmt: skip
     click.echo(key)
     click.echo(f"({role} key {prefix} for {name}; keep it safe, it is not shown again)",
                err=True)  # fmt: skip
@@ -550,9 +557,12 @@ def keys_revoke(ctx: click.Context, prefix: str) -> None:
     with this id (see `geomap keys list`)."""
     from geomap import auth
     from geomap import db as dbmod
+    from geomap.ops import audit, utc_now
 
     with dbmod.session_scope(_settings(ctx)) as session:
         what = auth.revoke(session.connection(), prefix)
+        audit.record(session, audit.Actor.cli(), f"{what.replace(' ', '_')}.revoke", at=utc_now(),
+                     changes={"prefix": prefix})  # fmt: skip
     click.echo(f"revoked {what} {prefix}")
 
 
@@ -574,10 +584,15 @@ def keys_embed(ctx: click.Context, layer_list: str, origin: str, days: float, na
     for layer_id in wanted:
         layers.get_layer(catalog, layer_id)
     settings = _settings(ctx)
+    from geomap.ops import audit, utc_now
+
     with dbmod.session_scope(settings) as session:
         token, token_id = auth.create_embed_token(
             session.connection(), auth.secret_key(settings), wanted, origin, days, name
         )
+        audit.record(session, audit.Actor.cli(), "embed_token.create", at=utc_now(),
+                     changes={"id": token_id, "origin": origin, "layers": wanted,
+                              "days": days})  # fmt: skip
     click.echo(token)
     click.echo(f"(embed token {token_id} for {origin}; revoke it with "
                f"`geomap keys revoke {token_id}`)", err=True)  # fmt: skip
@@ -614,8 +629,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None, workers: int |
             env,
         )
     from geomap import create_app
+    from geomap.api._ops import start_loop
 
     app = create_app({"host": host, "port": port})
+    start_loop(app)  # escalations recorded as they fall due (GEOMAP_ESCALATION_INTERVAL_S)
     click.echo(f"serving on http://{host}:{port}", err=True)
     app.run(host=host, port=port, threaded=True)
 
@@ -709,8 +726,10 @@ def plan_sites(ctx: click.Context, of: str, kinds: tuple[str, ...],
 
 def _attach_subcommands() -> None:
     from geomap.maps.cli import map_group
+    from geomap.ops.cli import cases_group
 
     main.add_command(map_group)
+    main.add_command(cases_group)
 
 
 _attach_subcommands()

@@ -210,6 +210,41 @@ SETTINGS: tuple[Setting, ...] = (
         "Token (tk) of the Tianditu (天地图) tile service for the maps' `basemap=tianditu`; "
         "unset: that basemap is not drawn and the map says why.",
     ),
+    Setting(
+        "dispatch_rules",
+        _path,
+        PROJECT_DIR / "data" / "dispatch.toml",
+        "The dispatch rules: which team kinds and capabilities fit each case kind, the "
+        "minutes to accept a case at each level before it escalates, the hours to resolve.",
+    ),
+    Setting(
+        "reach_min",
+        float,
+        15.0,
+        "Drive time (minutes) within which a team covers a grid: a recommended team's "
+        "coverage loss is the grids no other fitting available team reaches within it.",
+    ),
+    Setting("max_dispatch_teams", int, 10, "Most teams one dispatch request may send."),
+    Setting(
+        "move_up_suggestions",
+        int,
+        3,
+        "Most repositionings suggested to restore the coverage a dispatch took away.",
+    ),
+    Setting(
+        "escalation_interval_s",
+        float,
+        5.0,
+        "How often the serving process records escalations that fell due (seconds); reads "
+        "compute the level from the clock either way. 0 turns the background loop off.",
+    ),
+    Setting(
+        "max_speed_kmh",
+        float,
+        150.0,
+        "Fastest movement a team's position fixes may imply; faster fixes are refused.",
+    ),
+    Setting("max_fixes", int, 1000, "Most position fixes one request may carry."),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -82,6 +82,13 @@ def close_connections() -> None:
         engine.dispose()
 
 
+def forget_connections() -> None:
+    """In a process just forked: drop the pooled connections inherited from the parent
+    without closing them (they are the parent's), so this process opens its own."""
+    for engine in _ENGINES.values():
+        engine.dispose(close=False)
+
+
 def dispose_engines() -> None:
     """Close every cached engine's pool (tests, and before a fork)."""
     while _ENGINES:

@@ -71,6 +71,14 @@ class NotFound(GeomapError):
     code = "not_found"
 
 
+class Conflict(GeomapError):
+    """The thing is not in a state that allows this (409): an illegal step, a team already
+    busy. The message says what is allowed instead."""
+
+    status = 409
+    code = "conflict"
+
+
 class Unreachable(GeomapError):
     """A point lies outside the city or the road network's reach (422)."""
 

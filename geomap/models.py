@@ -142,36 +142,107 @@ teams = Table(
 team_positions = Table(
     "team_positions",
     metadata,
-    Column("id", BigInteger, primary_key=True),
+    # Partitioned by month of recorded_at (0011_cases): the key is (id, recorded_at).
+    Column("id", BigInteger, primary_key=True, info={"server_set": True}),
     Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
-    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), primary_key=True),
     _geom("POINT"),
+    Column("accuracy_m", Float),
+    Column("received_at", DateTime(timezone=True), nullable=False),
     _source(),
 )
 
-incidents = Table(
-    "incidents",
+cases = Table(
+    "cases",
     metadata,
     Column("id", Integer, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("severity", Text, nullable=False),
     Column("title", Text, nullable=False),
-    Column("kind", Text),
+    Column("description", Text),
+    Column("address", Text),
     Column("status", Text, nullable=False),
-    Column("grid_code", Text, ForeignKey("grids.code")),
-    Column("reported_at", DateTime(timezone=True), nullable=False),
     _geom("POINT"),
+    # How the unit chain was found: the smallest unit holding the point, else the nearest
+    # grid ("nearest_grid"), else nothing ("none").
+    Column("located", Text, nullable=False),
+    Column("grid_code", Text),
+    Column("community_code", Text),
+    Column("township_code", Text),
+    Column("district_code", Text),
+    # The escalation level as last materialized; reads compute it from the clock.
+    Column("level", Text, nullable=False),
+    Column("level_since", DateTime(timezone=True), nullable=False),
+    Column("escalate_at", DateTime(timezone=True)),
+    Column("accept_minutes", ARRAY(Integer), nullable=False),
+    Column("resolve_by", DateTime(timezone=True), nullable=False),
+    Column("reporter_name", Text),
+    Column("reporter_phone", Text),
+    Column("reported_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("cancelled_at", DateTime(timezone=True)),
+    Column("resolved_by", Text),
+    Column("resolved_key_id", Integer),
+    Column("created_by", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
     _source(),
+)
+
+case_escalations = Table(
+    "case_escalations",
+    metadata,
+    Column("case_id", Integer, ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True),
+    Column("level", Text, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
 )
 
 dispatches = Table(
     "dispatches",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("incident_id", Integer, ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False),
+    Column("case_id", Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
     Column("team_id", Integer, ForeignKey("teams.id"), nullable=False),
     Column("status", Text, nullable=False),
-    Column("dispatched_at", DateTime(timezone=True), nullable=False),
-    Column("travel_min", Float),
+    Column("assigned_at", DateTime(timezone=True), nullable=False),
+    Column("en_route_at", DateTime(timezone=True)),
+    Column("on_scene_at", DateTime(timezone=True)),
+    Column("released_at", DateTime(timezone=True)),
+    Column("eta_min", Float),
+    _geom("POINT", nullable=True, name="origin"),
+    Column("assigned_by", Text, nullable=False),
+    Column("note", Text),
     _source(),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("audience", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("personal", JSONB),
+    Column("case_id", Integer),
+    Column("team_id", Integer),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("key_id", Integer),
+    Column("key_name", Text, nullable=False),
+    Column("key_role", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("case_id", Integer),
+    Column("dispatch_id", Integer),
+    Column("team_id", Integer),
+    Column("changes", JSONB, nullable=False),
 )
 
 road_nodes = Table(
@@ -353,7 +424,8 @@ LOAD_ORDER = (
     "sites",
     "teams",
     "team_positions",
-    "incidents",
+    "cases",
+    "case_escalations",
     "dispatches",
     "road_nodes",
     "road_edges",

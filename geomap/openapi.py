@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from geomap import __version__, layers
+from geomap import __version__, layers, vocab
 from geomap.analysis import features
 from geomap.api.spec import Endpoint, declared
 from geomap.ogc.core import CRS84
@@ -24,6 +24,7 @@ from geomap.ogc.core import CRS84
 _NULLABLE_NUMBER = {"type": "number", "nullable": True}
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _STRINGS = {"type": "array", "items": {"type": "string"}}
+_POINT_CRS = ("EPSG:4326", "EPSG:4490", "GCJ02", "BD09")
 
 
 def _positive(maximum: float) -> dict[str, Any]:
@@ -175,52 +176,232 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         lon={"type": "number"},
         lat={"type": "number"},
         position_at=_NULLABLE_STRING,
+        standby_lon=_NULLABLE_NUMBER,
+        standby_lat=_NULLABLE_NUMBER,
     ),
     "TeamUpdate": {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "status": {"type": "string", "enum": ["available", "deployed", "off_duty"]},
+            "status": {"type": "string", "enum": list(vocab.TEAM_STATUSES)},
             "lon": {"type": "number", "minimum": -180, "maximum": 180},
             "lat": {"type": "number", "minimum": -90, "maximum": 90},
             "position_at": {"type": "string", "format": "date-time", "maxLength": 64},
+            "crs": {"type": "string", "enum": list(_POINT_CRS)},
+            "standby_lon": {"type": "number", "minimum": -180, "maximum": 180},
+            "standby_lat": {"type": "number", "minimum": -90, "maximum": 90},
         },
     },
-    "Incident": _object(
-        ["id", "title", "status", "lon", "lat"],
+    "CaseUnit": {
+        "type": "object",
+        "nullable": True,
+        "properties": {"code": {"type": "string"}, "name": _NULLABLE_STRING},
+    },
+    "Case": _object(
+        ["id", "kind", "severity", "title", "status", "lon", "lat", "level", "units",
+         "escalations", "dispatches", "actions", "reported_at"],
         id={"type": "integer"},
+        kind={"type": "string", "enum": list(vocab.CASE_KINDS)},
+        severity={"type": "string", "enum": list(vocab.CASE_SEVERITIES)},
         title={"type": "string"},
-        kind=_NULLABLE_STRING,
-        status={"type": "string"},
-        grid_code=_NULLABLE_STRING,
-        reported_at={"type": "string"},
+        description=_NULLABLE_STRING,
+        address=_NULLABLE_STRING,
+        status={"type": "string", "enum": list(vocab.CASE_STATUSES)},
         lon={"type": "number"},
         lat={"type": "number"},
-        dispatches={"type": "array", "items": {"type": "object"}},
+        located={"type": "string"},
+        units={"type": "object", "additionalProperties": _ref("CaseUnit")},
+        level={"type": "string", "enum": list(vocab.CASE_LEVELS)},
+        level_unit=_ref("CaseUnit"),
+        level_since={"type": "string"},
+        escalations={"type": "array", "items": _object(["level", "at"],
+                                                        level={"type": "string"},
+                                                        at={"type": "string"})},
+        accept_by=_NULLABLE_STRING,
+        resolve_by={"type": "string"},
+        overdue={"type": "boolean"},
+        reported_at={"type": "string"},
+        accepted_at=_NULLABLE_STRING,
+        resolved_at=_NULLABLE_STRING,
+        closed_at=_NULLABLE_STRING,
+        cancelled_at=_NULLABLE_STRING,
+        updated_at={"type": "string"},
+        resolved_by=_NULLABLE_STRING,
+        created_by={"type": "string"},
+        dispatches={"type": "array", "items": _object(
+            ["id", "team_id", "status"], id={"type": "integer"}, team_id={"type": "integer"},
+            status={"type": "string", "enum": list(vocab.DISPATCH_STATUSES)},
+            eta_min=_NULLABLE_NUMBER)},
+        actions={"type": "array", "items": {"type": "string"}},
+        reporter=_object([], name=_NULLABLE_STRING, phone=_NULLABLE_STRING),
+        source={"type": "string"},
     ),
-    "Incidents": _object(["incidents"], incidents={"type": "array", "items": _ref("Incident")}),
-    "IncidentNew": {
+    "CaseList": _object(
+        ["total", "cases"], total={"type": "integer"},
+        cases={"type": "array", "items": _ref("Case")},
+    ),
+    "CaseCreated": _object(
+        ["case"], case=_ref("Case"), recommendation={"type": "object", "nullable": True},
+    ),
+    "CoverageLoss": _object(
+        ["grids", "grid_count", "residents"],
+        grids={"type": "array", "items": _object(["code"], code={"type": "string"},
+                                                 name={"type": "string"},
+                                                 population={"type": "integer"})},
+        grid_count={"type": "integer"},
+        residents={"type": "integer"},
+    ),
+    "Recommendation": _object(
+        ["case_id", "teams", "reach_min"],
+        case_id={"type": "integer"},
+        kind={"type": "string"},
+        fits={"type": "object"},
+        reach_min={"type": "number"},
+        available_fitting_teams={"type": "integer"},
+        covered={"type": "object"},
+        teams={"type": "array", "items": _object(
+            ["id", "name", "kind", "eta_min", "coverage_loss"],
+            id={"type": "integer"}, code={"type": "string"}, name={"type": "string"},
+            kind={"type": "string"}, status={"type": "string"}, lon={"type": "number"},
+            lat={"type": "number"}, distance_m={"type": "number"}, eta_min=_NULLABLE_NUMBER,
+            travel_min=_NULLABLE_NUMBER, route={"type": "object", "nullable": True},
+            coverage_loss=_ref("CoverageLoss"))},
+    ),
+    "MoveUp": _object(
+        ["case_id", "lost", "suggestions"],
+        case_id={"type": "integer"},
+        reach_min={"type": "number"},
+        lost=_ref("CoverageLoss"),
+        suggestions={"type": "array", "items": _object(
+            ["team", "to", "restores", "net_residents", "accept"],
+            team={"type": "object"}, to={"type": "object"}, travel_min={"type": "number"},
+            restores=_ref("CoverageLoss"), leaves_uncovered=_ref("CoverageLoss"),
+            net_residents={"type": "integer"}, accept={"type": "object"})},
+    ),
+    "CaseFigures": _object(
+        ["found", "closed", "cancelled", "closure_rate", "open", "overdue"],
+        code=_NULLABLE_STRING,
+        name=_NULLABLE_STRING,
+        found={"type": "integer"},
+        closed={"type": "integer"},
+        cancelled={"type": "integer"},
+        closure_rate=_NULLABLE_NUMBER,
+        median_accept_min=_NULLABLE_NUMBER,
+        median_close_min=_NULLABLE_NUMBER,
+        open={"type": "integer"},
+        overdue={"type": "integer"},
+    ),
+    "CaseStats": _object(
+        ["query", "summary", "units"],
+        query={"type": "object"},
+        summary=_ref("CaseFigures"),
+        units={"type": "array", "items": _ref("CaseFigures")},
+    ),
+    "DispatchCreated": _object(
+        ["dispatches", "case"],
+        dispatches={"type": "array", "items": {"type": "integer"}},
+        case=_ref("Case"),
+        move_up={"type": "string"},
+    ),
+    "CaseNew": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["title", "lon", "lat"],
+        "required": ["kind", "title", "lon", "lat"],
         "properties": {
+            "kind": {"type": "string", "enum": list(vocab.CASE_KINDS)},
+            "severity": {"type": "string", "enum": list(vocab.CASE_SEVERITIES)},
             "title": {"type": "string", "minLength": 1, "maxLength": 200},
-            "kind": {"type": "string", "maxLength": 64},
+            "description": {"type": "string", "maxLength": 4000},
+            "address": {"type": "string", "maxLength": 500},
             "lon": {"type": "number", "minimum": -180, "maximum": 180},
             "lat": {"type": "number", "minimum": -90, "maximum": 90},
+            "crs": {"type": "string", "enum": list(_POINT_CRS)},
+            "reporter_name": {"type": "string", "maxLength": 100},
+            "reporter_phone": {"type": "string", "pattern": "^[0-9+() -]{3,40}$"},
+            "reported_at": {"type": "string", "format": "date-time"},
         },
     },
-    "Dispatch": {
+    "CaseStep": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["action"],
+        "properties": {
+            "action": {"type": "string", "enum": ["accept", "resolve", "close", "reopen",
+                                                  "cancel"]},
+            "note": {"type": "string", "maxLength": 1000},
+        },
+    },
+    "DispatchNew": {
         "type": "object",
         "additionalProperties": False,
         "required": ["team_ids"],
         "properties": {
-            "team_ids": {"type": "array", "minItems": 1, "maxItems": 100,
-                         "items": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}},
-            "travel_min": {"type": "object", "additionalProperties": {
-                "type": "number", "minimum": 0, "maximum": 1440}},
+            "team_ids": {"type": "array", "minItems": 1, "uniqueItems": True,
+                         "items": {"type": "integer", "minimum": 1}},
+            "note": {"type": "string", "maxLength": 1000},
         },
     },
+    "DispatchStep": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["action"],
+        "properties": {
+            "action": {"type": "string", "enum": ["depart", "arrive", "release"]},
+            "note": {"type": "string", "maxLength": 1000},
+        },
+    },
+    "PositionsBatch": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["fixes"],
+        "properties": {
+            "crs": {"type": "string", "enum": list(_POINT_CRS)},
+            "fixes": {"type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False,
+                "required": ["lon", "lat", "recorded_at"],
+                "properties": {
+                    "lon": {"type": "number", "minimum": -180, "maximum": 180},
+                    "lat": {"type": "number", "minimum": -90, "maximum": 90},
+                    "recorded_at": {"type": "string", "format": "date-time"},
+                    "accuracy_m": {"type": "number", "minimum": 0, "maximum": 10000},
+                    "crs": {"type": "string", "enum": list(_POINT_CRS)},
+                },
+            }},
+        },
+    },
+    "PositionsResult": _object(
+        ["team_id", "accepted", "duplicates", "refused", "moved", "current"],
+        team_id={"type": "integer"},
+        accepted={"type": "integer"},
+        duplicates={"type": "integer"},
+        refused={"type": "array", "items": _object(
+            ["index", "field", "code", "message"], index={"type": "integer"},
+            field={"type": "string"}, code={"type": "string"}, message={"type": "string"})},
+        moved={"type": "boolean"},
+        current={"type": "object"},
+        first_at=_NULLABLE_STRING,
+        last_at=_NULLABLE_STRING,
+    ),
+    "Track": _object(
+        ["type", "geometry", "properties"],
+        type={"type": "string", "enum": ["Feature"]},
+        geometry={"type": "object", "nullable": True},
+        properties=_object(["team_id", "fixes", "times"], team_id={"type": "integer"},
+                           fixes={"type": "integer"}, times=_STRINGS,
+                           accuracy_m={"type": "array", "items": _NULLABLE_NUMBER}),
+    ),
+    "AuditEntries": _object(
+        ["entries", "next_before"],
+        entries={"type": "array", "items": _object(
+            ["id", "at", "key", "action", "changes"], id={"type": "integer"},
+            at={"type": "string"}, recorded_at={"type": "string"},
+            key=_object(["name", "role"], id={"type": "integer", "nullable": True},
+                        name={"type": "string"}, role={"type": "string"}),
+            action={"type": "string"}, case_id={"type": "integer", "nullable": True},
+            dispatch_id={"type": "integer", "nullable": True},
+            team_id={"type": "integer", "nullable": True}, changes={"type": "object"})},
+        next_before={"type": "integer", "nullable": True},
+    ),
     "PlanNew": {
         "type": "object",
         "additionalProperties": False,
@@ -313,8 +494,10 @@ _ERROR_TEXT = {
     401: "No valid credentials.",
     403: "The credentials do not allow this.",
     404: "No such thing.",
+    409: "Not possible in the current state; the error says what is allowed.",
     413: "The request body is too large.",
-    422: "The point lies outside the city or the road network's reach.",
+    422: "Well-formed but impossible: a point outside the city or the road network's "
+    "reach, or position fixes in the future or implying an impossible speed.",
     429: "Too many requests from this caller (see Retry-After).",
     503: "The database is unreachable or the service is busy right now (see Retry-After).",
 }
@@ -365,7 +548,7 @@ def _path_params(rule: str, catalog: dict[str, layers.Layer]) -> list[dict[str, 
 
 
 def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[str, Any]:
-    success = "201" if method == "post" else "200"
+    success = str(spec.success or (201 if method == "post" else 200))
     operation: dict[str, Any] = {
         "summary": spec.summary,
         "tags": list(spec.tags),

@@ -99,6 +99,17 @@ def metric_srid(lon: float, lat: float) -> int:
     return (32600 if lat >= 0 else 32700) + zone
 
 
+# -- values of the command loop (cases, dispatches, positions) -------------------------------
+#: Largest id a table's ``integer`` key can hold; larger ids name nothing.
+MAX_ID = 2**31 - 1
+#: China Standard Time (UTC+8): the city's clock, for dates given without a zone (query
+#: strings, registers), never for devices' fixes (those must say their zone).
+CST = dt.timezone(dt.timedelta(hours=8), "CST")
+#: Times the service accepts: anything earlier or later is a typo or a broken clock.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+
+
 # -- text, time and JSON bodies: the guards every request's input passes ------------------
 #: Longest query parameter or path segment accepted, in characters.
 MAX_PARAM_CHARS = 2_000
@@ -130,39 +141,6 @@ def check_text(value: Any, name: str, max_chars: int = MAX_PARAM_CHARS) -> str:
             f"{name} contains a lone surrogate (not valid Unicode text)", field=name
         ) from None
     return value
-
-
-def check_datetime(
-    value: Any,
-    name: str,
-    *,
-    earliest: dt.datetime | None = None,
-    latest: dt.datetime | None = None,
-) -> dt.datetime:
-    """An ISO 8601 / RFC 3339 date-time as an aware UTC datetime (no zone given: UTC).
-
-    Dates that exist only in one time zone (year 1 at +14:00 is before year 1 in UTC)
-    are refused here rather than overflowing later.
-    """
-    text = check_text(value, name, 64)
-    try:
-        parsed = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(
-            f"{name} {text!r} is not an ISO 8601 date-time (e.g. 2026-11-23T08:00:00+08:00)",
-            field=name,
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    try:
-        parsed = parsed.astimezone(dt.UTC)
-    except OverflowError:
-        raise InvalidInput(f"{name} {text!r} is out of the range of dates", field=name) from None
-    if earliest is not None and parsed < earliest:
-        raise InvalidInput(f"{name} {text!r} is before {earliest.isoformat()}", field=name)
-    if latest is not None and parsed > latest:
-        raise InvalidInput(f"{name} {text!r} is after {latest.isoformat()}", field=name)
-    return parsed
 
 
 def _json_type(value: Any) -> str:
@@ -282,7 +260,7 @@ def check_schema(value: Any, schema: Mapping[str, Any], name: str = "body") -> A
                 field=name,
             )
         if schema.get("format") == "date-time":
-            check_datetime(value, name)
+            check_datetime(value, name, default_tz=dt.UTC)
     if kind == "array":
         if len(value) < schema.get("minItems", 0):
             raise InvalidInput(f"{name} needs at least {schema['minItems']} item(s)", field=name)
@@ -317,3 +295,101 @@ _TYPE_NAMES = {
     "integer": "an integer",
     "boolean": "true or false",
 }
+def check_typed_text(
+    value: Any, name: str, max_length: int, *, required: bool = False
+) -> str | None:
+    """Text a person typed (a title, a note): stripped, at most ``max_length`` characters,
+    no control characters (line breaks and tabs allowed), and what :func:`check_text`
+    asks. Empty or missing is None (an error when ``required``)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput(f"{name} is required", field=name)
+        return None
+    text = check_text(value, name, max_length).strip()
+    bad = next((c for c in text if (ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127), None)
+    if bad is not None:
+        raise InvalidInput(f"{name} holds a control character (U+{ord(bad):04X})", field=name)
+    return text
+
+
+def check_datetime(
+    value: Any,
+    name: str,
+    *,
+    default_tz: dt.tzinfo | None = None,
+    earliest: dt.datetime | None = EARLIEST,
+    latest: dt.datetime | None = LATEST,
+) -> dt.datetime:
+    """An ISO 8601 / RFC 3339 date-time (or a datetime) as an aware UTC datetime.
+
+    Parameters
+    ----------
+    default_tz : tzinfo, optional
+        The zone of a time given without one; None (the default): such a time is refused
+        (a device's fix must say its zone).
+    earliest, latest : datetime, optional
+        The range accepted (by default 2000 to 2100: anything else is a typo or a broken
+        clock); None: no bound. Dates that exist only in one time zone (year 1 at +14:00
+        is before year 1 in UTC) are refused rather than overflowing later.
+    """
+    if isinstance(value, dt.datetime):
+        when, shown = value, value.isoformat()
+    else:
+        text = check_text(value, name, 64).strip()
+        shown = text[:40]
+        try:
+            when = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                f"{name} {shown!r} is not an ISO 8601 date-time (e.g. 2026-11-23T08:00:00+08:00)",
+                field=name,
+            ) from None
+    if when.tzinfo is None:
+        if default_tz is None:
+            raise InvalidInput(f"{name} needs a time zone (e.g. +08:00 or Z): {shown}",
+                               field=name)  # fmt: skip
+        when = when.replace(tzinfo=default_tz)
+    try:
+        when = when.astimezone(dt.UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} {shown!r} is out of the range of dates", field=name) from None
+    if earliest is not None and when < earliest:
+        raise InvalidInput(f"{name} {shown!r} is before {earliest.isoformat()}", field=name)
+    if latest is not None and when >= latest:
+        raise InvalidInput(f"{name} {shown!r} is not before {latest.isoformat()}", field=name)
+    return when
+
+
+def check_id(value: Any, name: str) -> int:
+    """A positive integer id (not a boolean, not a float with a fraction)."""
+    if isinstance(value, bool) or not isinstance(value, int | str | float):
+        raise InvalidInput(f"{name} must be an integer id, got {value!r:.40}", field=name)
+    return check_int(value, name, 1, MAX_ID)
+
+
+def check_ids(value: Any, name: str, max_count: int) -> list[int]:
+    """A non-empty list of distinct ids, at most ``max_count``."""
+    if not isinstance(value, list) or not value:
+        raise InvalidInput(f"{name} must be a non-empty list of ids", field=name)
+    if len(value) > max_count:
+        raise InvalidInput(f"{name} lists {len(value)} ids; at most {max_count} at once",
+                           field=name)  # fmt: skip
+    ids = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise InvalidInput(f"{name} must hold integer ids, got {item!r:.40}", field=name)
+        ids.append(check_int(item, name, 1, MAX_ID))
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise InvalidInput(f"{name} lists id {repeated[0]} more than once", field=name)
+    return ids
+
+
+def check_fields(body: dict[str, Any], allowed: Iterable[str], where: str = "") -> None:
+    """Refuse fields a body may not hold, naming the first."""
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        field = f"{where}{unknown[0]}"
+        raise InvalidInput(
+            f"unknown field {field!r}; allowed: {', '.join(sorted(allowed))}", field=field
+        )

@@ -11,7 +11,8 @@ is that configuration, read from the settings (``GEOMAP_HOST``, ``GEOMAP_PORT``,
   graph, the grids' sample points and the team mirror there, before the workers fork:
   their arrays (~100 MB for Nanchang) are then shared copy-on-write by every worker
   instead of being built and held once per worker; the master's database connections
-  are closed before the fork, so no connection is shared between processes.
+  are closed before the fork, and each worker starts from an empty pool and its own
+  escalation loop (:func:`post_fork`), so no connection is shared between processes.
 """
 
 from __future__ import annotations
@@ -66,3 +67,14 @@ def warm(app: Any) -> None:
 def when_ready(server: Any) -> None:
     """gunicorn hook, in the master after the app is loaded, before the workers fork."""
     warm(server.app.wsgi())
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """gunicorn hook, in each worker just after the fork: its own database connections
+    and its own escalation loop (each worker runs one; they never record a climb twice,
+    see geomap.ops.escalation)."""
+    from geomap import db
+    from geomap.api._ops import start_loop
+
+    db.forget_connections()
+    start_loop(server.app.wsgi())

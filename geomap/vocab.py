@@ -85,17 +85,45 @@ TEAM_STATUSES = _vocab(
     Term("off_duty", "休整", "off duty"),
 )
 
-INCIDENT_STATUSES = _vocab(
-    Term("open", "待处置", "open"),
-    Term("dispatched", "已派单", "dispatched"),
-    Term("closed", "已办结", "closed"),
+#: Kinds of case (事件): what the command loop handles, from report to closure.
+CASE_KINDS = _vocab(
+    Term("incident", "突发事件", "incident"),
+    Term("hazard", "安全隐患", "hazard"),
+    Term("request", "群众诉求", "residents' request"),
 )
 
+CASE_SEVERITIES = _vocab(
+    Term("low", "一般", "low"),
+    Term("medium", "较大", "medium"),
+    Term("high", "重大", "high"),
+    Term("critical", "特别重大", "critical"),
+)
+
+#: A case's lifecycle (see ``geomap.ops.cases.STEPS`` for the moves between them).
+CASE_STATUSES = _vocab(
+    Term("reported", "已上报", "reported"),
+    Term("accepted", "已受理", "accepted"),
+    Term("dispatched", "已派遣", "dispatched"),
+    Term("on_scene", "已到场", "on scene"),
+    Term("resolved", "已处置", "resolved"),
+    Term("closed", "已办结", "closed"),
+    Term("cancelled", "已撤销", "cancelled"),
+)
+
+#: The chain a case climbs when nobody accepts it in time, lowest first.
+CASE_LEVELS = _vocab(
+    Term("grid", "网格", "grid"),
+    Term("community", "社区", "community"),
+    Term("township", "街道/乡镇", "township"),
+    Term("district", "区", "district"),
+)
+
+#: A team's part in a case (see ``geomap.ops.dispatch.STEPS``).
 DISPATCH_STATUSES = _vocab(
-    Term("sent", "已派出", "sent"),
-    Term("arrived", "已到达", "arrived"),
-    Term("done", "已完成", "done"),
-    Term("cancelled", "已取消", "cancelled"),
+    Term("assigned", "已派遣", "assigned"),
+    Term("en_route", "在途", "en route"),
+    Term("on_scene", "已到场", "on scene"),
+    Term("released", "已撤回", "released"),
 )
 
 #: Road classes of the routable network, with the driving speed used when a source

@@ -152,3 +152,19 @@ def nanchang_connection(nanchang_url: str) -> Iterator[sa.Connection]:
 @pytest.fixture
 def nanchang_client(nanchang_url: str, nanchang_connection: sa.Connection):
     return _app_on(nanchang_url, nanchang_connection).test_client()
+
+
+@pytest.fixture
+def world(connection):
+    """The command loop's small world (tests/casesworld.py) in the test's transaction."""
+    from tests import casesworld
+
+    return casesworld.build(connection)
+
+
+@pytest.fixture
+def ops_client(shared_url: str, connection: sa.Connection, world):
+    """A client whose app runs on the world's clock (``world.clock``)."""
+    app = _app_on(shared_url, connection)
+    app.extensions["geomap_clock"] = world.clock
+    return app.test_client()

@@ -24,19 +24,28 @@ ENDPOINTS = {
     "nearest": ("GET", "/api/teams/nearest?lon=115.902&lat=28.662", None),
     "coverage": ("GET", "/api/coverage?within_m=500", None),
     "circles": ("GET", "/api/circles/union?minutes=3", None),
-    "incidents": ("GET", "/api/incidents", None),
+    "cases": ("GET", "/api/cases", None),
+    "case stats": ("GET", "/api/cases/stats", None),
     "move team": ("PATCH", "/api/teams/{team}", {"status": "deployed"}),
-    "new incident": ("POST", "/api/incidents", {"title": "积水", "lon": 115.9, "lat": 28.66}),
+    "new case": ("POST", "/api/cases?k=0",
+                 {"kind": "incident", "title": "积水", "lon": 115.9, "lat": 28.66}),
+    "positions": ("POST", "/api/teams/{team}/positions",
+                  {"fixes": [{"lon": 115.9, "lat": 28.66, "recorded_at": "2026-11-01T08:00Z"}]}),
+    "track": ("GET", "/api/teams/{team}/track", None),
+    "audit": ("GET", "/api/audit", None),
 }
 
+
 Y, N = "allowed", "denied"
+WRITES = {"move team": N, "new case": N, "positions": N}
+PERSONAL_READS = {"track": N, "audit": N}
 #: The role matrix: caller → endpoint → allowed or denied.
 MATRIX = {
     "anonymous remote": dict.fromkeys(ENDPOINTS, N) | {"health": Y},
-    "open local": dict.fromkeys(ENDPOINTS, Y) | {"move team": N, "new incident": N},
+    "open local": dict.fromkeys(ENDPOINTS, Y) | WRITES | PERSONAL_READS,
     "viewer": dict.fromkeys(ENDPOINTS, N)
     | {"health": Y, "catalog": Y, "teams layer": Y, "stations layer": Y, "ogc teams": Y},
-    "planner": dict.fromkeys(ENDPOINTS, Y) | {"move team": N, "new incident": N},
+    "planner": dict.fromkeys(ENDPOINTS, Y) | WRITES | PERSONAL_READS,
     "commander": dict.fromkeys(ENDPOINTS, Y),
     # An embed token reads the catalog (the map needs the styles) and its own layers.
     "embed (grids, teams)": dict.fromkeys(ENDPOINTS, N)
@@ -158,13 +167,17 @@ def test_writes_by_a_commander_land(client, world, connection):
     assert moved.status_code == 200 and moved.get_json()["status"] == "deployed"
     history = connection.execute(sa.text("SELECT count(*) FROM team_positions")).scalar()
     assert history == 1
-    incident = client.post("/api/incidents", json={"title": "内涝", "lon": 115.9, "lat": 28.66},
-                           headers=commander).get_json()  # fmt: skip
-    sent = client.post(f"/api/incidents/{incident['id']}/dispatch",
+    case = client.post("/api/cases?k=0", json={"kind": "incident", "title": "内涝",
+                                               "lon": 115.9, "lat": 28.66},
+                       headers=commander).get_json()["case"]  # fmt: skip
+    moved_back = client.patch(f"/api/teams/{world['team']}", json={"status": "available"},
+                              headers=commander)  # fmt: skip
+    assert moved_back.status_code == 200
+    sent = client.post(f"/api/cases/{case['id']}/dispatch",
                        json={"team_ids": [world["team"]]}, headers=commander)  # fmt: skip
     assert sent.status_code == 201
-    assert sent.get_json()["status"] == "dispatched"
-    assert sent.get_json()["dispatches"][0]["team_id"] == world["team"]
+    assert sent.get_json()["case"]["status"] == "dispatched"
+    assert sent.get_json()["case"]["dispatches"][0]["team_id"] == world["team"]
     bad = client.patch(f"/api/teams/{world['team']}", json={"status": "asleep"},
                        headers=commander)  # fmt: skip
     assert bad.status_code == 400 and bad.get_json()["error"]["field"] == "status"

@@ -75,7 +75,7 @@ def _instant(text: str) -> dt.datetime | None:
     if text in ("", ".."):
         return None
     try:
-        return check_datetime(text, "datetime")
+        return check_datetime(text, "datetime", default_tz=dt.UTC, earliest=None, latest=None)
     except InvalidInput as exc:
         raise InvalidInput(
             f"{exc.message} (RFC 3339, e.g. 2026-11-23T08:00:00Z)", field="datetime"

@@ -20,13 +20,14 @@ COUNTS_SQL = sa.text(
         (SELECT count(*) FROM teams)                                       AS teams,
         (SELECT coalesce(sum(headcount), 0) FROM teams)                    AS team_members,
         (SELECT count(*) FROM road_nodes)                                  AS road_nodes,
-        (SELECT count(*) FROM road_edges)                                  AS road_edges
+        (SELECT count(*) FROM road_edges)                                  AS road_edges,
+        (SELECT count(*) FROM cases)                                       AS cases
     """
 )
 
 
 def counts(session: Session) -> dict[str, int]:
     """Row counts: regions by level, grids, stations (and red stations), sites, teams,
-    team members (sum of headcounts), population, road nodes and edges."""
+    team members (sum of headcounts), population, road nodes and edges, cases."""
     row = session.execute(COUNTS_SQL).mappings().one()
     return {key: int(value) for key, value in row.items()}

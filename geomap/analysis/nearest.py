@@ -15,6 +15,7 @@ question "which available teams are closest, and how long until they arrive?".
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,7 +234,48 @@ def _team_from(table: routing.mirror.TeamTable, i: int, distance_m: float) -> di
 
 
 def _network_rank(session: Session, query: Query, walk_speed_kmh: float) -> list[dict]:
-    """Rank teams by travel time to the point on the in-memory street graph.
+    """Rank the teams matching the query's filters by travel time (see :func:`rank_by_time`)."""
+
+    def keep(teams: routing.mirror.TeamTable) -> np.ndarray:
+        return teams.mask(kinds=query.kinds, statuses=query.statuses, capability=query.capability)
+
+    ranking = rank_by_time(session, query.lon, query.lat, mode=query.by, k=query.k, keep=keep,
+                           max_distance_m=query.max_distance_m, route=query.route,
+                           walk_speed_kmh=walk_speed_kmh)  # fmt: skip
+    return ranking.answer
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Teams ranked by travel time to a point: the answer rows, and what they came from.
+
+    ``chosen`` are row indices into ``teams`` (best first) and ``total_s`` their travel
+    times in seconds, access legs included.
+    """
+
+    teams: routing.mirror.TeamTable
+    known: dict[str, Any]
+    graph: routing.StreetGraph
+    chosen: np.ndarray
+    total_s: np.ndarray
+    answer: list[dict]
+
+
+def rank_by_time(
+    session: Session,
+    lon: float,
+    lat: float,
+    *,
+    mode: str,
+    k: int,
+    keep: Callable[[routing.mirror.TeamTable], np.ndarray],
+    max_distance_m: float = MAX_DISTANCE_M,
+    route: bool = False,
+    walk_speed_kmh: float = 4.5,
+) -> Ranking:
+    """Rank teams by travel time to a point on the in-memory street graph.
+
+    ``keep(teams)`` says which rows of the team mirror may be ranked (a boolean array).
 
     A team's time is: its walk (or slow drive, ``search.DRIVE_ACCESS_KMH``) to its position
     along its nearest edge, the network from there to the point's position along its
@@ -247,30 +289,29 @@ def _network_rank(session: Session, query: Query, walk_speed_kmh: float) -> list
     then B doubles (and finally becomes unlimited: teams that cannot reach the point at
     all are simply absent).
     """
-    mode = query.by
     teams, known = routing.team_mirror(session)
-    city.check_in_city(session, query.lon, query.lat, known=known)
+    city.check_in_city(session, lon, lat, known=known)
     graph = routing.current_graph(session, known)
-    point = snap_one(graph, mode, query.lon, query.lat, max_distance_m=MAX_POINT_SNAP_M)
+    point = snap_one(graph, mode, lon, lat, max_distance_m=MAX_POINT_SNAP_M)
     access_ms = search.access_speed_ms(mode, walk_speed_kmh)
     snaps = teams.snaps(graph, mode)
-    keep = teams.mask(kinds=query.kinds, statuses=query.statuses, capability=query.capability)
-    keep = keep & snaps.found
+    wanted = keep(teams) & snaps.found
     xy = teams.xy(graph)
-    px, py = graph.to_metric.transform(query.lon, query.lat)
+    px, py = graph.to_metric.transform(lon, lat)
     straight_m = np.hypot(xy[:, 0] - px, xy[:, 1] - py)
-    candidates = np.flatnonzero(keep & (straight_m <= query.max_distance_m))
+    candidates = np.flatnonzero(wanted & (straight_m <= max_distance_m))
     if candidates.size == 0:
-        return []
+        empty = np.zeros(0, dtype=np.int64)
+        return Ranking(teams, known, graph, empty, np.zeros(0), [])
     points = snaps.take(candidates)
     team_access_s = points.distance_m / access_ms
     point_access_s = float(point.distance_m[0]) / access_ms
-    k = min(query.k, candidates.size)
+    k = min(k, candidates.size)
     guess_ms = (_GUESS_KMH.get(mode) or walk_speed_kmh) / 3.6
     budget_s = max(60.0, 1.5 * float(np.partition(straight_m[candidates], k - 1)[k - 1]) / guess_ms)
     while True:
         found = search.search(graph, mode, point, reverse=True, budget_s=budget_s,
-                              walk_speed_kmh=walk_speed_kmh, predecessors=query.route)  # fmt: skip
+                              walk_speed_kmh=walk_speed_kmh, predecessors=route)  # fmt: skip
         network_s, via = found.cost_at(points)
         total_s = network_s + team_access_s + point_access_s
         # Ties broken by id, equal to a microsecond (sums in another order differ by ulps).
@@ -286,17 +327,17 @@ def _network_rank(session: Session, query: Query, walk_speed_kmh: float) -> list
             "no team matching the filters can reach the point on the road network", field="lon"
         )
     chosen = candidates[order]
-    _, _, geodesic_m = GEOD.inv(np.full(chosen.size, query.lon), np.full(chosen.size, query.lat),
+    _, _, geodesic_m = GEOD.inv(np.full(chosen.size, lon), np.full(chosen.size, lat),
                                 teams["lon"][chosen], teams["lat"][chosen])  # fmt: skip
     answer = []
     for rank, (i, j) in enumerate(zip(chosen.tolist(), order.tolist(), strict=True)):
-        route = None
-        if query.route:
-            route = _route(graph, found, points.take(np.array([j])), int(via[j]),
-                           (teams["lon"][i], teams["lat"][i]), (query.lon, query.lat))  # fmt: skip
+        line = None
+        if route:
+            line = _route(graph, found, points.take(np.array([j])), int(via[j]),
+                          (teams["lon"][i], teams["lat"][i]), (lon, lat))  # fmt: skip
         row = _team_from(teams, i, float(geodesic_m[rank]))
-        answer.append(_team(row, float(total_s[j]), route))
-    return answer
+        answer.append(_team(row, float(total_s[j]), line))
+    return Ranking(teams, known, graph, chosen, total_s[order], answer)
 
 
 def _route(

@@ -9,6 +9,8 @@ def init_app(app: Any) -> None:
     """Register every blueprint and the error handlers on ``app``."""
     from geomap import auth
     from geomap.api import (
+        audit,
+        cases,
         circles,
         compression,
         coverage,
@@ -17,7 +19,6 @@ def init_app(app: Any) -> None:
         guard,
         headers,
         health,
-        incidents,
         layers,
         plans,
         teams,
@@ -36,7 +37,8 @@ def init_app(app: Any) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(teams.bp)
-    app.register_blueprint(incidents.bp)
+    app.register_blueprint(cases.bp)
+    app.register_blueprint(audit.bp)
     app.register_blueprint(coverage.bp)
     app.register_blueprint(circles.bp)
     app.register_blueprint(layers.bp)

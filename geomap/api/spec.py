@@ -65,6 +65,7 @@ class Endpoint:
     tags: tuple[str, ...] = ()
     statuses: tuple[int, ...] = (400,)
     extra: dict[str, Any] = field(default_factory=dict)
+    success: int | None = None  # the 2xx status; default 201 for POST, 200 otherwise
 
 
 def endpoint(
@@ -77,6 +78,7 @@ def endpoint(
     body: str | None = None,
     tags: tuple[str, ...] = (),
     statuses: tuple[int, ...] = (400,),
+    success: int | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a view's summary, parameters, permission and response schema."""
     if permission not in PERMISSIONS:
@@ -92,6 +94,7 @@ def endpoint(
             body=body,
             tags=tags,
             statuses=statuses,
+            success=success,
         )
         return view
 

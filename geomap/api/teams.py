@@ -1,16 +1,20 @@
-"""Teams: the commander's "who is closest?", and changing a team's status or position."""
+"""Teams: the commander's "who is closest?"; a team's status, positions and track."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, current_app, jsonify
 
-from geomap import crs, db, dispatch, vocab
+from geomap import crs, db, vocab
 from geomap.analysis import nearest
-from geomap.api import costs, spec
+from geomap.api import _ops, costs, spec
 from geomap.api._args import Args
 from geomap.api.spec import LAT, LON, POINT_CRS, Param, endpoint
-from geomap.errors import InvalidInput
-from geomap.params import check_lonlat
+from geomap.errors import InvalidInput, NotFound
+from geomap.ops import positions
+from geomap.ops import teams as ops_teams
+from geomap.params import CST, MAX_ID, check_datetime, check_lonlat
 
 bp = Blueprint("teams", __name__, url_prefix="/api/teams")
 
@@ -90,17 +94,73 @@ def nearest_teams():
 
 @bp.patch("/<int:team_id>")
 @endpoint(
-    "Change a team's status and/or last position (kept in its position history)",
+    "Change a team's status, position (kept in its history) or standby position",
     permission="write",
     tags=("teams",),
     body="TeamUpdate",
     response="Team",
-    statuses=(400, 404),
+    statuses=(400, 404, 409, 422),
 )
 def update_team(team_id: int):
-    """Change a team's status or position."""
+    """Change a team's status, position or standby position (audited)."""
     spec.args()
     session = db.get_session()
-    team = dispatch.update_team(session, team_id, json_body())
+    team = ops_teams.update(session, _team_id(team_id), json_body(), actor=_ops.actor(),
+                            now=_ops.now())  # fmt: skip
     session.commit()
     return jsonify(team)
+
+
+def _team_id(team_id: int) -> int:
+    if team_id > MAX_ID:
+        raise NotFound(f"no team {team_id}")
+    return team_id
+
+
+@bp.post("/<int:team_id>/positions")
+@endpoint(
+    "A batch of position fixes from a team's device: history always, current position "
+    "only when newer; future or impossibly fast fixes refused",
+    permission="write",
+    tags=("teams",),
+    body="PositionsBatch",
+    response="PositionsResult",
+    statuses=(400, 404, 422),
+    success=200,
+)
+def team_positions(team_id: int):
+    """Record a batch of fixes."""
+    spec.args()
+    session = db.get_session()
+    settings = current_app.config["GEOMAP"]
+    result = positions.ingest(
+        session, _team_id(team_id), json_body(), actor=_ops.actor(), now=_ops.now(),
+        max_speed_kmh=settings.max_speed_kmh, max_fixes=settings.max_fixes,
+    )  # fmt: skip
+    session.commit()
+    return jsonify(result)
+
+
+@bp.get("/<int:team_id>/track")
+@endpoint(
+    "A team's track between two times, as a GeoJSON Feature with each fix's time",
+    permission="personal",
+    tags=("teams",),
+    response="Track",
+    statuses=(400, 404),
+    params=(
+        Param("from", "string", "Start (ISO 8601; no zone: UTC+8). Default: 24 h before `to`."),
+        Param("to", "string", "End (ISO 8601; no zone: UTC+8). Default: now."),
+    ),
+)  # fmt: skip
+def team_track(team_id: int):
+    """A team's movements."""
+    args = spec.args()
+    until = args.raw("to")
+    until = check_datetime(until, "to", default_tz=CST) if until else _ops.now()
+    since = args.raw("from")
+    since = (check_datetime(since, "from", default_tz=CST) if since
+             else until - dt.timedelta(hours=24))  # fmt: skip
+    settings = current_app.config["GEOMAP"]
+    return jsonify(positions.track(db.get_session(), _team_id(team_id), since=since,
+                                   until=until, max_points=settings.max_features))  # fmt: skip

@@ -24,6 +24,7 @@ How the synthetic parts are drawn (details in the private modules):
 * ``_teams``: squads at stations, one steward team per grid, riders and cars in the city.
 * ``_roads``: a two-level jittered lattice (167 m in built-up areas, 1 km elsewhere) cut
   by the river and rejoined by bridges at the real crossings.
+* ``_cases``: a demo history, a month of hazards, incidents and requests, most closed.
 """
 
 from __future__ import annotations
@@ -37,12 +38,13 @@ import pandas as pd
 import shapely
 
 from geomap import models
-from geomap.seed import _admin, _geo, _inputs, _places, _roads, _teams
+from geomap.seed import _admin, _cases, _geo, _inputs, _places, _roads, _teams
 
 DEFAULT_SEED = 20261123
 
 #: The steps of ``generate``, in load order: ``progress`` is called once after each.
-STEPS = ("regions", "grids", "stations", "sites", "teams", "road_nodes", "road_edges")
+STEPS = ("regions", "grids", "stations", "sites", "teams", "road_nodes", "road_edges", "cases",
+         "case_escalations", "dispatches")
 
 _MAX_EDGE_M = 200.0  # longest synthetic polygon edge before reprojection (see _polygon_frame)
 
@@ -95,9 +97,11 @@ def generate(
     -------
     dict of str to geopandas.GeoDataFrame
         Keyed by table name in load order (``STEPS``): ``regions``, ``grids``,
-        ``stations``, ``sites``, ``teams``, ``road_nodes``, ``road_edges``. Each has
+        ``stations``, ``sites``, ``teams``, ``road_nodes``, ``road_edges``, then the demo
+        history (``_cases``): ``cases``, ``case_escalations``, ``dispatches``. Each has
         exactly the table's columns (``geomap.models``), CRS EPSG:4326 and ``geom`` as the
-        active geometry; ``teams`` also has ``base_geom`` as a second GeoSeries.
+        active geometry (``dispatches``: ``origin``; ``case_escalations`` has none);
+        ``teams`` also has ``base_geom`` as a second GeoSeries.
     """
     data_dir = Path(data_dir)
     report = progress or (lambda step, n: None)
@@ -144,6 +148,9 @@ def generate(
     edges["source"] = edges["kind"].map(labels).to_numpy()
     frames["road_edges"] = _frame(edges, "road_edges")
     report("road_edges", len(frames["road_edges"]))
+    for table, frame in _cases.build(frames, seed, data_dir).items():  # a synthetic month
+        frames[table] = frame
+        report(table, len(frame))
     return frames
 
 
