@@ -104,6 +104,20 @@ PARTS: dict[str, tuple[Part, ...]] = {
         Part("further red culture sites", "-", "all", _has("synthetic:")),
     ),
     "teams": (Part("teams and their people", "-", "all", _has("synthetic:")),),
+    "cases": (
+        Part(
+            "a month of hazards, incidents and residents' requests (demo history)",
+            "-",
+            "all: placed in grids by population, each on a plausible clock (accepted, "
+            "sometimes late so that it climbed the chain by data/dispatch.toml, dispatched "
+            "to the nearest fitting teams, resolved, checked, closed); generic titles, no "
+            "reporter names",
+            _has("demo history"),
+        ),
+    ),
+    "dispatches": (
+        Part("the demo cases' dispatches", "-", "all", _has("demo history")),
+    ),
     "road_nodes": (
         Part(
             "the real intersections",
@@ -318,6 +332,8 @@ def render(
         "and the `/ogc` collections show).\n"
     )
     for table, frame in frames.items():
+        if "source" not in frame:  # (a case's climbs carry their case's provenance)
+            continue
         rows = []
         labels = []
         for source, level, n in source_counts(frame, table):
