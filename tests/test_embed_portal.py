@@ -124,7 +124,9 @@ def browser() -> Iterator[Any]:
 
 def _open(browser: Any, url: str, *, wait_embed: bool) -> tuple[Any, Any, list[str]]:
     context = browser.new_context(viewport={"width": 1100, "height": 700})
-    context.set_default_timeout(30_000)
+    # Generous: the framed map loads thousands of features, and on a loaded 2-core CI
+    # machine its "load" event has taken more than 30 s.
+    context.set_default_timeout(90_000)
     context.add_init_script(PROBE_JS)  # in every frame: CSP violations are recorded
     page = context.new_page()
     console: list[str] = []

@@ -69,7 +69,7 @@ def test_plan_map_runs_a_suggestion_and_downloads_the_csv(planning_server, tmp_p
         assert rows.count() == 3
         assert result["sites"][0]["name"] in rows.nth(0).inner_text()
         report.screenshot("maps_plan.png")
-        with page.expect_download() as info:
+        with page.expect_download(timeout=180_000) as info:  # the report is built on request
             page.click(".gm-plan-download[data-format='csv']")
         path = tmp_path / "plan.csv"
         info.value.save_as(path)
