@@ -272,7 +272,8 @@ def check_schema(value: Any, schema: Mapping[str, Any], name: str = "body") -> A
         properties = schema.get("properties", {})
         for required in schema.get("required", ()):
             if required not in value:
-                raise InvalidInput(f"{required} is required", field=required)
+                field = required if name == "body" else f"{name}.{required}"
+                raise InvalidInput(f"{field} is required", field=field)
         extra = schema.get("additionalProperties", True)
         for key, item in value.items():
             field = key if name == "body" else f"{name}.{key}"
@@ -375,10 +376,11 @@ def check_ids(value: Any, name: str, max_count: int) -> list[int]:
         raise InvalidInput(f"{name} lists {len(value)} ids; at most {max_count} at once",
                            field=name)  # fmt: skip
     ids = []
-    for item in value:
+    for i, item in enumerate(value):
+        where = f"{name}[{i}]"
         if isinstance(item, bool) or not isinstance(item, int):
-            raise InvalidInput(f"{name} must hold integer ids, got {item!r:.40}", field=name)
-        ids.append(check_int(item, name, 1, MAX_ID))
+            raise InvalidInput(f"{where} must be an integer id, got {item!r:.40}", field=where)
+        ids.append(check_int(item, where, 1, MAX_ID))
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
         raise InvalidInput(f"{name} lists id {repeated[0]} more than once", field=name)

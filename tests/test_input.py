@@ -74,7 +74,7 @@ def test_an_id_beyond_postgresql_integers_is_not_found(client, commander):
     response = client.patch("/api/teams/99999999999999999999", json={"status": "deployed"},
                             headers=commander)  # fmt: skip
     assert response.status_code == 404
-    assert client.post("/api/incidents/4294967296/dispatch", json={"team_ids": [1]},
+    assert client.post("/api/cases/4294967296/dispatch", json={"team_ids": [1]},
                        headers=commander).status_code == 404  # fmt: skip
 
 
@@ -87,30 +87,33 @@ def _raw(client, method: str, path: str, text: str, headers: dict) -> dict:
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ('{"title": "积水\\u0000", "lon": 115.9, "lat": 28.66}', "title"),
-        ('{"title": "\\ud800", "lon": 115.9, "lat": 28.66}', "title"),
+        ('{"kind": "incident", "title": "积水\\u0000", "lon": 115.9, "lat": 28.66}', "title"),
+        ('{"kind": "incident", "title": "\\ud800", "lon": 115.9, "lat": 28.66}', "title"),
         ('{"title": "积水", "kind": "\\udfff", "lon": 115.9, "lat": 28.66}', "kind"),
-        ('{"title": "积水", "lon": true, "lat": 28.66}', "lon"),
-        ('{"title": "积水", "lon": NaN, "lat": 28.66}', "body"),
-        ('{"title": "积水", "lon": Infinity, "lat": 28.66}', "body"),
-        ('{"title": "积水", "lon": 1e999, "lat": 28.66}', "body"),
-        ('{"title": "' + "长" * 201 + '", "lon": 115.9, "lat": 28.66}', "title"),
-        ('{"title": "   ", "lon": 115.9, "lat": 28.66}', "title"),
-        ('{"title": 7, "lon": 115.9, "lat": 28.66}', "title"),
-        ('{"title": "积水", "lon": 115.9}', "lat"),
-        ('{"title": "积水", "lon": 115.9, "lat": 28.66, "extra": 1}', "extra"),
+        ('{"kind": "incident", "title": "积水", "lon": true, "lat": 28.66}', "lon"),
+        ('{"kind": "incident", "title": "积水", "lon": NaN, "lat": 28.66}', "body"),
+        ('{"kind": "incident", "title": "积水", "lon": Infinity, "lat": 28.66}', "body"),
+        ('{"kind": "incident", "title": "积水", "lon": 1e999, "lat": 28.66}', "body"),
+        (
+            '{"kind": "incident", "title": "' + "长" * 201 + '", "lon": 115.9, "lat": 28.66}',
+            "title",
+        ),
+        ('{"kind": "incident", "title": "   ", "lon": 115.9, "lat": 28.66}', "title"),
+        ('{"kind": "incident", "title": 7, "lon": 115.9, "lat": 28.66}', "title"),
+        ('{"kind": "incident", "title": "积水", "lon": 115.9}', "lat"),
+        ('{"kind": "incident", "title": "积水", "lon": 115.9, "lat": 28.66, "extra": 1}', "extra"),
         ("[" * 100_000 + "]" * 100_000, "body"),
         ('{"a":' * 50 + "1" + "}" * 50, "body"),
-        ('{"title": "积水", "lon": 115.9, "lat": ' + "9" * 5000 + "}", "body"),
+        ('{"kind": "incident", "title": "积水", "lon": 115.9, "lat": ' + "9" * 5000 + "}", "body"),
         ("not json", "body"),
         ("[1, 2]", "body"),
     ],
 )
-def test_hostile_incident_bodies(client, commander, connection, body, field):
-    before = connection.execute(sa.text("SELECT count(*) FROM incidents")).scalar()
-    error = _raw(client, "POST", "/api/incidents", body, commander)
+def test_hostile_case_bodies(client, commander, connection, body, field):
+    before = connection.execute(sa.text("SELECT count(*) FROM cases")).scalar()
+    error = _raw(client, "POST", "/api/cases", body, commander)
     assert error["field"] == field, error
-    assert connection.execute(sa.text("SELECT count(*) FROM incidents")).scalar() == before
+    assert connection.execute(sa.text("SELECT count(*) FROM cases")).scalar() == before
 
 
 @pytest.mark.parametrize(
@@ -149,17 +152,16 @@ def test_a_position_time_with_its_zone_is_stored_in_utc(client, commander, conne
     ("body", "field"),
     [
         ({"team_ids": [True]}, "team_ids[0]"),
-        ({"team_ids": [1], "travel_min": {"1": True}}, "travel_min.1"),
-        ({"team_ids": [1], "travel_min": {"1": -3}}, "travel_min.1"),
+        ({"team_ids": [1], "travel_min": {"1": 3}}, "travel_min"),  # no such field
         ({"team_ids": [2**40]}, "team_ids[0]"),
         ({"team_ids": list(range(1, 200))}, "team_ids"),
         ({"team_ids": []}, "team_ids"),
     ],
 )
 def test_hostile_dispatches(client, commander, connection, body, field):
-    incident = client.post("/api/incidents", json={"title": "内涝", "lon": 115.9, "lat": 28.66},
-                           headers=commander).get_json()  # fmt: skip
-    error = _error(client.post(f"/api/incidents/{incident['id']}/dispatch", json=body,
+    new = {"kind": "incident", "title": "内涝", "lon": 115.9, "lat": 28.66}
+    case = client.post("/api/cases", json=new, headers=commander).get_json()["case"]
+    error = _error(client.post(f"/api/cases/{case['id']}/dispatch", json=body,
                                headers=commander))  # fmt: skip
     assert error["field"] == field, error
     assert connection.execute(sa.text("SELECT count(*) FROM dispatches")).scalar() == 0
@@ -167,7 +169,8 @@ def test_hostile_dispatches(client, commander, connection, body, field):
 
 def test_a_huge_title_is_413_and_a_body_must_be_json(client, commander):
     title = "长" * 5_000_000
-    response = client.post("/api/incidents", json={"title": title, "lon": 115.9, "lat": 28.66},
+    response = client.post("/api/cases", json={"kind": "incident", "title": title,
+                                               "lon": 115.9, "lat": 28.66},
                            headers=commander)  # fmt: skip
     assert response.status_code == 413
     assert response.get_json()["error"] == {
@@ -175,7 +178,7 @@ def test_a_huge_title_is_413_and_a_body_must_be_json(client, commander):
         "message": "the request body is larger than 1000000 bytes",
         "field": "body",
     }
-    form = client.post("/api/incidents", data={"title": "积水"}, headers=commander)
+    form = client.post("/api/cases", data={"title": "积水"}, headers=commander)
     assert _error(form)["field"] == "body"
 
 
@@ -185,7 +188,7 @@ def test_a_150_mb_body_is_refused_without_being_read(app, commander):
         host, port = base.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(
-                b"POST /api/incidents HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"POST /api/cases HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                 + f"Authorization: {commander['Authorization']}\r\n".encode()
                 + b"Content-Type: application/json\r\nContent-Length: 150000000\r\n"
                 b"Connection: close\r\n\r\n"

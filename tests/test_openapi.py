@@ -157,9 +157,9 @@ def test_fuzz_hostile_values_in_every_parameter_and_body(app, connection):
     headers = {"Authorization": f"Bearer {_small_world(connection)}"}
     team = connection.execute(sa.text("SELECT id FROM teams LIMIT 1")).scalar_one()
     client = app.test_client()
-    incident = client.post("/api/incidents", json={"title": "积水", "lon": 115.9, "lat": 28.66},
-                           headers=headers).get_json()["id"]  # fmt: skip
-    ids = {"layer_id": "teams", "featureId": "1", "team_id": team, "incident_id": incident,
+    new = {"kind": "incident", "title": "积水", "lon": 115.9, "lat": 28.66}
+    case = client.post("/api/cases", json=new, headers=headers).get_json()["case"]["id"]
+    ids = {"layer_id": "teams", "featureId": "1", "team_id": team, "case_id": case,
            "name": "map", "layer": "teams"}  # fmt: skip
     app.extensions.pop("geomap_rate", None)  # this test counts statuses, not requests
     document = client.get("/openapi.json").get_json()

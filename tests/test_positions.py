@@ -157,7 +157,7 @@ def test_fixes_in_gcj02_are_stored_in_wgs84(ops_client, world, connection):
                 "fixes": [{"lon": 115.9, "lat": 28.6, "recorded_at": "2026-11-20T07:00:00Z"}],
                 "crs": "EPSG:3857",
             },
-            "fixes[0].crs",
+            "crs",  # the batch's crs is the wrong one
         ),
         (
             {"fixes": [{"lon": 115.9, "lat": 28.6, "recorded_at": "2026-11-20T07:00:00Z"}] * 1001},
