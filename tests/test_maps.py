@@ -386,14 +386,14 @@ def test_battle_map(browser: Any, live: Live) -> None:
         # all, stations (drawn from zoom 12, the city view is 11) not yet.
         assert stats["grids"]["onMap"] and not stats["stations"]["onMap"]
         assert _data_requests(report) == sorted(
-            ["circles", "districts", "grids", "sites", "teams", "townships"]
+            ["cases", "circles", "districts", "grids", "sites", "teams", "townships"]
         )
         assert not any("/api/layers" in r.url for r in report.requests)
         # The circles, detailed to a zoom the city view does not show, come generalised
         # for the view (detail_zoom in layers/circles.toml).
         circles_url = next(r.url for r in report.requests if "/map/data/circles" in r.url)
         assert re.search(r"[?&]zoom=\d+", circles_url), circles_url
-        for layer_id in ("districts", "townships", "grids", "circles", "sites", "teams"):
+        for layer_id in ("districts", "townships", "grids", "circles", "sites", "teams", "cases"):
             assert stats[layer_id]["features"] == live.matched(layer_id), layer_id
             assert stats[layer_id]["onMap"], f"{layer_id} is drawn at the first view"
         assert stats["communities"]["loaded"] is False
