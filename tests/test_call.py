@@ -251,11 +251,13 @@ def test_a_phone_calls_from_the_page_and_gets_a_number(committed):
             # One big button, on the first screen of a 390×844 phone.
             assert box["width"] >= 300 and box["height"] >= 120
             assert box["y"] + box["height"] <= PHONE[1]
+            report.screenshot("call-phone.png")
             page.fill("#call-text", "楼道里有人晕倒")
             page.fill("#call-phone", "13800000003")
             page.click("#call-button")
             number = page.locator("#call-number").text_content(timeout=10_000)
             assert "已收到" in page.locator("#call-result").text_content()
+            report.screenshot("call-phone-done.png")
             report.assert_clean()  # no external request, no CSP violation, no JS error
         cases = _query(committed, "SELECT id, kind, description, reporter_phone, created_by "
                        "FROM cases")  # fmt: skip
@@ -275,6 +277,7 @@ def test_a_phone_calls_from_the_page_and_gets_a_number(committed):
             report.page.click("#call-button")
             message = report.page.locator("#call-error").text_content(timeout=10_000)
             assert "Too many calls" in message
+            report.screenshot("call-phone-limited.png")
             assert not report.external_requests
         with open_page(f"{url}/call/NO-SUCH", offline=True, browser=browser, viewport=PHONE,
                        wait_for_map=False) as report:  # fmt: skip
@@ -377,7 +380,7 @@ def test_qr_html_for_a_district_holds_one_decodable_code_per_station(qr_world, t
 def test_qr_pdf_for_all_stations_has_the_right_pages(qr_world, tmp_path):
     from pypdf import PdfReader
 
-    runner, _ = qr_world
+    runner, codes = qr_world
     out = tmp_path / "codes.pdf"
     result = runner.invoke(main, ["stations", "qr", "--out", str(out),
                                   "--base-url", "https://call.example.gov.cn"])  # fmt: skip
@@ -388,6 +391,18 @@ def test_qr_pdf_for_all_stations_has_the_right_pages(qr_world, tmp_path):
     assert len(reader.pages) == 3  # 14 cards, six a page
     text = "".join(page.extract_text() for page in reader.pages)
     assert "西街红色驿站" in text and "https://call.example.gov.cn/call/CALL-O1" in text
+    # The printed codes read back (rendered by PDFium, decoded by ZXing): the first page's
+    # six cards, in order.
+    import pypdfium2
+    import zxingcpp
+
+    document = pypdfium2.PdfDocument(str(out))
+    try:
+        image = document[0].render(scale=1.2).to_pil()
+    finally:
+        document.close()
+    decoded = sorted(r.text for r in zxingcpp.read_barcodes(image))
+    assert decoded == sorted(f"https://call.example.gov.cn/call/{c}" for c in sorted(codes)[:6])
 
 
 def test_qr_matrix_holds_the_url(qr_world):
