@@ -37,7 +37,9 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _object(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": properties}
+    # OpenAPI 3.0 forbids an empty `required` list: leave it out when nothing is required.
+    return {"type": "object", **({"required": required} if required else {}),
+            "properties": properties}  # fmt: skip
 
 
 SCHEMAS: dict[str, dict[str, Any]] = {
