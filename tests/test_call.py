@@ -448,3 +448,31 @@ def test_qr_default_base_url_warns_that_phones_cannot_reach_it(qr_world, tmp_pat
     assert result.exit_code == 0, result.output
     assert "phones cannot reach" in result.output
     assert "http://127.0.0.1:5000/call/CALL-W1" in (tmp_path / "c.html").read_text("utf-8")
+
+
+@pytest.mark.slow
+def test_qr_for_a_nanchang_district_covers_exactly_its_coded_stations(nanchang_url, tmp_path):
+    """On the default data: the district's stations, counted independently (a point in the
+    district's whole outline rather than its indexed pieces)."""
+    from click.testing import CliRunner
+
+    district = _query(nanchang_url, "SELECT code FROM regions WHERE level = 'district' "
+                      "ORDER BY code LIMIT 1")[0]["code"]  # fmt: skip
+    expected = _query(
+        nanchang_url,
+        "SELECT s.code FROM stations s JOIN regions r ON r.code = :d "
+        "WHERE s.code IS NOT NULL AND ST_Intersects(r.geom, s.geom) ORDER BY s.code",
+        d=district,
+    )
+    assert len(expected) > 50
+    out = tmp_path / "codes.html"
+    result = CliRunner().invoke(
+        main, ["stations", "qr", "--out", str(out), "--district", district,
+               "--base-url", "https://call.example.gov.cn"],
+        env={"GEOMAP_DATABASE_URL": nanchang_url},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    urls = re.findall(r'<svg class="qr"[^>]*data-url="([^"]+)"', out.read_text("utf-8"))
+    assert sorted(urls) == sorted(
+        f"https://call.example.gov.cn/call/{row['code']}" for row in expected
+    )
