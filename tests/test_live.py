@@ -361,3 +361,17 @@ def token_stream(full_url: str) -> Iterator[Stream]:
         yield stream
     finally:
         stream.close()
+
+
+def test_request_lines_of_the_development_server_never_show_a_token(db_url, caplog):
+    app = create_app({"database_url": db_url, "open_read": False})
+    secret = "em_not.a.real.token.but.secret"
+    with caplog.at_level("INFO", logger="werkzeug"), serve_app(app) as url:
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.request("GET", f"/embed/map?token={secret}&lang=zh")
+        assert conn.getresponse().status == 401
+        conn.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    assert any("/embed/map?token=[redacted]&lang=zh" in line for line in lines), lines
+    assert not any(secret in line for line in lines)
