@@ -207,9 +207,11 @@ def _battle(embed: bool) -> Response:
     if layer_names is None:
         layer_names = _token_layers(allowed)
     shown = layer_names if layer_names is not None else allowed
+    settings = current_app.config["GEOMAP"]
     m = battle.battle_map(
-        catalog(), _spec(args, embed=embed), layers=layer_names, tiled=_tiled(list(shown))
-    )
+        catalog(), _spec(args, embed=embed), layers=layer_names, tiled=_tiled(list(shown)),
+        stale_minutes=getattr(settings, "stale_minutes", battle.STALE_MINUTES),
+    )  # fmt: skip
     return _html(m)
 
 
