@@ -385,8 +385,9 @@ def test_battle_map(browser: Any, live: Live) -> None:
         # Each layer drawn at the first view is loaded once; communities (hidden) not at
         # all, stations (drawn from zoom 12, the city view is 11) not yet.
         assert stats["grids"]["onMap"] and not stats["stations"]["onMap"]
+        # With no basemap, the streets are drawn (a route has streets under it).
         assert _data_requests(report) == sorted(
-            ["circles", "districts", "grids", "sites", "teams", "townships"]
+            ["circles", "districts", "grids", "sites", "streets", "teams", "townships"]
         )
         assert not any("/api/layers" in r.url for r in report.requests)
         # The circles, detailed to a zoom the city view does not show, come generalised
@@ -402,7 +403,7 @@ def test_battle_map(browser: Any, live: Live) -> None:
         assert stats["grids"]["features"] == 4418
         # Every grid, district, township and circle is a GeoJSON feature on the map.
         polygons = sum(stats[k]["drawn"] for k in ("districts", "townships", "grids", "circles"))
-        assert summary["geojson_features"] == polygons
+        assert summary["geojson_features"] == polygons + stats["streets"]["drawn"]
         # Teams are clustered markers, one per feature.
         assert summary["cluster_groups"] == 1
         assert summary["clustered_markers"] == live.matched("teams")

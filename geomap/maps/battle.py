@@ -24,7 +24,7 @@ in the page. A layer too big for one document is drawn from vector tiles instead
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 import folium
@@ -80,6 +80,7 @@ def battle_map(
     layers: Sequence[str] | None = None,
     tiled: Mapping[str, Mapping[str, Any]] | None = None,
     stale_minutes: float = STALE_MINUTES,
+    routes: Container[str] | None = None,
 ) -> folium.Map:
     """The battle map as a folium map (render it once with :func:`page.page_html`).
 
@@ -101,6 +102,9 @@ def battle_map(
         :func:`geomap.analysis.features.tiled_summary`.
     stale_minutes : float
         A team position older than this is marked stale (setting ``stale_minutes``).
+    routes : container of str, optional
+        The service's URL rules (``/api/session``...): the page calls only those there
+        are. None: all of them.
 
     Returns
     -------
@@ -147,10 +151,13 @@ def battle_map(
         "staleMinutes": stale_minutes,
     }
     if live:
+        def there(path: str) -> str | None:
+            return path if routes is None or path in routes else None
+
         config["live"] = {
-            "session": SESSION_PATH,
-            "events": EVENTS_PATH,
-            "cases": CASES_PATH if show_cases else None,
+            "session": there(SESSION_PATH),
+            "events": there(EVENTS_PATH),
+            "cases": there(CASES_PATH) if show_cases else None,
             "teamsGeojson": "/api/layers/teams",
         }
     return page.shell(spec, config, title=text.ui("title_battle", spec.lang), inline_data=inline)

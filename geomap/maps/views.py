@@ -211,6 +211,7 @@ def _battle(embed: bool) -> Response:
     m = battle.battle_map(
         catalog(), _spec(args, embed=embed), layers=layer_names, tiled=_tiled(list(shown)),
         stale_minutes=getattr(settings, "stale_minutes", battle.STALE_MINUTES),
+        routes={rule.rule for rule in current_app.url_map.iter_rules()},
     )  # fmt: skip
     return _html(m)
 

@@ -1959,9 +1959,9 @@
         return;
       }
       try {
-        this.session = await this.fetchJson(this.url(this.config.live.session));
+        this.session = this.config.live.session ? await this.fetchJson(this.url(this.config.live.session)) : null;
       } catch (error) {
-        this.session = null;  // a service without sessions: reading as before
+        this.session = null;  // sessions unknown to this service: reading as before
       }
       this.renderSession();
       if (this.session && !this.can('layers')) {
@@ -2095,7 +2095,7 @@
     },
 
     openStream() {
-      if (!window.EventSource) return;
+      if (!window.EventSource || !this.config.live.events) return;
       if (this.stream) this.stream.close();
       clearTimeout(this.reopenTimer);
       const stream = new EventSource(this.url(this.config.live.events));
