@@ -34,6 +34,66 @@ ROOT = Path(__file__).resolve().parent.parent
 CASE_POINT = casesworld.point(4, 4)
 
 
+# ---------------------------------------------------------------------------------------
+# The page's configuration: no browser, no database
+def _config(**kwargs: Any) -> dict:
+    from geomap.layers import load_catalog
+    from geomap.maps import battle, page
+
+    spec_args = {k: kwargs.pop(k) for k in ("embed", "basemap") if k in kwargs}
+    spec = page.PageSpec(
+        basemap=page.basemap(spec_args.get("basemap", "none"), lang="zh"),
+        embed=spec_args.get("embed", False),
+    )
+    m = battle.battle_map(load_catalog(), spec, **kwargs)
+    return next(c for c in m._children.values() if isinstance(c, page.MapModule)).config
+
+
+def test_served_battle_map_is_live_and_a_file_is_not() -> None:
+    from geomap.maps import compact
+
+    config = _config(stale_minutes=45)
+    assert config["live"] == {
+        "session": "/api/session",
+        "events": "/api/events",
+        "cases": "/api/cases",
+        "teamsGeojson": "/api/layers/teams",
+    }
+    assert config["staleMinutes"] == 45
+    # The page calls only what the service has.
+    assert _config(routes={"/api/cases"})["live"]["session"] is None
+    # Streets are drawn by default under a blank basemap, not under a tiled one.
+    streets = {c: next(x for x in _config(basemap=c)["layers"] if x["id"] == "streets")
+               for c in ("none", "osm")}  # fmt: skip
+    assert streets["none"]["visible"] and not streets["osm"]["visible"]
+    # The cases are never a /map/data layer: the page draws them from the live API.
+    assert all(layer["id"] != "cases" for layer in config["layers"])
+    empty = {"format": compact.FORMAT, "geometry": "point", "precision": 6, "fields": [],
+             "features": [], "sources": []}  # fmt: skip
+    standalone = _config(data={"teams": empty})
+    assert "live" not in standalone
+
+
+def test_an_embed_shows_cases_only_when_asked() -> None:
+    assert _config(embed=True)["live"]["cases"] is None
+    assert _config(embed=True, layers=["teams"])["live"]["cases"] is None
+    assert _config(embed=True, layers=["teams", "cases"])["live"]["cases"] == "/api/cases"
+
+
+def test_the_live_screen_speaks_both_languages() -> None:
+    from geomap.maps import text
+
+    zh, en = text.strings("zh"), text.strings("en")
+    for key in ("sign_in", "skip_map", "skip_panels", "queue", "dispatch", "stale", "live_on"):
+        assert zh["ui"][key] and en["ui"][key] and zh["ui"][key] != en["ui"][key]
+    assert (
+        zh["case_statuses"]["reported"] == "已上报" and en["case_levels"]["district"] == "district"
+    )
+    assert zh["ui"]["skip_map"] == "跳到地图" and zh["ui"]["skip_panels"] == "跳到面板"
+
+
+# ---------------------------------------------------------------------------------------
+# The real service, in Chromium
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -196,6 +256,14 @@ def test_commander_sees_cases_live_and_dispatches_from_the_map(browser, service,
         )
         _wait_case(commander, case["id"], "c.status === 'dispatched'")
         assert "gm-st-deployed" in commander.evaluate(f"() => window.geomap.team({team_id}).icon")
+
+        # The commander sees a team leader's name and a tel: link; a viewer never does.
+        other = world[1].teams["med2"]
+        commander.evaluate(f"() => window.geomap.openTeam({other})")
+        commander.page.wait_for_selector(".leaflet-popup a[href^='tel:']", timeout=15_000)
+        viewer.evaluate(f"() => window.geomap.openTeam({other})")
+        viewer.page.wait_for_selector(".leaflet-popup .gm-popup", timeout=15_000)
+        assert viewer.page.locator(".leaflet-popup a[href^='tel:']").count() == 0
 
         # The viewer's map follows from the events alone, read-only.
         viewer.page.wait_for_function(

@@ -1687,6 +1687,9 @@
           if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); li.click(); }
         });
         li.addEventListener('click', () => {
+          // The legend is drawn again: the keyboard keeps its place on the same entry.
+          this.legendFocus = document.activeElement === li ? li.getAttribute('data-layer') + '|' +
+            li.getAttribute('data-kind') + '|' + li.getAttribute('data-status') : null;
           const state = this.states[li.getAttribute('data-layer')];
           const kind = li.getAttribute('data-kind');
           const status = li.getAttribute('data-status');
@@ -1701,6 +1704,12 @@
       });
       const select = this.legend.querySelector('.gm-colouring select');
       if (select) select.addEventListener('change', () => this.colourGrids(select.value));
+      if (this.legendFocus) {
+        const again = Array.prototype.find.call(this.legend.querySelectorAll('.gm-toggle'), (li) =>
+          li.getAttribute('data-layer') + '|' + li.getAttribute('data-kind') + '|' + li.getAttribute('data-status') === this.legendFocus);
+        this.legendFocus = null;
+        if (again) again.focus();
+      }
     }
 
     // -- nearest teams
@@ -1889,6 +1898,17 @@
         cases: () => (page.cases ? page.queue().map((c) => ({ id: c.id, status: c.status, level: c.level,
           overdue: c.overdue, severity: c.severity, onMap: !!(page.caseMarkers[c.id] && page.map.hasLayer(page.caseMarkers[c.id])) })) : []),
         selectCase: (id) => page.selectCase(id),
+        openTeam: (id) => new Promise((resolve) => {
+          const state = page.states.teams;
+          const marker = state && state.markerById && state.markerById[id];
+          if (!marker) { resolve(false); return; }
+          marker.once('popupopen', () => resolve(true));
+          if (state.group.zoomToShowLayer && state.group.hasLayer(marker)) {
+            state.group.zoomToShowLayer(marker, () => page.openMarkerPopup(marker));
+          } else {
+            page.openMarkerPopup(marker);
+          }
+        }),
         team: (id) => {
           const state = page.states.teams;
           const m = state && state.markerById && state.markerById[id];
@@ -2101,16 +2121,23 @@
       const stream = new EventSource(this.url(this.config.live.events));
       this.stream = stream;
       this.liveState.opened += 1;
-      stream.onopen = () => this.setLive('live');
+      stream.onopen = () => {
+        this.setLive('live');
+        this.reopenDelay = 0;
+        if (this.catchUp) {
+          // A new stream cannot resume where the old one stopped: everything again.
+          this.catchUp = false;
+          this.reloadLive();
+        }
+      };
       stream.onerror = () => {
         this.setLive('reconnecting');
         if (stream.readyState !== EventSource.CLOSED || this.stream !== stream) return;
-        // The browser gave up (an error answer, not a lost connection): a new stream, and
-        // everything loaded again, as it cannot resume where the old one stopped.
-        this.reopenTimer = setTimeout(() => {
-          this.openStream();
-          this.reloadLive();
-        }, 3000);
+        // The browser gave up (an error answer, not a lost connection; a lost one it
+        // resumes itself, with Last-Event-ID): a new stream, later and later.
+        this.catchUp = true;
+        this.reopenDelay = Math.min(60000, (this.reopenDelay || 1000) * 2);
+        this.reopenTimer = setTimeout(() => this.openStream(), this.reopenDelay);
       };
       STREAM_KINDS.forEach((kind) => stream.addEventListener(kind, (e) => this.onEvent(kind, e)));
       this.renderSession();
