@@ -267,6 +267,10 @@ class OneAtATime:
         self.app = app
         self.lock = threading.Lock()
 
+    #: Streams that stay open (the live map's events): the lock is held while the view
+    #: answers (its replay reads the database), not while the stream waits for events.
+    STREAMS = ("/api/events",)
+
     def __call__(self, environ: dict, start_response: Any) -> Any:
         self.lock.acquire()
         try:
@@ -274,6 +278,9 @@ class OneAtATime:
         except BaseException:
             self.lock.release()
             raise
+        if environ.get("PATH_INFO") in self.STREAMS:
+            self.lock.release()
+            return body
         return _Releasing(body, self.lock)
 
 
