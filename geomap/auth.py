@@ -20,6 +20,13 @@ through to the next kind). A sign-in session (a cookie) slots in there as one mo
   tells browsers that only the portal may frame it (``frame-ancestors``, per token), and
   requests whose browser headers (``Sec-Fetch-Site``, ``Origin``, ``Referer``) name another
   site are refused; the embed page's own requests to its own origin are accepted.
+* **Sign-in sessions** (the cookie ``geomap_session``): a person on a map page exchanges a
+  key once (``POST /api/session``) for a random session token in an HttpOnly,
+  SameSite=Strict cookie; the table ``sessions`` keeps its SHA-256, the key it came from,
+  its expiry and a CSRF token. A session acts with its key's role while it has not
+  expired or been ended and its key is not revoked. Requests that write with it must send
+  the CSRF token in ``X-CSRF-Token`` (a forged form or fetch from another page cannot read
+  it), else 403 ``csrf``.
 * **Open local reads** (``GEOMAP_OPEN_READ``, on by default for the ``make run`` demo):
   a caller talking to us directly from this machine (:func:`geomap.api.guard.direct_local`:
   a loopback peer and no proxy header, so never through a reverse proxy) may read layers
@@ -65,6 +72,13 @@ BLUEPRINT_DEFAULTS = {"static": "public", "maps": "layers", "ogc": "layers"}
 #: Views that bind a layer: their layer argument is checked against an embed token.
 LAYER_VIEW_ARGS = ("layer_id", "collection_id")
 _TOKEN_SALT = "geomap-embed"
+#: Views beyond the maps and layers an embed token may call, with the layer it must open
+#: (None: any token; the view filters by the token's layers itself).
+EMBED_VIEWS: dict[str, str | None] = {
+    "cases.list_cases": "cases",
+    "cases.get_case": "cases",
+    "events.stream": None,
+}
 
 
 class Unauthorized(GeomapError):
@@ -81,6 +95,12 @@ class Forbidden(GeomapError):
     code = "forbidden"
 
 
+class CsrfRefused(Forbidden):
+    """A write with a session cookie but without the session's CSRF token (403)."""
+
+    code = "csrf"
+
+
 @dataclass(frozen=True)
 class Principal:
     """The caller of a request, as far as access goes."""
@@ -91,9 +111,11 @@ class Principal:
     origin: str | None = None  # embed tokens: the portal that may frame or fetch them
     key_id: int | None = None
     permissions: frozenset[str] = field(default=frozenset())
-    #: The credential it came from: key, embed, open or anonymous (a session, later).
+    #: The credential it came from: key, session, embed, open or anonymous.
     kind: str = "anonymous"
     token_id: str | None = None  # embed tokens: their id in embed_tokens
+    csrf_token: str | None = None  # sessions: what their writes must send back
+    expires_at: dt.datetime | None = None  # sessions: when they end
 
     def may(self, permission: str) -> bool:
         return permission in self.permissions
@@ -218,6 +240,80 @@ class _LastUsed:
 
 
 LAST_USED = _LastUsed()
+
+
+# -- sign-in sessions ----------------------------------------------------------------------
+SESSION_COOKIE = "geomap_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+SESSION_SQL = sa.text(
+    """
+    SELECT s.csrf_token, s.expires_at, k.id AS key_id, k.name, k.role
+    FROM sessions s JOIN api_keys k ON k.id = s.key_id
+    WHERE s.token_sha256 = :hash AND s.ended_at IS NULL AND s.expires_at > clock_timestamp()
+      AND k.revoked_at IS NULL
+    """
+)
+
+
+def create_session(conn: Any, key: str, hours: float) -> tuple[str, Principal]:
+    """Exchange an active key for a new session lasting ``hours``.
+
+    Returns
+    -------
+    (str, Principal)
+        The session token (for the cookie; only its hash is stored) and its principal,
+        with its CSRF token and expiry.
+
+    Raises
+    ------
+    Unauthorized
+        The key is unknown or revoked.
+    """
+    if not isinstance(key, str) or not key.startswith("gm_") or len(key) > 200:
+        raise Unauthorized("sign in with an API key (gm_...)")
+    owner = key_principal(conn, key)
+    if owner is None:
+        raise Unauthorized("the API key is not valid (unknown or revoked)")
+    token = "gs_" + secrets.token_urlsafe(32)
+    row = conn.execute(
+        sa.text(
+            "INSERT INTO sessions (token_sha256, key_id, csrf_token, expires_at) "
+            "VALUES (:hash, :key_id, :csrf, clock_timestamp() + make_interval(secs => :seconds)) "
+            "RETURNING csrf_token, expires_at"
+        ),
+        {"hash": _sha256(token), "key_id": owner.key_id, "csrf": secrets.token_urlsafe(32),
+         "seconds": float(hours) * 3600.0},
+    ).one()  # fmt: skip
+    return token, _session(owner.role, owner.name, owner.key_id, row.csrf_token, row.expires_at)
+
+
+def _session(role: str, name: str, key_id: int, csrf: str, expires: dt.datetime) -> Principal:
+    return principal(role, name=name, key_id=key_id, kind="session", csrf_token=csrf,
+                     expires_at=expires)  # fmt: skip
+
+
+def session_principal(conn: Any, token: str) -> Principal | None:
+    """The principal of a live session token, or None (unknown, ended, expired, revoked)."""
+    if not token.startswith("gs_") or len(token) > 100:
+        return None
+    row = conn.execute(SESSION_SQL, {"hash": _sha256(token)}).first()
+    if row is None:
+        return None
+    return _session(row.role, row.name, row.key_id, row.csrf_token, row.expires_at)
+
+
+def end_session(conn: Any, token: str) -> bool:
+    """End a session (sign-out); False when it was not live."""
+    done = conn.execute(
+        sa.text(
+            "UPDATE sessions SET ended_at = now() "
+            "WHERE token_sha256 = :hash AND ended_at IS NULL RETURNING id"
+        ),
+        {"hash": _sha256(token)},
+    ).first()
+    return done is not None
 
 
 # -- embed tokens --------------------------------------------------------------------------
@@ -433,10 +529,37 @@ def embed_token_credential(request: Any, settings: Any, lookup: Lookup) -> Princ
     return found
 
 
-#: The kinds of credential a request may carry, tried in order (issue 10 adds sessions).
+def session_credential(request: Any, settings: Any, lookup: Lookup) -> Principal | None:
+    """A sign-in session in the ``geomap_session`` cookie (None: no cookie).
+
+    A write (any method but GET, HEAD, OPTIONS) must carry the session's CSRF token in
+    ``X-CSRF-Token``: the cookie goes with every request the browser makes to us, even one
+    another page started, but only our own page can read the token.
+    """
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    with lookup() as session:
+        found = session_principal(session, token)
+    if found is None:
+        raise Unauthorized("the sign-in session has ended (expired, signed out or its key "
+                           "revoked): sign in again")  # fmt: skip
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not secrets.compare_digest(sent.encode(), (found.csrf_token or "").encode()):
+            raise CsrfRefused(
+                f"a write with a sign-in session must send its CSRF token in {CSRF_HEADER} "
+                "(GET /api/session gives it)"
+            )
+    LAST_USED.note(settings, found.key_id)
+    return found
+
+
+#: The kinds of credential a request may carry, tried in order.
 CREDENTIALS: tuple[Callable[[Any, Any, Lookup], Principal | None], ...] = (
     api_key_credential,
     embed_token_credential,
+    session_credential,
 )
 
 
@@ -470,15 +593,19 @@ def check(who: Principal, permission: str, request: Any) -> None:
     if not who.may(permission):
         if who.role == "anonymous":
             raise Unauthorized(
-                "this needs an API key: send `Authorization: Bearer <key>` "
-                "(keys are created with `geomap keys create --role ...`)"
+                "this needs an API key: send `Authorization: Bearer <key>`, or sign in on a "
+                "map page (keys are created with `geomap keys create --role ...`)"
             )
         raise Forbidden(f"the {who.role} role may not do this (needs {permission})")
     if who.layers is not None and permission != "public":
         asked = [request.view_args[a] for a in LAYER_VIEW_ARGS if a in (request.view_args or {})]
         asked += [x for x in request.args.get("layers", "").split(",") if x]
         if request.blueprint not in ("maps", "ogc", "layers", "static"):
-            raise Forbidden("an embed token opens maps and layers only")
+            opened = EMBED_VIEWS.get(request.endpoint, False)
+            if opened is False:
+                raise Forbidden("an embed token opens maps and layers only")
+            if opened is not None:
+                asked.append(opened)
         if any(not who.may_see_layer(layer) for layer in asked):
             raise Forbidden("the embed token does not open this layer")
 

@@ -234,7 +234,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "escalation_interval_s",
         float,
-        5.0,
+        2.0,
         "How often the serving process records escalations that fell due (seconds); reads "
         "compute the level from the clock either way. 0 turns the background loop off.",
     ),
@@ -245,6 +245,26 @@ SETTINGS: tuple[Setting, ...] = (
         "Fastest movement a team's position fixes may imply; faster fixes are refused.",
     ),
     Setting("max_fixes", int, 1000, "Most position fixes one request may carry."),
+    Setting(
+        "session_hours",
+        float,
+        12.0,
+        "How long a sign-in session (the map pages' cookie) lasts; revoking its key ends it "
+        "sooner.",
+    ),
+    Setting(
+        "event_streams",
+        int,
+        250,
+        "Most live event streams (`/api/events`) one service process keeps open; each holds "
+        "a thread but no database connection. More are refused with 503.",
+    ),
+    Setting(
+        "stale_minutes",
+        float,
+        30.0,
+        "A team position older than this is marked stale on the battle map.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

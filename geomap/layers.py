@@ -1,8 +1,8 @@
 """The map-layer catalog: ``layers/*.toml``, one file per layer, read and checked here.
 
-A layer is data, not code: where its features come from (a table, fixed equality
-filters, the columns offered as properties), how they look (style, per-kind styles,
-legend), and how they behave (default visibility, minimum zoom, simplification,
+A layer is data, not code: where its features come from (a table, fixed filters, each a
+value or a list of values, the columns offered as properties), how they look (style,
+per-kind styles, legend), and how they behave (default visibility, minimum zoom, simplification,
 clustering). The maps and the feature service read the same catalog.
 
 Every name a layer gives (table, columns) is checked against :mod:`geomap.models`, so the
@@ -61,6 +61,14 @@ class Layer:
     #: generalised for the zoom shown, loaded again finer as the user zooms in. 0: always
     #: in full (layers whose every feature is simple).
     detail_zoom: int = 0
+
+    def where_sql(self, i: int, column: str, prefix: str = "") -> str:
+        """The SQL of the ``i``-th fixed filter (``where`` in sorted order), on ``column``
+        (qualified with ``prefix``): equality, or membership when the catalog gives a
+        list. Its value is bound as ``where_<i>``."""
+        if isinstance(self.where[column], list):
+            return f"{prefix}{column} = ANY(:where_{i})"
+        return f"{prefix}{column} = :where_{i}"
 
     def public_properties(self, personal: bool) -> tuple[str, ...]:
         """The property columns a reader may see (without personal ones unless allowed)."""

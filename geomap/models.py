@@ -320,6 +320,18 @@ embed_tokens = Table(
     Column("revoked_at", DateTime(timezone=True)),
 )
 
+sessions = Table(
+    "sessions",  # sign-in sessions of the map pages (0012_sessions); the token's hash only
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column("token_sha256", Text, nullable=False, unique=True),
+    Column("key_id", Integer, ForeignKey("api_keys.id", ondelete="CASCADE"), nullable=False),
+    Column("csrf_token", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+)
+
 region_pieces = Table(
     "region_pieces",
     metadata,

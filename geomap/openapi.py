@@ -37,7 +37,10 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _object(required: list[str], **properties: Any) -> dict[str, Any]:
-    return {"type": "object", "required": required, "properties": properties}
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:  # OpenAPI 3.0: a `required` list may not be empty
+        schema["required"] = required
+    return schema
 
 
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -350,6 +353,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "note": {"type": "string", "maxLength": 1000},
         },
     },
+    "SessionNew": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["key"],
+        "properties": {"key": {"type": "string", "minLength": 1, "maxLength": 200}},
+    },
+    "Session": _object(
+        ["signed_in", "role", "permissions"],
+        signed_in={"type": "boolean"},
+        role={"type": "string"},
+        name=_NULLABLE_STRING,
+        permissions={"type": "array", "items": {"type": "string"}},
+        csrf_token=_NULLABLE_STRING,
+        expires_at={**_NULLABLE_STRING, "format": "date-time"},
+    ),
     "PositionsBatch": {
         "type": "object",
         "additionalProperties": False,
@@ -559,7 +577,8 @@ def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[st
             for p in spec.params
         ],
         "responses": {
-            success: {"description": "OK", "content": _media(spec)},
+            success: {"description": "No content"} if success == "204"
+            else {"description": "OK", "content": _media(spec)},
             **{str(s): _error(s) for s in spec.statuses},
             "429": _error(429),
             "503": _error(503),

@@ -2,7 +2,7 @@
 
 ``geomap serve`` runs ``gunicorn -c python:geomap.serving geomap.wsgi:app``. This module
 is that configuration, read from the settings (``GEOMAP_HOST``, ``GEOMAP_PORT``,
-``GEOMAP_WORKERS``, ``GEOMAP_THREADS``):
+``GEOMAP_WORKERS``, ``GEOMAP_THREADS``, ``GEOMAP_EVENT_STREAMS``):
 
 * threaded workers (``gthread``) with keep-alive: a request spends much of its time
   waiting on PostgreSQL, and a client that keeps its connection saves a TCP handshake
@@ -12,7 +12,11 @@ is that configuration, read from the settings (``GEOMAP_HOST``, ``GEOMAP_PORT``,
   their arrays (~100 MB for Nanchang) are then shared copy-on-write by every worker
   instead of being built and held once per worker; the master's database connections
   are closed before the fork, and each worker starts from an empty pool and its own
-  escalation loop (:func:`post_fork`), so no connection is shared between processes.
+  escalation loop (:func:`post_fork`), so no connection is shared between processes;
+* a live event stream (``/api/events``) holds a worker thread for as long as its page is
+  open (and no database connection): each worker gets ``GEOMAP_EVENT_STREAMS`` threads
+  for them beside the ``GEOMAP_THREADS`` for requests, and its streams end when it is
+  told to stop, so a restart is not held up by open pages (they reconnect and catch up).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ _settings = _config.load()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = max(1, int(_settings.workers))
-threads = max(1, int(_settings.threads))
+threads = max(1, int(_settings.threads)) + max(0, int(_settings.event_streams))
 worker_class = "gthread"
 keepalive = 5
 preload_app = True
@@ -77,4 +81,13 @@ def post_fork(server: Any, worker: Any) -> None:
     from geomap.api._ops import start_loop
 
     db.forget_connections()
-    start_loop(server.app.wsgi())
+    app = server.app.wsgi()
+    app.extensions["geomap_alive"] = lambda: worker.alive  # open streams end on shutdown
+    start_loop(app)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook, in a worker as it exits: stop listening for events."""
+    from geomap.api.events import stop_hub
+
+    stop_hub(server.app.wsgi())

@@ -44,7 +44,8 @@ MATRIX = {
     "anonymous remote": dict.fromkeys(ENDPOINTS, N) | {"health": Y},
     "open local": dict.fromkeys(ENDPOINTS, Y) | WRITES | PERSONAL_READS,
     "viewer": dict.fromkeys(ENDPOINTS, N)
-    | {"health": Y, "catalog": Y, "teams layer": Y, "stations layer": Y, "ogc teams": Y},
+    | {"health": Y, "catalog": Y, "teams layer": Y, "stations layer": Y, "ogc teams": Y,
+       "cases": Y},  # the read-only battle map shows cases (no reporter fields)
     "planner": dict.fromkeys(ENDPOINTS, Y) | WRITES | PERSONAL_READS,
     "commander": dict.fromkeys(ENDPOINTS, Y),
     # An embed token reads the catalog (the map needs the styles) and its own layers.

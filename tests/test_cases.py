@@ -501,7 +501,7 @@ def test_every_write_announces_an_event(ops_client, world, connection):
     kinds = [e.kind for e in events]
     assert kinds[:4] == ["case.created", "dispatch.created", "team.changed", "case.changed"]
     created = events[0]
-    assert created.audience == "analysis"
+    assert created.audience == "layers"  # viewers see cases (issue 10), not the reporter
     assert "reporter_phone" not in created.payload
     assert created.personal == {"reporter_phone": "13800000001"}
     assert events[2].audience == "layers"
@@ -748,7 +748,11 @@ def test_lists_filter_by_status_kind_level_and_unit(ops_client, world):
     ):
         response = api.get(f"/api/cases?{query}", headers=world.headers())
         assert response.status_code == 400 and response.get_json()["error"]["field"] == field
-    assert api.get("/api/cases", headers=world.headers("viewer")).status_code == 403
+    # Viewers see the cases (the read-only battle map), never a reporter's name or phone.
+    seen = api.get("/api/cases", headers=world.headers("viewer"))
+    assert seen.status_code == 200 and seen.get_json()["cases"]
+    assert all(c.get("reporter_phone") is None for c in seen.get_json()["cases"])
+    assert api.get("/api/cases/stats", headers=world.headers("viewer")).status_code == 403
 
 
 def test_teams_standby_position_is_set_by_patch(ops_client, world, connection):

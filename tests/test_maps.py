@@ -401,7 +401,7 @@ def test_battle_map(browser: Any, live: Live) -> None:
         # for the view (detail_zoom in layers/circles.toml).
         circles_url = next(r.url for r in report.requests if "/map/data/circles" in r.url)
         assert re.search(r"[?&]zoom=\d+", circles_url), circles_url
-        for layer_id in ("districts", "townships", "grids", "circles", "sites", "teams"):
+        for layer_id in ("districts", "townships", "grids", "circles", "sites", "teams", "cases"):
             assert stats[layer_id]["features"] == live.matched(layer_id), layer_id
             assert stats[layer_id]["onMap"], f"{layer_id} is drawn at the first view"
         assert stats["communities"]["loaded"] is False

@@ -109,7 +109,7 @@ def filterable(layer: Layer, personal: bool) -> tuple[str, ...]:
 def _where(layer: Layer, selection: Selection, personal: bool) -> tuple[str, dict[str, Any]]:
     clauses, params = [], {}
     for i, (column, value) in enumerate(sorted(layer.where.items())):
-        clauses.append(f"{column} = :where_{i}")
+        clauses.append(layer.where_sql(i, column))
         params[f"where_{i}"] = value
     if selection.bbox:
         # The geometry itself must meet the box (ST_Intersects: the index finds the

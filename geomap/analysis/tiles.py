@@ -111,7 +111,7 @@ def tile_sql(layer: Layer) -> str:
     fixed filters ``where_<i>``)."""
     where = ["t.geom && b.lonlat"]
     for i, column in enumerate(sorted(layer.where)):
-        where.append(f"t.{column} = :where_{i}")
+        where.append(layer.where_sql(i, column, "t."))
     columns = "".join(f", {_select(layer, c)}" for c in tile_properties(layer))
     feature_id = f", {layer.id_column} AS mvt_id" if _integer_id(layer) else ""
     id_argument = ", 'mvt_id'" if feature_id else ""
@@ -140,7 +140,7 @@ def cluster_sql(layer: Layer) -> str:
     """The SQL of a clustered tile (parameters as :func:`tile_sql`, and ``cell``)."""
     where = ["t.geom && b.lonlat"]
     for i, column in enumerate(sorted(layer.where)):
-        where.append(f"t.{column} = :where_{i}")
+        where.append(layer.where_sql(i, column, "t."))
     kind = f"mode() WITHIN GROUP (ORDER BY {layer.kind_column})" if layer.kind_column else "NULL"
     kind_name = layer.kind_column or "kind"
     return f"""

@@ -16,11 +16,13 @@ def init_app(app: Any) -> None:
         coverage,
         docs,
         errors,
+        events,
         guard,
         headers,
         health,
         layers,
         plans,
+        session,
         teams,
     )
     from geomap.maps import views as maps_views
@@ -39,6 +41,8 @@ def init_app(app: Any) -> None:
     app.register_blueprint(teams.bp)
     app.register_blueprint(cases.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(session.bp)
+    app.register_blueprint(events.bp)
     app.register_blueprint(coverage.bp)
     app.register_blueprint(circles.bp)
     app.register_blueprint(layers.bp)

@@ -47,7 +47,7 @@ def _materialize(session) -> None:
 @bp.get("/cases")
 @endpoint(
     "Cases, latest reported first, with their level and dispatches",
-    permission="analysis",
+    permission="layers",
     tags=("cases",),
     response="CaseList",
     params=(
@@ -157,7 +157,7 @@ def create_case():
 @bp.get("/cases/<int:case_id>")
 @endpoint(
     "One case: where it is, its level now, its dispatches and the steps allowed",
-    permission="analysis",
+    permission="layers",
     tags=("cases",),
     response="Case",
     statuses=(400, 404),

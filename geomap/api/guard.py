@@ -122,7 +122,7 @@ def caller_id(who: Any, req: Any) -> str:
     An embed token is shared by every visitor of its portal, so each visitor (client
     address) has a bucket of their own under it.
     """
-    if who is not None and who.kind == "key":
+    if who is not None and who.kind in ("key", "session"):
         return f"key:{who.key_id}"
     if who is not None and who.kind == "embed":
         return f"embed:{who.token_id}:{client_address(req)}"

@@ -301,8 +301,16 @@ def _credits(*layer_ids: str) -> list[str]:
     return provenance.attributions(labels)
 
 
-def _page(summary: str, params: tuple[Param, ...], statuses: tuple[int, ...] = (400,)):
-    return endpoint(summary, permission="layers", params=params, media_type="text/html",
+def _page(
+    summary: str,
+    params: tuple[Param, ...],
+    statuses: tuple[int, ...] = (400,),
+    permission: str = "public",
+):
+    # A page is a shell (layout, catalog, the city's extent) that loads its data with the
+    # caller's credentials: anyone may load it, and it shows its sign-in form to callers
+    # whose data requests would be refused (geomap.api.session). Embeds need their token.
+    return endpoint(summary, permission=permission, params=params, media_type="text/html",
                     tags=("maps",), statuses=statuses)  # fmt: skip
 
 
@@ -329,7 +337,7 @@ def coverage_page() -> Response:
 
 @bp.get("/embed/<name>")
 @_page("A map without chrome, for an iframe: battle (alias map), circles, coverage",
-       _EMBED_PARAMS, statuses=(400, 404))  # fmt: skip
+       _EMBED_PARAMS, statuses=(400, 404), permission="layers")  # fmt: skip
 def embed_page(name: str) -> Response:
     """A map without chrome for an iframe: ``battle`` (alias ``map``), circles, coverage."""
     if name not in EMBEDDABLE:

@@ -323,6 +323,7 @@ def create(
                 )
             },
         },
+        audience="layers",
         at=now,
         case_id=case_id,
         personal={k: v for k, v in personal.items() if v} or None,
@@ -399,6 +400,7 @@ def take_step(
         conn,
         "case.changed",
         {**_public(row), "status": new, "action": action, "at": now},
+        audience="layers",
         at=now,
         case_id=row["id"],
     )

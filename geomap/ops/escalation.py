@@ -179,6 +179,7 @@ def materialize_case(conn: Any, row: Any, now: dt.datetime) -> list[Climb]:
                 "unit": unit,
                 "at": climb.at,
             },
+            audience="layers",
             at=climb.at,
             case_id=row["id"],
         )

@@ -675,6 +675,12 @@
           minZoom: state.spec.minZoom,
         };
       });
+      if (this.caseLayer) {
+        // The live case layer (from /api/cases, not a catalog document).
+        const n = Object.keys(this.cases).length;
+        out.cases = { loaded: !!this.casesLoaded, error: null, features: n, drawn: n, tiled: false, tiles: 0,
+          matched: n, onMap: this.map.hasLayer(this.caseLayer), minZoom: 0, live: true };
+      }
       return out;
     }
 
