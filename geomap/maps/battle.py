@@ -81,6 +81,7 @@ def battle_map(
     tiled: Mapping[str, Mapping[str, Any]] | None = None,
     stale_minutes: float = STALE_MINUTES,
     routes: Container[str] | None = None,
+    preload: bool = True,
 ) -> folium.Map:
     """The battle map as a folium map (render it once with :func:`page.page_html`).
 
@@ -105,6 +106,9 @@ def battle_map(
     routes : container of str, optional
         The service's URL rules (``/api/session``...): the page calls only those there
         are. None: all of them.
+    preload : bool
+        Let the browser fetch the first view's data with the page (false when the caller
+        must sign in first: a preloaded refusal would be used after the sign-in).
 
     Returns
     -------
@@ -149,6 +153,7 @@ def battle_map(
         "urls": {"nearest": NEAREST_PATH, "gridCoverage": GRID_COVERAGE_PATH},
         "nearest": {"k": 5, "by": "drive", "route": True, "onClick": not spec.embed},
         "staleMinutes": stale_minutes,
+        "preload": preload,
     }
     if live:
         def there(path: str) -> str | None:

@@ -2130,6 +2130,11 @@
       stream.onopen = () => {
         this.setLive('live');
         this.reopenDelay = 0;
+        // Back after a lost connection: the browser resumed after the last event it saw
+        // (Last-Event-ID) and the service replays the rest; having seen none, it could
+        // not say where it stopped, so everything is loaded again.
+        if (this.streamBroken && !this.liveState.lastId) this.catchUp = true;
+        this.streamBroken = false;
         if (this.catchUp) {
           // A new stream cannot resume where the old one stopped: everything again.
           this.catchUp = false;
@@ -2138,6 +2143,7 @@
       };
       stream.onerror = () => {
         this.setLive('reconnecting');
+        this.streamBroken = true;
         if (stream.readyState !== EventSource.CLOSED || this.stream !== stream) return;
         // The browser gave up (an error answer, not a lost connection; a lost one it
         // resumes itself, with Last-Event-ID): a new stream, later and later.
