@@ -180,7 +180,11 @@ def test_served_page_links_only_local_assets_and_our_module() -> None:
     config_text = re.search(r'id="geomap-config">(.*?)</script>', html, re.S)[1]
     settings = json.loads(config_text)
     assert settings["page"] == "battle" and settings["lang"] == "en"
-    assert [layer["id"] for layer in settings["layers"]] == battle.battle_layers(load_catalog())
+    # Every catalog layer but the cases, which the page draws from the live API.
+    assert [layer["id"] for layer in settings["layers"]] == [
+        name for name in battle.battle_layers(load_catalog()) if name not in battle.LIVE_LAYERS
+    ]
+    assert settings["live"]["cases"] == "/api/cases"
     assert settings["strings"]["ui"]["nearest"] == "Nearest available teams"
 
 
