@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # Debian packages: libatomic1 (Playwright's bundled node driver links libatomic.so.1, which
 # a bare Debian lacks), the database (PostGIS 3 + pgRouting for PostgreSQL 15), GDAL's
 # ogrinfo (the OGC API client used in tests), Chromium (map tests in a real browser), a CJK
-# font (without it Chinese labels render as empty boxes) and nginx (the reverse proxy the
+# font (without it Chinese labels render as empty boxes; the stations' QR PDF embeds it) and nginx (the reverse proxy the
 # proxy tests run in front of the service, with its own config; on a machine with systemd
 # Debian also starts nginx's own service on port 80: `systemctl disable --now nginx`).
 # postgresql-15 itself comes as their dependency; naming it would upgrade a running server.

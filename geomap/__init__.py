@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,9 +31,36 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # -> flask.Flask
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _redact_request_lines()
     app = Flask(__name__)
     app.config["GEOMAP"] = settings
     app.json = OrjsonProvider(app)  # UTF-8 (Chinese names readable), key order kept
     db.init_app(app)
     api.init_app(app)
     return app
+
+
+class _Redact(logging.Filter):
+    """Blanks credentials in logged request lines (an embed token travels in ``?token=``).
+
+    gunicorn writes no access log (``geomap.serving``); the development server's request
+    lines go through the ``werkzeug`` logger, and pass here first.
+    """
+
+    PATTERN = re.compile(r"((?:token|key|api_key)=)[^&\s\"]+", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(
+                self.PATTERN.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in (record.args if isinstance(record.args, tuple) else (record.args,))
+            )
+        if isinstance(record.msg, str):
+            record.msg = self.PATTERN.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def _redact_request_lines() -> None:
+    logger = logging.getLogger("werkzeug")
+    if not any(isinstance(f, _Redact) for f in logger.filters):
+        logger.addFilter(_Redact())

@@ -727,9 +727,11 @@ def plan_sites(ctx: click.Context, of: str, kinds: tuple[str, ...],
 def _attach_subcommands() -> None:
     from geomap.maps.cli import map_group
     from geomap.ops.cli import cases_group
+    from geomap.stations_cli import stations_group
 
     main.add_command(map_group)
     main.add_command(cases_group)
+    main.add_command(stations_group)
 
 
 _attach_subcommands()

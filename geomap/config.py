@@ -265,6 +265,21 @@ SETTINGS: tuple[Setting, ...] = (
         30.0,
         "A team position older than this is marked stale on the battle map.",
     ),
+    Setting(
+        "call_per_station_per_hour",
+        int,
+        30,
+        "One-click calls (/call/<station code>) one station may make in an hour (token "
+        "bucket per service process; bursts up to this many); beyond it: 429 with "
+        "Retry-After. 0 turns the limit off.",
+    ),
+    Setting(
+        "call_per_client_per_hour",
+        int,
+        6,
+        "One-click calls one client address may make in an hour, whatever the station "
+        "(per service process); beyond it: 429 with Retry-After. 0 turns the limit off.",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

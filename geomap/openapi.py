@@ -324,6 +324,23 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "reported_at": {"type": "string", "format": "date-time"},
         },
     },
+    "CallNew": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "text": {"type": "string", "maxLength": 200},
+            "phone": {"type": "string", "pattern": "^[0-9+() -]{3,40}$"},
+        },
+    },
+    "CallMade": _object(
+        ["case_id", "number", "status", "station", "message", "reported_at"],
+        case_id={"type": "integer"},
+        number={"type": "string"},
+        status={"type": "string"},
+        station=_object(["code", "name"], code={"type": "string"}, name={"type": "string"}),
+        message={"type": "string"},
+        reported_at={"type": "string", "format": "date-time"},
+    ),
     "CaseStep": {
         "type": "object",
         "additionalProperties": False,

@@ -361,3 +361,48 @@ def token_stream(full_url: str) -> Iterator[Stream]:
         yield stream
     finally:
         stream.close()
+
+
+def test_request_lines_of_the_development_server_never_show_a_token(db_url, caplog):
+    app = create_app({"database_url": db_url, "open_read": False})
+    secret = "em_not.a.real.token.but.secret"
+    with caplog.at_level("INFO", logger="werkzeug"), serve_app(app) as url:
+        parts = urlsplit(url)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        conn.request("GET", f"/embed/map?token={secret}&lang=zh")
+        assert conn.getresponse().status == 401
+        conn.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    assert any("/embed/map?token=[redacted]&lang=zh" in line for line in lines), lines
+    assert not any(secret in line for line in lines)
+
+
+def test_an_escalation_reaches_the_stream_with_no_write(db_url):
+    """Nobody writes: the deadline passes (on the service's clock) and the serving
+    process's loop records the climb and announces it."""
+    from geomap.api._ops import LOOP, start_loop
+
+    engine = sa.create_engine(db_url, poolclass=sa.NullPool)
+    with engine.begin() as conn:
+        world = casesworld.build(conn)
+    app = create_app({"database_url": db_url, "escalation_interval_s": 1.0, "open_read": False})
+    app.extensions["geomap_clock"] = world.clock
+    with serve_app(app) as url:
+        case = _create_case(url, world)  # an incident of medium severity: 10 min to accept
+        loop = start_loop(app)
+        try:
+            with streams(url, world.headers("viewer")) as (viewer,):
+                time.sleep(0.5)
+                world.clock.advance(minutes=11)  # time passes; nobody writes
+                started = time.monotonic()
+                event = viewer.wait_for("case.escalated", timeout_s=5.0)
+                assert time.monotonic() - started < 5.0
+                assert event["data"]["case_id"] == case["id"]
+                assert event["data"]["data"]["level"] == "community"
+        finally:
+            loop.stop()
+            app.extensions.pop(LOOP, None)
+            from geomap.api.events import stop_hub
+
+            stop_hub(app)
+    engine.dispose()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
-from geomap import create_app, db
+from geomap import auth, create_app, db
 from geomap.cli import main
 from geomap.planning import index
 from tests.browser import launch_browser, open_page, requires_chromium, serve_app
@@ -20,7 +20,7 @@ from tests.test_planning import busy_township
 
 
 @pytest.fixture(scope="module")
-def planning_server(cluster, template_url) -> Iterator[tuple[str, str]]:
+def planning_server(cluster, template_url) -> Iterator[tuple[str, str, str]]:
     from tests.conftest import _clone
 
     url = _clone(cluster, "geomap_template", "geomap_plan_map")
@@ -34,7 +34,7 @@ def planning_server(cluster, template_url) -> Iterator[tuple[str, str]]:
     app = create_app({"database_url": url, "log_level": "WARNING"})
     try:
         with serve_app(app) as base:
-            yield base, township
+            yield base, township, url
     finally:
         db.dispose_engines()
         index.clear()
@@ -44,7 +44,7 @@ def planning_server(cluster, template_url) -> Iterator[tuple[str, str]]:
 @pytest.mark.slow
 @requires_chromium
 def test_plan_map_runs_a_suggestion_and_downloads_the_csv(planning_server, tmp_path: Path):
-    base, township = planning_server
+    base, township, _ = planning_server
     with launch_browser() as browser, open_page(
         f"{base}/map/plan?n=3&area={township}", offline=True, browser=browser, timeout_s=60
     ) as report:
@@ -79,3 +79,38 @@ def test_plan_map_runs_a_suggestion_and_downloads_the_csv(planning_server, tmp_p
         assert result["sites"][0]["name"] in text  # Chinese intact
         assert "网格" in text or "社区" in text
         assert not report.external_requests
+
+
+@pytest.mark.slow
+@requires_chromium
+def test_a_signed_in_planner_runs_and_cancels_a_job_with_the_sessions_csrf_token(
+    planning_server,
+):
+    """No open reads: the browser holds only a session cookie; the page's writes (start a
+    job, cancel it) carry the session's CSRF token, or the service would refuse them."""
+    _, township, url = planning_server
+    with Session(sa.create_engine(url, poolclass=sa.NullPool)) as session:
+        key, _ = auth.create_key(session, "planner of the plan map", "planner")
+        session.commit()
+    app = create_app({"database_url": url, "log_level": "WARNING", "open_read": False})
+    with serve_app(app) as base, launch_browser() as browser:
+        page: Any = browser.new_page()
+        page.goto(f"{base}/map/plan?n=3&area={township}")
+        status = page.evaluate(
+            """async (key) => (await fetch('/api/session', {method: 'POST',
+                 headers: {'Content-Type': 'application/json'},
+                 body: JSON.stringify({key})})).status""",
+            key,
+        )
+        assert status == 200
+        page.reload()
+        page.wait_for_selector(".gm-plan-run", timeout=60_000)
+        with page.expect_response(lambda r: r.request.method == "POST", timeout=60_000) as made:
+            page.click(".gm-plan-run")
+        assert made.value.status == 202 or made.value.status == 201, made.value.text()
+        assert made.value.request.headers.get("x-csrf-token")
+        page.wait_for_selector(".gm-plan-cancel:not([disabled])", timeout=30_000)
+        with page.expect_response(lambda r: r.request.method == "DELETE", timeout=60_000) as gone:
+            page.click(".gm-plan-cancel")
+        assert gone.value.status == 200, gone.value.text()
+        page.close()

@@ -10,6 +10,7 @@ def init_app(app: Any) -> None:
     from geomap import auth
     from geomap.api import (
         audit,
+        call,
         cases,
         circles,
         compression,
@@ -40,6 +41,7 @@ def init_app(app: Any) -> None:
     app.register_blueprint(docs.bp)
     app.register_blueprint(teams.bp)
     app.register_blueprint(cases.bp)
+    call.init_app(app)
     app.register_blueprint(audit.bp)
     app.register_blueprint(session.bp)
     app.register_blueprint(events.bp)

@@ -44,8 +44,27 @@
       return (this.config.service || '') + path + (q ? '?' + q : '');
     }
 
+    /** The sign-in session's CSRF token (null: no session), asked once. */
+    async csrf() {
+      if (this.csrfToken === undefined) {
+        try {
+          const r = await fetch(this.url('/api/session'), { credentials: 'same-origin', headers: { Accept: 'application/json' } });
+          this.csrfToken = r.ok ? ((await r.json()).csrf_token || null) : null;
+        } catch (error) {
+          this.csrfToken = null;
+        }
+      }
+      return this.csrfToken;
+    }
+
     async fetchJson(path, options) {
-      const response = await fetch(this.url(path), Object.assign({ credentials: 'same-origin', headers: { Accept: 'application/json', 'Content-Type': 'application/json' } }, options || {}));
+      const init = Object.assign({ credentials: 'same-origin', headers: { Accept: 'application/json', 'Content-Type': 'application/json' } }, options || {});
+      if (init.method && init.method !== 'GET') {
+        // A signed-in planner's writes carry the session's CSRF token (geomap.auth).
+        const token = await this.csrf();
+        if (token) init.headers['X-CSRF-Token'] = token;
+      }
+      const response = await fetch(this.url(path), init);
       const body = await response.json().catch(() => null);
       if (!response.ok) throw new Error(body && body.error ? body.error.message : response.status + ' ' + response.statusText);
       return body;
