@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from tests import casesworld
 from tests.browser import launch_browser, open_page, requires_chromium
 from tests.conftest import _clone
+from tests.test_call import WEST as CALL_STATION
+from tests.test_call import _add_stations as call_stations
 
 ROOT = Path(__file__).resolve().parent.parent
 #: A point on the small world's streets, inside its west grid.
@@ -152,6 +154,7 @@ def world(cluster, template_url) -> Iterator[tuple[str, casesworld.World]]:
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with engine.begin() as conn:
         built = casesworld.build(conn)
+        call_stations(conn)  # coded stations, for one-click calls (synthetic)
     engine.dispose()
     yield url, built
     cluster.drop_database("geomap_live_map")
@@ -407,3 +410,28 @@ def test_keyboard_reaches_the_panels_and_controls_never_query_the_map(browser, s
         page.wait_for_timeout(500)
         assert len([r for r in report.requests if "/api/teams/nearest" in r.url]) == asked
         assert page.evaluate("() => window.geomap.map.getCenter()") == before
+
+
+@pytest.mark.slow
+@requires_chromium
+def test_a_one_click_call_from_a_phone_reaches_the_commanders_queue(browser, service, world):
+    keys = world[1].keys
+    with _open(browser, service, keys["commander"]) as commander:
+        _signed_in(commander, keys["commander"])
+        before = commander.evaluate("() => window.geomap.cases().map((c) => c.id)")
+        with open_page(f"{service.base}/call/{CALL_STATION}", browser=browser,
+                       viewport=(390, 844), wait_for_map=False, timeout_s=60) as phone:  # fmt: skip
+            phone.page.fill("#call-text", "老人摔倒（合成测试）")
+            phone.page.click("#call-button")
+            phone.page.locator("#call-number").wait_for(timeout=30_000)
+        commander.page.wait_for_function(
+            "(before) => window.geomap.cases().some((c) => before.indexOf(c.id) < 0 && c.onMap)",
+            arg=before,
+            timeout=30_000,
+        )
+        new = commander.evaluate(
+            "(before) => window.geomap.cases().filter((c) => before.indexOf(c.id) < 0)", before
+        )
+        assert len(new) == 1
+        item = commander.page.locator(f".gm-case-open[data-case='{new[0]['id']}']")
+        assert "群众诉求" in item.inner_text()
