@@ -32,6 +32,8 @@ from tests.test_call import WEST as CALL_STATION
 from tests.test_call import _add_stations as call_stations
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Signs the embed tokens of the service under test.
+SECRET = "live-map-test"
 #: A point on the small world's streets, inside its west grid.
 CASE_POINT = casesworld.point(4, 4)
 
@@ -111,7 +113,7 @@ class Service:
         self.log = log
         self.env = {**os.environ, "GEOMAP_DATABASE_URL": url, "GEOMAP_PORT": str(self.port),
                     "GEOMAP_OPEN_READ": "false", "GEOMAP_DISPATCH_RULES": str(rules),
-                    "GEOMAP_LOG_LEVEL": "INFO"}  # fmt: skip
+                    "GEOMAP_LOG_LEVEL": "INFO", "GEOMAP_SECRET_KEY": SECRET}  # fmt: skip
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -435,3 +437,53 @@ def test_a_one_click_call_from_a_phone_reaches_the_commanders_queue(browser, ser
         assert len(new) == 1
         item = commander.page.locator(f".gm-case-open[data-case='{new[0]['id']}']")
         assert "群众诉求" in item.inner_text()
+
+
+@pytest.mark.slow
+@requires_chromium
+def test_an_embed_with_the_case_layer_shows_cases_read_only(browser, service, world):
+    from geomap import auth
+    from tests.browser import _PROBE_JS, serve_app
+    from tests.test_embed_portal import _frame_page, _portal_app
+
+    keys = world[1].keys
+    _new_case(service, keys["commander"], title="门户可见的事件（合成）",
+              reporter_name="张三", reporter_phone="13800000009")  # fmt: skip
+    pages: dict[str, str] = {}
+    with serve_app(_portal_app(pages)) as portal:
+        engine = sa.create_engine(world[0], poolclass=sa.NullPool)
+        with engine.begin() as conn:
+            token, _ = auth.create_embed_token(
+                conn, SECRET, ["teams", "cases"], portal, days=1, name="门户（测试）"
+            )
+        engine.dispose()
+        _COOKIES.append(token)  # a credential too: never in the log
+        # The service named localhost: another site than the portal's 127.0.0.1.
+        service_url = service.base.replace("127.0.0.1", "localhost")
+        pages["/"] = _frame_page(f"{service_url}/embed/battle?token={token}")
+        context = browser.new_context(viewport={"width": 1100, "height": 700})
+        context.set_default_timeout(90_000)
+        context.add_init_script(_PROBE_JS)
+        try:
+            page = context.new_page()
+            page.goto(portal + "/", wait_until="load")
+            frame = next(f for f in page.frames if "/embed/" in f.url)
+            frame.wait_for_function(
+                "() => document.documentElement.getAttribute('data-geomap-ready') === 'true'"
+            )
+            frame.wait_for_function("() => window.geomap.cases().some((c) => c.onMap)")
+            frame.wait_for_function("() => window.geomap.live().state === 'live'")
+            assert frame.evaluate("() => window.geomap.session().role") == "embed"
+            # Read-only, no panels: no queue, no dispatch or step buttons, no sign-in.
+            assert frame.locator(".gm-queue, .gm-dispatch, .gm-act, .gm-signin").count() == 0
+            # No personal field reaches the embed.
+            personal = frame.evaluate(
+                """async (token) => { const r = await fetch('/api/cases?open=true&token=' + token);
+                     const body = await r.json();
+                     return body.cases.filter((c) => 'reporter' in c).length; }""",
+                token,
+            )
+            assert personal == 0
+            assert frame.evaluate("() => window.__geomapProbe.csp") == []
+        finally:
+            context.close()
