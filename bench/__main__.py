@@ -10,7 +10,9 @@ from bench._env import machine, nanchang_database
 
 # maps first: nearest adds synthetic teams (up to 100,000) to the shared database; cases
 # before it, on the dataset's own 5,650 teams.
-BENCHMARKS = ("maps", "cases", "live", "routing", "nearest", "coverage", "circles", "throughput", "plan")
+BENCHMARKS = (
+    "maps", "cases", "live", "routing", "nearest", "coverage", "circles", "throughput", "plan",
+)  # fmt: skip
 
 
 def main(names: list[str]) -> int:

@@ -59,7 +59,7 @@ def _report_case(port: int, key: str, title: str) -> float:
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # -- in the browser ------------------------------------------------------------------------
@@ -132,8 +132,10 @@ def bench_browser(url: str, port: int, key: str) -> None:
 
 # -- many streams --------------------------------------------------------------------------
 def _open_streams(port: int, key: str, n: int) -> list[socket.socket]:
-    request = (f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-               f"Authorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n").encode()  # fmt: skip
+    request = (
+        f"GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
     sockets = []
     for _ in range(n):
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
