@@ -243,6 +243,7 @@ def test_commander_sees_cases_live_and_dispatches_from_the_map(browser, service,
         _wait_case(commander, case["id"], timeout_ms=10_000)
         seen_s = time.monotonic() - started
         _wait_case(viewer, case["id"], timeout_ms=10_000)
+        print(f"case on the commander's map {seen_s * 1000:.0f} ms after the POST was sent")
         assert seen_s <= 2.0, f"the case reached the commander's map after {seen_s:.2f} s"
         item = commander.page.locator(f".gm-case-open[data-case='{case['id']}']")
         assert item.count() == 1
