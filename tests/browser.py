@@ -26,6 +26,7 @@ app on a free port of 127.0.0.1 in a real server thread.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -440,7 +441,7 @@ def open_page(
         report = PageReport(url=url, offline=offline, page=page)
         _record(page, report)
         page.goto(url, wait_until="load")
-        page.wait_for_load_state("networkidle")
+        _wait_network_idle(page, report, idle_ms=500, timeout_s=timeout_s)
         if wait_for_map:
             page.wait_for_function(_MAPS_READY_JS)
             # Marker clusters and GeoJSON data may arrive in a later task: wait for a quiet
@@ -506,6 +507,32 @@ def _record(page: Any, report: PageReport) -> None:
     page.on("requestfailed", on_failed)
     page.on("console", on_console)
     page.on("pageerror", lambda error: report.page_errors.append(str(error)))
+
+
+#: Requests that stay open by design (Server-Sent Events): never "in flight" for idleness.
+_STREAMING = frozenset({"eventsource"})
+
+
+def _wait_network_idle(page: Any, report: PageReport, *, idle_ms: int, timeout_s: float) -> None:
+    # Playwright's "networkidle" (no request for 500 ms) never comes to a page that keeps
+    # an event stream open: the same wait, the streams left out.
+    deadline = time.monotonic() + timeout_s
+    idle_since = None
+    while True:
+        busy = any(
+            not r.finished and r.failure is None and r.resource_type not in _STREAMING
+            for r in report.requests
+        )
+        now = time.monotonic()
+        if busy:
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif (now - idle_since) * 1000 >= idle_ms:
+            return
+        if now > deadline:
+            raise TimeoutError(f"the page kept loading for {timeout_s} s")
+        page.wait_for_timeout(50)
 
 
 def _wait_until_quiet(page: Any, *, quiet_ms: int, timeout_s: float) -> None:

@@ -180,7 +180,11 @@ def test_served_page_links_only_local_assets_and_our_module() -> None:
     config_text = re.search(r'id="geomap-config">(.*?)</script>', html, re.S)[1]
     settings = json.loads(config_text)
     assert settings["page"] == "battle" and settings["lang"] == "en"
-    assert [layer["id"] for layer in settings["layers"]] == battle.battle_layers(load_catalog())
+    # Every catalog layer but the cases, which the page draws from the live API.
+    assert [layer["id"] for layer in settings["layers"]] == [
+        name for name in battle.battle_layers(load_catalog()) if name not in battle.LIVE_LAYERS
+    ]
+    assert settings["live"]["cases"] == "/api/cases"
     assert settings["strings"]["ui"]["nearest"] == "Nearest available teams"
 
 
@@ -267,6 +271,10 @@ class OneAtATime:
         self.app = app
         self.lock = threading.Lock()
 
+    #: Streams that stay open (the live map's events): the lock is held while the view
+    #: answers (its replay reads the database), not while the stream waits for events.
+    STREAMS = ("/api/events",)
+
     def __call__(self, environ: dict, start_response: Any) -> Any:
         self.lock.acquire()
         try:
@@ -274,6 +282,9 @@ class OneAtATime:
         except BaseException:
             self.lock.release()
             raise
+        if environ.get("PATH_INFO") in self.STREAMS:
+            self.lock.release()
+            return body
         return _Releasing(body, self.lock)
 
 
@@ -385,8 +396,9 @@ def test_battle_map(browser: Any, live: Live) -> None:
         # Each layer drawn at the first view is loaded once; communities (hidden) not at
         # all, stations (drawn from zoom 12, the city view is 11) not yet.
         assert stats["grids"]["onMap"] and not stats["stations"]["onMap"]
+        # With no basemap, the streets are drawn (a route has streets under it).
         assert _data_requests(report) == sorted(
-            ["cases", "circles", "districts", "grids", "sites", "teams", "townships"]
+            ["circles", "districts", "grids", "sites", "streets", "teams", "townships"]
         )
         assert not any("/api/layers" in r.url for r in report.requests)
         # The circles, detailed to a zoom the city view does not show, come generalised
@@ -402,7 +414,7 @@ def test_battle_map(browser: Any, live: Live) -> None:
         assert stats["grids"]["features"] == 4418
         # Every grid, district, township and circle is a GeoJSON feature on the map.
         polygons = sum(stats[k]["drawn"] for k in ("districts", "townships", "grids", "circles"))
-        assert summary["geojson_features"] == polygons
+        assert summary["geojson_features"] == polygons + stats["streets"]["drawn"]
         # Teams are clustered markers, one per feature.
         assert summary["cluster_groups"] == 1
         assert summary["clustered_markers"] == live.matched("teams")

@@ -219,7 +219,12 @@ def test_provenance_map_attribution_and_ogc_agree_with_the_source_columns(
     text = (config.PROJECT_DIR / "data" / "nanchang" / "PROVENANCE.md").read_text("utf-8")
 
     def by_source(table: str, where: dict | None = None) -> dict[str, int]:
-        clause = " AND ".join(f"{column} = :{column}" for column in where or {}) or "true"
+        # A catalog `where` value may be a list (layers/cases.toml: the open statuses).
+        clause = " AND ".join(
+            f"{column} = ANY(:{column})" if isinstance(value, list | tuple) else
+            f"{column} = :{column}" for column, value in (where or {}).items()
+        ) or "true"  # fmt: skip
+        where = {k: list(v) if isinstance(v, tuple) else v for k, v in (where or {}).items()}
         rows = nanchang_connection.execute(
             sa.text(f"SELECT source, count(*) FROM {table} WHERE {clause} GROUP BY source"),
             where or {},

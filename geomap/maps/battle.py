@@ -24,7 +24,7 @@ in the page. A layer too big for one document is drawn from vector tiles instead
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 import folium
@@ -35,12 +35,20 @@ from geomap.maps import compact, page, text
 #: The layers of the battle map, in drawing order (bottom first); all from the catalog.
 BATTLE_LAYERS = (
     "districts", "townships", "communities", "grids", "streets", "circles", "stations", "sites",
-    "teams",
+    "teams", "cases",
 )  # fmt: skip
+#: Layers the page draws itself from the live API rather than from ``/map/data``.
+LIVE_LAYERS = ("cases",)
 
 #: Service paths the page calls (relative to ``PageSpec.service_url``).
 DATA_PATH = "/map/data/{layer}"
 NEAREST_PATH = "/api/teams/nearest"
+#: The live screen (commanders): sign-in, the event stream, the cases and their steps.
+SESSION_PATH = "/api/session"
+EVENTS_PATH = "/api/events"
+CASES_PATH = "/api/cases"
+#: Minutes after which a team's last position is marked stale (the setting's default).
+STALE_MINUTES = 30.0
 #: The coverage behind the grids' "coverage" colouring: stations within 1 km.
 GRID_COVERAGE_PATH = "/api/coverage?of=stations&within_m=1000&format=json"
 
@@ -71,6 +79,9 @@ def battle_map(
     data: Mapping[str, Mapping[str, Any]] | None = None,
     layers: Sequence[str] | None = None,
     tiled: Mapping[str, Mapping[str, Any]] | None = None,
+    stale_minutes: float = STALE_MINUTES,
+    routes: Container[str] | None = None,
+    preload: bool = True,
 ) -> folium.Map:
     """The battle map as a folium map (render it once with :func:`page.page_html`).
 
@@ -90,6 +101,14 @@ def battle_map(
         Layers drawn from vector tiles instead of one document (served pages: the ones
         above the ``map_tiles_above`` setting), each with its
         :func:`geomap.analysis.features.tiled_summary`.
+    stale_minutes : float
+        A team position older than this is marked stale (setting ``stale_minutes``).
+    routes : container of str, optional
+        The service's URL rules (``/api/session``...): the page calls only those there
+        are. None: all of them.
+    preload : bool
+        Let the browser fetch the first view's data with the page (false when the caller
+        must sign in first: a preloaded refusal would be used after the sign-in).
 
     Returns
     -------
@@ -99,8 +118,16 @@ def battle_map(
     inline: dict[str, str] | None = None if data is None else {}
     zoom = page.detail_zoom(spec.view)
     entries = []
+    # Served pages are live (sign-in, events, the case layer and queue); a file is not.
+    live = data is None and spec.service_url is not None
+    # The full page always has the case layer and queue; an embed only when its token (or
+    # ?layers=) names the cases.
+    if spec.embed or layers is not None:
+        show_cases = live and layers is not None and "cases" in layers
+    else:
+        show_cases = live
     for name in battle_layers(catalog):
-        if name not in names:
+        if name not in names or name in LIVE_LAYERS:
             continue
         if data is not None and name not in data:
             continue  # not exported: the standalone file goes without it
@@ -115,7 +142,7 @@ def battle_map(
                 catalog[name],
                 spec.lang,
                 source=source,
-                visible=True if layers is not None else None,
+                visible=_visible(name, spec, layers),
                 zoom=zoom,
                 tiled=(tiled or {}).get(name) if inline is None else None,
             )
@@ -125,5 +152,27 @@ def battle_map(
         "layers": entries,
         "urls": {"nearest": NEAREST_PATH, "gridCoverage": GRID_COVERAGE_PATH},
         "nearest": {"k": 5, "by": "drive", "route": True, "onClick": not spec.embed},
+        "staleMinutes": stale_minutes,
+        "preload": preload,
     }
+    if live:
+        def there(path: str) -> str | None:
+            return path if routes is None or path in routes else None
+
+        config["live"] = {
+            "session": there(SESSION_PATH),
+            "events": there(EVENTS_PATH),
+            "cases": there(CASES_PATH) if show_cases else None,
+            "teamsGeojson": "/api/layers/teams",
+        }
     return page.shell(spec, config, title=text.ui("title_battle", spec.lang), inline_data=inline)
+
+
+def _visible(name: str, spec: page.PageSpec, layers: Sequence[str] | None) -> bool | None:
+    """Shown at start: every layer asked for; else the catalog's choice, except that with
+    no basemap the streets are drawn (a route then has streets under it)."""
+    if layers is not None:
+        return True
+    if name == "streets" and spec.basemap.id == "none" and not spec.embed:
+        return True
+    return None

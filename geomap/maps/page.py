@@ -297,7 +297,7 @@ class MapModule(JSCSSMixin, MacroElement):
         zoom = detail_zoom(config.get("view") or {})
         self.preload = [
             html_escape(layer["source"]["href"])
-            for layer in config.get("layers", [])
+            for layer in (config.get("layers", []) if config.get("preload", True) else [])
             if layer.get("visible") and layer.get("source", {}).get("href")
             and (zoom is None or layer.get("minZoom", 0) <= zoom)
         ]

@@ -112,6 +112,62 @@ UI: dict[str, tuple[str, str]] = {
     "gcj_note": ("底图为 GCJ-02 坐标，要素已相应偏移显示", "Basemap in GCJ-02: features shifted"),
     "yes": ("是", "yes"),
     "no": ("否", "no"),
+    # -- the live screen: sign-in, events, cases, queue
+    "sign_in": ("登录", "Sign in"),
+    "sign_in_needed": (
+        "请使用您的 API 密钥登录以查看作战图",
+        "Sign in with your API key to see the battle map",
+    ),
+    "sign_in_key": ("API 密钥", "API key"),
+    "sign_in_failed": ("登录失败：{message}", "Sign-in failed: {message}"),
+    "sign_out": ("退出", "Sign out"),
+    "signed_in_as": ("{name}（{role}）", "{name} ({role})"),
+    "not_signed_in": ("未登录", "not signed in"),
+    "live_on": ("实时", "live"),
+    "live_connecting": ("连接中…", "connecting…"),
+    "live_reconnecting": ("重新连接中…", "reconnecting…"),
+    "queue": ("事件队列", "Case queue"),
+    "queue_empty": ("暂无待处理事件", "No open case"),
+    "overdue": ("超时", "overdue"),
+    "age_min": ("{value} 分钟前", "{value} min ago"),
+    "age_h": ("{value} 小时前", "{value} h ago"),
+    "age_d": ("{value} 天前", "{value} d ago"),
+    "case_level": ("当前层级", "level"),
+    "recommended": ("推荐队伍", "Recommended teams"),
+    "recommend_busy": ("正在计算推荐队伍…", "Finding teams…"),
+    "recommend_none": ("没有可派遣的合适队伍", "No fitting team available"),
+    "dispatch": ("派遣", "Dispatch"),
+    "dispatch_busy": ("派遣中…", "Dispatching…"),
+    "dispatch_done": ("已派遣：{team}", "Dispatched: {team}"),
+    "case_teams": ("已派队伍", "Teams sent"),
+    "read_only": ("只读：仅指挥员可派遣和处置", "Read only: commanders dispatch and act"),
+    "act_accept": ("受理", "Accept"),
+    "act_resolve": ("处置完成", "Resolve"),
+    "act_close": ("办结", "Close"),
+    "act_reopen": ("重新打开", "Reopen"),
+    "act_cancel": ("撤销", "Cancel"),
+    "eta": ("预计到达", "ETA"),
+    "stale": ("位置过时", "stale position"),
+    "stale_since": ("位置已 {value} 未更新", "position not updated for {value}"),
+    "leader": ("负责人", "leader"),
+    "phone": ("电话", "phone"),
+    "all_kinds_option": ("全部类型", "all kinds"),
+    "all_capabilities": ("全部能力", "any capability"),
+    "nearest_kind": ("队伍类型", "Team kind"),
+    "nearest_capability": ("能力", "Capability"),
+    "skip_map": ("跳到地图", "Skip to the map"),
+    "skip_panels": ("跳到面板", "Skip to the panels"),
+    "panel_nearest": ("最近队伍", "Nearest"),
+    "panel_queue": ("事件", "Cases"),
+    "panel_legend": ("图例", "Legend"),
+    "panel_account": ("账户", "Account"),
+    "cases_layer": ("事件", "Cases"),
+    "role_commander": ("指挥员", "commander"),
+    "role_planner": ("规划员", "planner"),
+    "role_viewer": ("查看员", "viewer"),
+    "role_open": ("本机开放读取", "open local read"),
+    "role_embed": ("嵌入", "embed"),
+    "role_anonymous": ("访客", "anonymous"),
 }
 
 #: Property labels for popups and tooltips: (Chinese, English).
@@ -127,6 +183,7 @@ FIELDS: dict[str, tuple[str, str]] = {
     "capabilities": ("能力", "capabilities"),
     "home_grid_code": ("所属网格", "home grid"),
     "position_at": ("位置时间", "position at"),
+    "reported_at": ("上报时间", "reported"),
     "address": ("地址", "address"),
     "region_code": ("所属区域", "region"),
     "grid_code": ("所在网格", "grid"),
@@ -212,6 +269,10 @@ def ui(key: str, lang: str) -> str:
     return _pick(UI[key], lang)
 
 
+def _labels(terms: dict[str, vocab.Term], lang: str) -> dict[str, str]:
+    return {code: _pick((t.zh, t.en), lang) for code, t in terms.items()}
+
+
 def strings(lang: str) -> dict[str, Any]:
     """Everything the browser module shows as text, in one language.
 
@@ -225,7 +286,9 @@ def strings(lang: str) -> dict[str, Any]:
     dict
         ``ui`` (interface strings), ``fields`` (property labels), ``kinds`` (kind labels
         by layer), ``statuses`` (team statuses), ``levels`` (region levels), ``all_kinds``
-        (every kind label, for layers mixing venues of several tables).
+        (every kind label, for layers mixing venues of several tables), and the cases'
+        ``case_kinds``, ``severities``, ``case_statuses``, ``case_levels``,
+        ``dispatch_statuses``.
     """
     kinds = {
         layer: {code: _pick((t.zh, t.en), lang) for code, t in terms.items()}
@@ -244,6 +307,11 @@ def strings(lang: str) -> dict[str, Any]:
             **{c: _pick((t.zh, t.en), lang) for c, t in vocab.REGION_LEVELS.items()},
             "grid": _pick(("网格", "grid"), lang),
         },
+        "case_kinds": _labels(vocab.CASE_KINDS, lang),
+        "severities": _labels(vocab.CASE_SEVERITIES, lang),
+        "case_statuses": _labels(vocab.CASE_STATUSES, lang),
+        "case_levels": _labels(vocab.CASE_LEVELS, lang),
+        "dispatch_statuses": _labels(vocab.DISPATCH_STATUSES, lang),
         "providers": {
             "stations": "服务阵地" if lang == "zh" else "service stations",
             "teams": "队伍" if lang == "zh" else "teams",

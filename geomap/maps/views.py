@@ -207,10 +207,22 @@ def _battle(embed: bool) -> Response:
     if layer_names is None:
         layer_names = _token_layers(allowed)
     shown = layer_names if layer_names is not None else allowed
+    settings = current_app.config["GEOMAP"]
     m = battle.battle_map(
-        catalog(), _spec(args, embed=embed), layers=layer_names, tiled=_tiled(list(shown))
-    )
+        catalog(), _spec(args, embed=embed), layers=layer_names, tiled=_tiled(list(shown)),
+        stale_minutes=getattr(settings, "stale_minutes", battle.STALE_MINUTES),
+        routes={rule.rule for rule in current_app.url_map.iter_rules()},
+        preload=_may_read_layers(),
+    )  # fmt: skip
     return _html(m)
+
+
+def _may_read_layers() -> bool:
+    """Whether this page's caller may load the layers now (else the page signs in first,
+    and a preloaded answer would be a cached refusal)."""
+    from geomap import auth
+
+    return auth.current().may("layers")
 
 
 def _circles(embed: bool) -> Response:

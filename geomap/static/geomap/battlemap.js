@@ -347,7 +347,7 @@
         this.addSearch();
         if (this.config.page === 'battle') this.addNearestPanel();
         if (this.config.page !== 'battle') this.summaryBox = this.addBox('topright', 'gm-summary');
-        this.legend = this.addBox('bottomright', 'gm-legend');
+        this.legend = this.addBox('bottomright', 'gm-legend', { icon: 'list', label: this.t.panel_legend });
       } else {
         // An embed: no panels, but a reader of the portal must know what the map shows.
         const title = this.addBox('topright', 'gm-embed-title');
@@ -364,24 +364,37 @@
       });
       if (this.config.page === 'battle' && this.config.nearest) {
         this.map.on('click', (e) => {
-          if (!this.nearestOnClick) return;
+          if (!this.nearestOnClick || this.fromControl(e)) return;
           const p = this.toWgs84(e.latlng);
           this.nearest(p[0], p[1]);
         });
       }
+      if (this.config.live) {
+        // The live screen: who is signed in first (the layers need the permission), then
+        // the layers, the cases and the event stream.
+        this.startLive();
+        this.ready = this.checkSession().then(() => this.startLayers());
+      } else {
+        this.ready = this.startLayers();
+      }
+      this.refreshZoomNotes();
+      this.renderLegend();
+      return this;
+    }
+
+    /** Load and draw the layers shown at start; resolves with the stats once drawn. */
+    startLayers() {
       const shown = this.order.map((id) => this.states[id]).filter((state) => state.spec.visible);
       const first = shown.filter((state) => state.spec.type === 'catalog' && state.spec.source &&
         !state.spec.source.tiles && this.map.getZoom() >= (state.spec.minZoom || 0));
       first.forEach((state) => { state.prefetch = this.fetchCompact(state.spec); });
       this.firstView = first.length ? Promise.allSettled(first.map((state) => state.prefetch)) : null;
       const loads = shown.map((state) => this.whenDrawn(state));
-      this.ready = Promise.all(loads).then(() => {
+      if (this.config.live) loads.push(this.liveData());
+      return Promise.all(loads).then(() => {
         document.documentElement.setAttribute('data-geomap-ready', 'true');
         return this.stats();
       });
-      this.refreshZoomNotes();
-      this.renderLegend();
-      return this;
     }
 
     /**
@@ -435,7 +448,11 @@
       const size = this.map.getSize();
       const fit = Math.log2(Math.min(size.x / Math.max(Math.abs(b.x - a.x), 1e-9),
         size.y / Math.max(Math.abs(a.y - b.y), 1e-9)));
-      const zoom = Math.max(this.map.getMinZoom(), Math.min(this.map.getMaxZoom() || 18, Math.round(fit)));
+      let zoom = Math.max(this.map.getMinZoom(), Math.min(this.map.getMaxZoom() || 18, Math.round(fit)));
+      // A narrow screen (a phone) would open the city below the teams' min_zoom: the first
+      // view of the battle map always draws the teams (clustered).
+      const teams = (this.config.layers || []).find((l) => l.id === 'teams' && l.visible);
+      if (this.config.page === 'battle' && teams) zoom = Math.max(zoom, teams.minZoom || 0);
       this.map.setView(bounds.getCenter(), zoom);
     }
 
@@ -631,7 +648,11 @@
     loaded(state) {
       this.searchDirty = true;
       const id = state.spec.id;
-      if (id === 'teams') this.countTeams();
+      if (id === 'teams') {
+        this.countTeams();
+        this.fillCapabilities();
+        if (this.pendingTeamEvents) this.flushTeamEvents();
+      }
       const grids = this.states.grids;
       // The teams change the grids' colours only when the grids are coloured by teams.
       const recolour = (id === 'grids' && !state.coloured) || (id === 'teams' && this.gridColouring === 'teams');
@@ -654,6 +675,12 @@
           minZoom: state.spec.minZoom,
         };
       });
+      if (this.caseLayer) {
+        // The live case layer (from /api/cases, not a catalog document).
+        const n = Object.keys(this.cases).length;
+        out.cases = { loaded: !!this.casesLoaded, error: null, features: n, drawn: n, tiled: false, tiles: 0,
+          matched: n, onMap: this.map.hasLayer(this.caseLayer), minZoom: 0, live: true };
+      }
       return out;
     }
 
@@ -665,23 +692,33 @@
       return { color: own.color || style.color || '#334155', icon: own.icon || style.icon || 'location-dot' };
     }
 
-    icon(spec, kind, status, styleSpec) {
-      const key = spec.id + '|' + kind + '|' + status;
+    icon(spec, kind, status, styleSpec, stale) {
+      const key = spec.id + '|' + kind + '|' + status + (stale ? '|stale' : '');
       if (!this.iconCache[key]) {
         const look = this.kindStyle(styleSpec || spec, kind);
         const statuses = (spec.style && spec.style.statuses) || {};
         const ring = statuses[status] && statuses[status].ring;
-        const shadow = ring ? 'box-shadow:0 0 0 3px ' + ring + ';' : '';
+        // The status ring sits outside a white gap: it shows on every kind's colour.
+        const classes = 'gm-pin' + (ring ? ' gm-ringed gm-st-' + esc(status) : '') + (stale ? ' gm-stale' : '');
+        const ringStyle = ring ? '--gm-ring:' + esc(ring) + ';' : '';
         this.iconCache[key] = styledIcon({
           className: 'gm-marker',
-          html: '<div class="gm-pin" data-style="background:' + esc(look.color) + ';' + shadow + '">' +
-            '<i class="fa-solid fa-' + esc(look.icon) + '"></i></div>',
+          html: '<div class="' + classes + '" data-style="background:' + esc(look.color) + ';' + ringStyle + '">' +
+            '<i class="fa-solid fa-' + esc(look.icon) + '"></i>' +
+            (stale ? '<span class="gm-stale-badge"><i class="fa-solid fa-clock"></i></span>' : '') + '</div>',
           iconSize: [22, 22],
           iconAnchor: [11, 11],
-          popupAnchor: [0, -10],
+          popupAnchor: [0, -12],
         });
       }
       return this.iconCache[key];
+    }
+
+    /** Whether a team's last position is older than the staleMinutes setting. */
+    isStale(spec, properties) {
+      if (spec.id !== 'teams' || !properties.position_at || !this.config.staleMinutes) return false;
+      const at = Date.parse(properties.position_at);
+      return isFinite(at) && Date.now() - at > this.config.staleMinutes * 60000;
     }
 
     /**
@@ -847,6 +884,11 @@
       const base = pane === 'circles' ? this.circleStyle(spec) : this.pathStyle(spec);
       const style = spec.style || {};
       const varies = pane !== 'circles' && ((spec.kindColumn && style.kinds) || (style.width_column && style.widths));
+      if (style.width_column && style.widths) {
+        // Major roads first: drawn last, on top of the streets they cross.
+        const width = (f) => style.widths[f.properties[style.width_column]] || 0;
+        features = features.slice().sort((a, b) => width(a) - width(b));
+      }
       const layer = L.geoJSON(features, this.geoJsonOptions({
         renderer: this.renderer(pane),
         interactive: interactive,
@@ -931,7 +973,7 @@
       const status = spec.statusColumn ? p[spec.statusColumn] : null;
       const statuses = (spec.style && spec.style.statuses) || {};
       const marker = L.marker(this.latLng(c[0], c[1]), {
-        icon: this.icon(spec, kind, status, styleSpec),
+        icon: this.icon(spec, kind, status, styleSpec, this.isStale(spec, p)),
         opacity: statuses[status] && statuses[status].opacity !== undefined ? statuses[status].opacity : 1,
         keyboard: false,
         title: this.label(spec, p),
@@ -944,9 +986,28 @@
     /** Open a marker's popup, binding it on first use (thousands of markers, few clicked). */
     openMarkerPopup(marker) {
       if (!marker.getPopup()) {
-        marker.bindPopup(() => this.featureHtml(marker.spec, marker.feature.properties));
+        marker.bindPopup(() => this.markerHtml(marker));
+        if (marker.spec.id === 'teams') marker.on('popupopen', () => this.teamPersonal(marker));
       }
       marker.openPopup();
+    }
+
+    markerHtml(marker) {
+      const spec = marker.spec;
+      const p = marker.feature.properties;
+      const rows = [];
+      if (this.isStale(spec, p)) {
+        const minutes = (Date.now() - Date.parse(p.position_at)) / 60000;
+        rows.push([this.t.stale, '<b class="gm-bad">' + esc(fmt(this.t.stale_since, { value: this.ageText(minutes, true) })) + '</b>']);
+      }
+      if (marker.personal) {
+        const who = marker.personal;
+        if (who.leader_name) rows.push([this.t.leader, esc(who.leader_name)]);
+        if (who.leader_phone) {
+          rows.push([this.t.phone, '<a href="tel:' + esc(String(who.leader_phone).replace(/[^0-9+]/g, '')) + '">' + esc(who.leader_phone) + '</a>']);
+        }
+      }
+      return this.featureHtml(spec, p, rows);
     }
 
     buildMarkers(state, features) {
@@ -973,6 +1034,7 @@
           iconCreateFunction: (cluster) => {
             const n = cluster.getChildCount();
             const size = n < 10 ? 'small' : n < 100 ? 'medium' : 'large';
+            if (spec.statusColumn && spec.style && spec.style.statuses) return this.mixIcon(spec, cluster, size);
             return styledIcon({
               html: '<div data-style="background:' + esc(color) + '"><span>' + n + '</span></div>',
               className: 'marker-cluster gm-cluster gm-cluster-' + size,
@@ -994,12 +1056,7 @@
 
     applyMarkerFilter(state) {
       const spec = state.spec;
-      const shown = state.markers.filter((m) => {
-        const p = m.feature.properties;
-        if (spec.kindColumn && state.hiddenKinds[p[spec.kindColumn]]) return false;
-        if (spec.statusColumn && state.hiddenStatuses[p[spec.statusColumn]]) return false;
-        return true;
-      });
+      const shown = state.markers.filter((m) => this.markerShown(state, m));
       state.count = shown.length;
       const group = state.group;
       const fill = () => {
@@ -1294,18 +1351,48 @@
     }
 
     // -- controls
-    addBox(position, className) {
+    addBox(position, className, fold) {
+      let box = null;
       const Box = L.Control.extend({
         onAdd: () => {
-          const div = L.DomUtil.create('div', 'gm-box ' + className);
-          L.DomEvent.disableClickPropagation(div);
-          L.DomEvent.disableScrollPropagation(div);
-          return div;
+          box = L.DomUtil.create('div', 'gm-box ' + className);
+          let outer = box;
+          if (fold) {
+            // A panel: a button folds it (on a phone it starts folded, the map first).
+            outer = L.DomUtil.create('div', 'gm-panel');
+            const button = L.DomUtil.create('button', 'gm-fold', outer);
+            button.type = 'button';
+            button.innerHTML = '<i class="fa-solid fa-' + esc(fold.icon) + '"></i> <span>' + esc(fold.label) + '</span>';
+            outer.appendChild(box);
+            const folded = this.map.getSize().x < 700;
+            this.setFolded(outer, folded);
+            button.addEventListener('click', () => this.setFolded(outer, !outer.classList.contains('gm-folded')));
+          }
+          // Nothing done in a panel reaches the map: no map query, no pan, no zoom.
+          L.DomEvent.disableClickPropagation(outer);
+          L.DomEvent.disableScrollPropagation(outer);
+          L.DomEvent.on(outer, 'click', L.DomEvent.stopPropagation);
+          return outer;
         },
       });
       const control = new Box({ position: position });
       control.addTo(this.map);
-      return control.getContainer();
+      return box;
+    }
+
+    setFolded(panel, folded) {
+      L.DomUtil[folded ? 'addClass' : 'removeClass'](panel, 'gm-folded');
+      const button = panel.querySelector('.gm-fold');
+      if (button) button.setAttribute('aria-expanded', folded ? 'false' : 'true');
+    }
+
+    /** Whether a map event began on a control (a panel, the legend): never a map query. */
+    fromControl(e) {
+      const target = e && e.originalEvent && e.originalEvent.target;
+      if (!target || !target.closest) return false;
+      // A target the panel re-drew meanwhile is no longer in the page: it was a control.
+      if (!document.documentElement.contains(target)) return true;
+      return !!target.closest('.leaflet-control, .gm-skip');
     }
 
     addStatusBox() {
@@ -1541,7 +1628,7 @@
         html += '<ul class="gm-kinds">' + Object.keys(counts).sort((a, b) => counts[b] - counts[a]).map((k) => {
           const look = this.kindStyle(spec, k);
           const off = state.hiddenKinds[k] ? ' gm-off' : '';
-          return '<li class="gm-toggle' + off + '" data-layer="' + esc(spec.id) + '" data-kind="' + esc(k) + '">' +
+          return '<li class="gm-toggle' + off + '" tabindex="0" role="button" aria-pressed="' + (off ? 'false' : 'true') + '" data-layer="' + esc(spec.id) + '" data-kind="' + esc(k) + '">' +
             '<i class="fa-solid fa-' + esc(look.icon) + '" data-style="color:' + esc(look.color) + '"></i> ' +
             esc((spec.kinds && spec.kinds[k]) || k) + ' <span class="gm-count">' + counts[k] + '</span></li>';
         }).join('') + '</ul>';
@@ -1549,11 +1636,17 @@
           const statuses = (spec.style && spec.style.statuses) || {};
           html += '<ul class="gm-kinds gm-statuses">' + Object.keys(statuses).map((s) => {
             const off = state.hiddenStatuses[s] ? ' gm-off' : '';
-            const ring = statuses[s].ring ? 'box-shadow:0 0 0 2px ' + esc(statuses[s].ring) + ';' : '';
-            return '<li class="gm-toggle' + off + '" data-layer="' + esc(spec.id) + '" data-status="' + esc(s) + '">' +
+            const ring = statuses[s].ring ? 'background:#fff;box-shadow:0 0 0 3px ' + esc(statuses[s].ring) + ';' : '';
+            const n = state.markers ? state.markers.filter((m) => m.feature.properties[spec.statusColumn] === s).length : '';
+            return '<li class="gm-toggle' + off + '" tabindex="0" role="button" aria-pressed="' + (off ? 'false' : 'true') + '" data-layer="' + esc(spec.id) + '" data-status="' + esc(s) + '">' +
               '<span class="gm-dot" data-style="opacity:' + statuses[s].opacity + ';' + ring + '"></span> ' +
-              esc(this.s.statuses[s] || s) + '</li>';
+              esc(this.s.statuses[s] || s) + ' <span class="gm-count">' + n + '</span></li>';
           }).join('') + '</ul>';
+          if (spec.id === 'teams' && state.markers) {
+            const stale = state.markers.filter((m) => this.isStale(spec, m.feature.properties)).length;
+            html += '<div class="gm-stale-note"><span class="gm-pin gm-stale gm-stale-swatch"><span class="gm-stale-badge"><i class="fa-solid fa-clock"></i></span></span> ' +
+              esc(this.t.stale) + ' (&gt; ' + number(this.config.staleMinutes, 0) + ' ' + esc(this.t.min) + ') <span class="gm-count">' + stale + '</span></div>';
+          }
         }
       }
       if (spec.geometry === 'line' && spec.kindColumn && state.features && spec.style && spec.style.kinds) {
@@ -1596,7 +1689,13 @@
 
     bindLegend() {
       Array.prototype.forEach.call(this.legend.querySelectorAll('.gm-toggle'), (li) => {
+        li.addEventListener('keydown', (e) => {
+          if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); li.click(); }
+        });
         li.addEventListener('click', () => {
+          // The legend is drawn again: the keyboard keeps its place on the same entry.
+          this.legendFocus = document.activeElement === li ? li.getAttribute('data-layer') + '|' +
+            li.getAttribute('data-kind') + '|' + li.getAttribute('data-status') : null;
           const state = this.states[li.getAttribute('data-layer')];
           const kind = li.getAttribute('data-kind');
           const status = li.getAttribute('data-status');
@@ -1611,15 +1710,27 @@
       });
       const select = this.legend.querySelector('.gm-colouring select');
       if (select) select.addEventListener('change', () => this.colourGrids(select.value));
+      if (this.legendFocus) {
+        const again = Array.prototype.find.call(this.legend.querySelectorAll('.gm-toggle'), (li) =>
+          li.getAttribute('data-layer') + '|' + li.getAttribute('data-kind') + '|' + li.getAttribute('data-status') === this.legendFocus);
+        this.legendFocus = null;
+        if (again) again.focus();
+      }
     }
 
     // -- nearest teams
     addNearestPanel() {
       const t = this.t;
-      const box = this.addBox('topleft', 'gm-nearest');
+      const box = this.addBox('topleft', 'gm-nearest', { icon: 'location-crosshairs', label: t.panel_nearest });
       const by = (this.config.nearest && this.config.nearest.by) || 'drive';
+      const teamKinds = this.s.kinds.teams || {};
       box.innerHTML = '<h3>' + esc(t.nearest) + '</h3>' +
         '<label class="gm-check"><input type="checkbox" class="gm-onclick"' + (this.nearestOnClick ? ' checked' : '') + '> ' + esc(t.nearest_click) + '</label>' +
+        '<div class="gm-nearest-filters"><select class="gm-kind" title="' + esc(t.nearest_kind) + '" aria-label="' + esc(t.nearest_kind) + '">' +
+        '<option value="">' + esc(t.all_kinds_option) + '</option>' + Object.keys(teamKinds).map((k) =>
+          '<option value="' + esc(k) + '">' + esc(teamKinds[k]) + '</option>').join('') + '</select>' +
+        '<select class="gm-capability" title="' + esc(t.nearest_capability) + '" aria-label="' + esc(t.nearest_capability) + '">' +
+        '<option value="">' + esc(t.all_capabilities) + '</option></select></div>' +
         '<form class="gm-nearest-form"><input type="text" class="gm-where" placeholder="' + esc(t.nearest_hint) + '" title="' + esc(t.nearest_hint) + '">' +
         '<select class="gm-by" title="' + esc(t.nearest_by) + '">' + ['drive', 'walk', 'distance'].map((b) =>
           '<option value="' + b + '"' + (b === by ? ' selected' : '') + '>' + esc(t['by_' + b]) + '</option>').join('') + '</select>' +
@@ -1693,6 +1804,8 @@
       try {
         answer = await this.fetchJson(this.url(this.config.urls.nearest, {
           lon: lon.toFixed(6), lat: lat.toFixed(6), k: options.k || 5, by: by, route: options.route ? 1 : null,
+          kind: this.nearestBox.querySelector('.gm-kind').value || null,
+          capability: this.nearestBox.querySelector('.gm-capability').value || null,
         }));
       } catch (error) {
         this.nearestMessage(error.message, 'error');
@@ -1702,7 +1815,22 @@
       return answer;
     }
 
-    showNearest(answer, point, by) {
+    /** The capability filter offers what the teams loaded can do. */
+    fillCapabilities() {
+      const select = this.nearestBox && this.nearestBox.querySelector('.gm-capability');
+      const teams = this.states.teams;
+      if (!select || !teams || !teams.features) return;
+      const seen = {};
+      teams.features.forEach((f) => {
+        const caps = f.properties.capabilities;
+        (Array.isArray(caps) ? caps : caps ? String(caps).split(',') : []).forEach((c) => { if (c) seen[String(c).trim()] = true; });
+      });
+      const chosen = select.value;
+      select.innerHTML = '<option value="">' + esc(this.t.all_capabilities) + '</option>' + Object.keys(seen).sort().map((c) =>
+        '<option value="' + esc(c) + '"' + (c === chosen ? ' selected' : '') + '>' + esc(c) + '</option>').join('');
+    }
+
+    showNearest(answer, point, by, target) {
       const t = this.t;
       const teams = answer.teams || [];
       const query = answer.query || {};
@@ -1725,6 +1853,7 @@
         }
         L.circleMarker(at, { pane: 'gm-routes', radius: 13, color: colour, weight: 3, fill: false }).addTo(this.routes);
       });
+      if (teams.length) this.streetsUnderRoutes();
       if (teams.length) this.map.fitBounds(bounds.pad(0.15), { maxZoom: 16 });
       const rows = teams.map((team, i) => {
         const look = this.kindStyle(teamSpec, team.kind);
@@ -1769,10 +1898,796 @@
           return Object.keys(index).filter((k) => index[k].haystack.indexOf(String(text).toLowerCase()) >= 0);
         },
         layer: (id) => (page.states[id] ? page.states[id].main : null),
+        // The live screen, for tests and host pages.
+        live: () => Object.assign({}, page.liveState || {}),
+        session: () => page.session || null,
+        cases: () => (page.cases ? page.queue().map((c) => ({ id: c.id, status: c.status, level: c.level,
+          overdue: c.overdue, severity: c.severity, onMap: !!(page.caseMarkers[c.id] && page.map.hasLayer(page.caseMarkers[c.id])) })) : []),
+        selectCase: (id) => page.selectCase(id),
+        openTeam: (id) => new Promise((resolve) => {
+          const state = page.states.teams;
+          const marker = state && state.markerById && state.markerById[id];
+          if (!marker) { resolve(false); return; }
+          marker.once('popupopen', () => resolve(true));
+          if (state.group.zoomToShowLayer && state.group.hasLayer(marker)) {
+            state.group.zoomToShowLayer(marker, () => page.openMarkerPopup(marker));
+          } else {
+            page.openMarkerPopup(marker);
+          }
+        }),
+        team: (id) => {
+          const state = page.states.teams;
+          const m = state && state.markerById && state.markerById[id];
+          if (!m) return null;
+          const ll = m.getLatLng();
+          const el = m.options.icon && m.options.icon.options.html;
+          return { status: m.feature.properties.status, stale: page.isStale(state.spec, m.feature.properties),
+            lat: ll.lat, lng: ll.lng, inGroup: state.group.hasLayer(m), icon: el };
+        },
         gcj02: { fromWgs84: wgs84ToGcj02, toWgs84: gcj02ToWgs84 },
       };
     }
   }
+
+  // ---------------------------------------------------------------- the live battle map
+  // Sign-in, the event stream (/api/events), the case layer and queue, dispatch from the
+  // map. Only on served battle pages (config.live); an embed is read-only.
+  const CASE_ICONS = { incident: 'triangle-exclamation', hazard: 'circle-exclamation', request: 'bell' };
+  const SEVERITY_RANK = { low: 0, medium: 1, high: 2, critical: 3 };
+  const OPEN_CASES = ['reported', 'accepted', 'dispatched', 'on_scene', 'resolved'];
+  const USER_ACTIONS = ['accept', 'resolve', 'close', 'reopen', 'cancel'];
+  const STREAM_KINDS = ['case.created', 'case.changed', 'case.escalated', 'dispatch.created',
+    'dispatch.changed', 'team.changed', 'team.moved', 'reset'];
+
+  Object.assign(GeomapPage.prototype, {
+    /** Whether the signed-in caller has a permission (an older service: reading only). */
+    can(permission) {
+      const session = this.session;
+      if (!session || !session.permissions) return permission === 'layers' || (permission === 'analysis' && !this.config.embed);
+      return session.permissions.indexOf(permission) >= 0;
+    },
+
+    startLive() {
+      const t = this.t;
+      const live = this.config.live;
+      this.cases = {};
+      this.caseMarkers = {};
+      this.caseBacklog = [];
+      this.caseTimers = {};
+      this.flashed = {};
+      this.selectedCase = null;
+      this.recommendation = null;
+      this.liveState = { state: 'connecting', received: 0, lastId: null, kinds: {}, opened: 0, log: [] };
+      if (!this.config.embed) {
+        this.addSkipLinks();
+        this.sessionBox = this.addBox('topright', 'gm-session', { icon: 'user', label: t.panel_account });
+      } else {
+        this.sessionBox = this.addBox('bottomleft', 'gm-session gm-session-embed');
+      }
+      if (live.cases) {
+        this.caseLayer = L.featureGroup().addTo(this.map);
+        if (this.layerControl) this.layerControl.addOverlay(this.caseLayer, '<span class="gm-overlay gm-overlay-cases">' + esc(t.cases_layer) + '</span>');
+        if (!this.config.embed) {
+          this.queueBox = this.addBox('topleft', 'gm-queue', { icon: 'list-check', label: t.panel_queue });
+          this.queueBox.innerHTML = '<div class="gm-case-detail"></div><div class="gm-queue-list"></div>';
+        }
+        // Ages move on: the queue says them again every half minute.
+        window.setInterval(() => this.renderQueue(), 30000);
+      }
+      if (!this.routes) this.routes = L.layerGroup().addTo(this.map);
+      this.renderSession();
+    },
+
+    /** Who is signed in (GET /api/session); without the layers permission, wait for sign-in. */
+    async checkSession() {
+      if (this.config.embed) {
+        this.session = { role: 'embed', permissions: ['layers'], signed_in: false };
+        return;
+      }
+      try {
+        this.session = this.config.live.session ? await this.fetchJson(this.url(this.config.live.session)) : null;
+      } catch (error) {
+        this.session = null;  // sessions unknown to this service: reading as before
+      }
+      this.renderSession();
+      if (this.session && !this.can('layers')) {
+        this.setFolded(this.sessionBox.parentNode, false);
+        await new Promise((resolve) => { this.whenSignedIn = resolve; });
+      }
+    },
+
+    /** A write (or sign-in) from the page: same-origin cookie, CSRF header, JSON both ways. */
+    async send(method, path, body) {
+      const headers = { Accept: 'application/json' };
+      if (body !== undefined) headers['Content-Type'] = 'application/json';
+      if (this.session && this.session.csrf_token) headers['X-CSRF-Token'] = this.session.csrf_token;
+      let response;
+      try {
+        response = await fetch(this.url(path), {
+          method: method, credentials: 'same-origin', headers: headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      } catch (error) {
+        throw new Error(fmt(this.t.nearest_unreachable, { message: error.message }));
+      }
+      let answer = null;
+      try { answer = await response.json(); } catch (error) { answer = null; }
+      if (!response.ok) {
+        const failure = new Error(answer && answer.error ? answer.error.message : response.status + ' ' + response.statusText);
+        failure.status = response.status;
+        throw failure;
+      }
+      return answer;
+    },
+
+    async signIn(key) {
+      const message = this.sessionBox.querySelector('.gm-signin-msg');
+      try {
+        this.session = await this.send('POST', this.config.live.session, { key: key });
+      } catch (error) {
+        if (message) {
+          message.className = 'gm-signin-msg gm-msg-error';
+          message.textContent = fmt(this.t.sign_in_failed, { message: error.message });
+        }
+        return false;
+      }
+      this.renderSession();
+      if (this.whenSignedIn) {
+        const go = this.whenSignedIn;
+        this.whenSignedIn = null;
+        go();  // the layers load now (startLayers), the stream opens with them
+      } else {
+        // Another role than before: personal fields, buttons; the stream speaks for it.
+        this.openStream();
+        this.reloadLive();
+      }
+      return true;
+    },
+
+    async signOut() {
+      try {
+        await this.send('DELETE', this.config.live.session);
+      } catch (error) {
+        this.say('session', error.message, 'error');
+        return;
+      }
+      window.location.reload();
+    },
+
+    renderSession() {
+      const box = this.sessionBox;
+      if (!box) return;
+      const t = this.t;
+      const session = this.session;
+      const indicator = '<span class="gm-live gm-live-' + esc(this.liveState.state) + '" role="status">' +
+        '<span class="gm-live-dot"></span> ' + esc(this.liveText()) + '</span>';
+      if (this.config.embed) {
+        box.innerHTML = indicator;
+        return;
+      }
+      let html = '';
+      const signedIn = session && session.signed_in;
+      if (signedIn) {
+        const role = t['role_' + session.role] || session.role;
+        html += '<div class="gm-who"><i class="fa-solid fa-user-shield"></i> ' +
+          esc(fmt(t.signed_in_as, { name: session.name || '', role: role })) + '</div>' +
+          '<button type="button" class="gm-signout">' + esc(t.sign_out) + '</button>';
+      } else if (session) {
+        const needed = !this.can('layers');
+        const role = t['role_' + session.role] || session.role || t.not_signed_in;
+        html += (needed ? '<p class="gm-signin-needed">' + esc(t.sign_in_needed) + '</p>'
+          : '<div class="gm-who">' + esc(role) + '</div>') +
+          // POST, never GET: were the script to fail, the key would still not land in a URL.
+          '<form class="gm-signin" method="post" autocomplete="on">' +
+          '<label>' + esc(t.sign_in_key) + ' <input type="password" class="gm-key" name="key" autocomplete="current-password" required></label>' +
+          '<button type="submit">' + esc(t.sign_in) + '</button></form><div class="gm-signin-msg"></div>';
+      }
+      box.innerHTML = html + (this.stream || signedIn || (session && this.can('layers')) ? indicator : '');
+      const form = box.querySelector('.gm-signin');
+      if (form) {
+        form.addEventListener('submit', (e) => {
+          e.preventDefault();
+          const input = form.querySelector('.gm-key');
+          const key = input.value;
+          input.value = '';
+          this.signIn(key);
+        });
+      }
+      const out = box.querySelector('.gm-signout');
+      if (out) out.addEventListener('click', () => this.signOut());
+    },
+
+    liveText() {
+      const state = this.liveState.state;
+      return state === 'live' ? this.t.live_on : state === 'reconnecting' ? this.t.live_reconnecting : this.t.live_connecting;
+    },
+
+    setLive(state) {
+      if (this.liveState.state === state) return;
+      this.liveState.state = state;
+      const el = this.sessionBox && this.sessionBox.querySelector('.gm-live');
+      if (el) {
+        el.className = 'gm-live gm-live-' + state;
+        el.innerHTML = '<span class="gm-live-dot"></span> ' + esc(this.liveText());
+      } else {
+        this.renderSession();
+      }
+    },
+
+    /** The live data besides the catalog layers: the cases, then the event stream. */
+    async liveData() {
+      this.openStream();
+      await this.loadCases();
+    },
+
+    openStream() {
+      if (!window.EventSource || !this.config.live.events) return;
+      if (this.stream) this.stream.close();
+      clearTimeout(this.reopenTimer);
+      const stream = new EventSource(this.url(this.config.live.events));
+      this.stream = stream;
+      this.liveState.opened += 1;
+      stream.onopen = () => {
+        this.setLive('live');
+        this.reopenDelay = 0;
+        // Back after a lost connection: the browser resumed after the last event it saw
+        // (Last-Event-ID) and the service replays the rest; having seen none, it could
+        // not say where it stopped, so everything is loaded again.
+        if (this.streamBroken && !this.liveState.lastId) this.catchUp = true;
+        this.streamBroken = false;
+        if (this.catchUp) {
+          // A new stream cannot resume where the old one stopped: everything again.
+          this.catchUp = false;
+          this.reloadLive();
+        }
+      };
+      stream.onerror = () => {
+        this.setLive('reconnecting');
+        this.streamBroken = true;
+        if (stream.readyState !== EventSource.CLOSED || this.stream !== stream) return;
+        // The browser gave up (an error answer, not a lost connection; a lost one it
+        // resumes itself, with Last-Event-ID): a new stream, later and later.
+        this.catchUp = true;
+        this.reopenDelay = Math.min(60000, (this.reopenDelay || 1000) * 2);
+        this.reopenTimer = setTimeout(() => this.openStream(), this.reopenDelay);
+      };
+      STREAM_KINDS.forEach((kind) => stream.addEventListener(kind, (e) => this.onEvent(kind, e)));
+      this.renderSession();
+    },
+
+    onEvent(kind, message) {
+      let event;
+      try { event = JSON.parse(message.data || '{}'); } catch (error) { return; }
+      const state = this.liveState;
+      state.received += 1;
+      state.lastId = message.lastEventId || event.id || state.lastId;
+      state.kinds[kind] = (state.kinds[kind] || 0) + 1;
+      state.log.push({ kind: kind, id: event.id, case_id: event.case_id, team_id: event.team_id, t: Date.now() });
+      if (state.log.length > 100) state.log.shift();
+      this.setLive('live');
+      if (kind === 'reset') {
+        this.reloadLive();
+        return;
+      }
+      const data = event.data || {};
+      if (kind === 'team.changed' || kind === 'team.moved') {
+        this.teamEvent(kind, event.team_id || data.id, data);
+      }
+      const caseId = event.case_id || (kind.indexOf('case.') === 0 ? data.id : null);
+      if (caseId && this.config.live.cases) {
+        if (kind === 'case.escalated' || kind === 'case.created') this.flashed[caseId] = Date.now();
+        this.caseEvent(caseId);
+      }
+    },
+
+    // -- teams, live
+    teamEvent(kind, id, data) {
+      const changes = { status: data.status, position_at: data.position_at };
+      if (kind === 'team.moved' || (data.lon !== undefined && data.lat !== undefined)) {
+        changes.lon = data.lon;
+        changes.lat = data.lat;
+      }
+      const teams = this.states.teams;
+      if (!teams || !teams.markerById) {
+        (this.pendingTeamEvents = this.pendingTeamEvents || []).push([id, changes]);
+        return;
+      }
+      this.updateTeam(id, changes);
+    },
+
+    flushTeamEvents() {
+      const pending = this.pendingTeamEvents || [];
+      this.pendingTeamEvents = null;
+      pending.forEach((item) => this.updateTeam(item[0], item[1]));
+    },
+
+    markerShown(state, marker) {
+      const spec = state.spec;
+      const p = marker.feature.properties;
+      if (spec.kindColumn && state.hiddenKinds[p[spec.kindColumn]]) return false;
+      if (spec.statusColumn && state.hiddenStatuses[p[spec.statusColumn]]) return false;
+      return true;
+    },
+
+    /** A team's new status or position, drawn at once (its cluster's mix too). */
+    updateTeam(id, changes) {
+      const state = this.states.teams;
+      const marker = state && state.markerById && state.markerById[id];
+      if (!marker) return false;
+      const spec = state.spec;
+      const p = marker.feature.properties;
+      if (changes.status) p.status = changes.status;
+      if (changes.position_at) p.position_at = changes.position_at;
+      const moved = changes.lon !== undefined && changes.lon !== null && changes.lat !== null && isFinite(changes.lon) && isFinite(changes.lat);
+      const group = state.group;
+      const had = group.hasLayer(marker);
+      if (had) group.removeLayer(marker);
+      if (moved) {
+        marker.feature.geometry = { type: 'Point', coordinates: [Number(changes.lon), Number(changes.lat)] };
+        marker.setLatLng(this.latLng(Number(changes.lon), Number(changes.lat)));
+      }
+      const statuses = (spec.style && spec.style.statuses) || {};
+      marker.setIcon(this.icon(spec, p[spec.kindColumn], p.status, null, this.isStale(spec, p)));
+      marker.setOpacity(statuses[p.status] && statuses[p.status].opacity !== undefined ? statuses[p.status].opacity : 1);
+      const shown = this.markerShown(state, marker);
+      if (shown && (had || !state.pendingFill)) group.addLayer(marker);
+      state.count += (shown ? 1 : 0) - (had ? 1 : 0);
+      if (marker.isPopupOpen && marker.isPopupOpen()) marker.setPopupContent(this.markerHtml(marker));
+      this.countTeams();
+      this.renderLegend();
+      return true;
+    },
+
+    /** A cluster of teams shows its mix: a ring cut by status, the count inside. */
+    mixIcon(spec, cluster, size) {
+      const statuses = spec.style.statuses;
+      const counts = {};
+      let stale = 0;
+      const children = cluster.getAllChildMarkers();
+      children.forEach((m) => {
+        const s = m.feature.properties[spec.statusColumn];
+        counts[s] = (counts[s] || 0) + 1;
+        if (this.isStale(spec, m.feature.properties)) stale += 1;
+      });
+      const n = children.length;
+      let at = 0;
+      const stops = [];
+      const parts = [];
+      Object.keys(statuses).concat(Object.keys(counts).filter((s) => !(s in statuses))).forEach((s) => {
+        if (!counts[s]) return;
+        const colour = (statuses[s] && statuses[s].ring) || '#94a3b8';
+        const next = at + 100 * counts[s] / n;
+        stops.push(colour + ' ' + at.toFixed(2) + '% ' + next.toFixed(2) + '%');
+        parts.push((this.s.statuses[s] || s) + ' ' + counts[s]);
+        at = next;
+      });
+      const title = parts.join(' · ') + (stale ? ' · ' + this.t.stale + ' ' + stale : '');
+      return styledIcon({
+        html: '<div class="gm-mix" title="' + esc(title) + '" data-style="background:conic-gradient(' + stops.join(',') + ')">' +
+          '<span class="gm-mix-n' + (stale === n ? ' gm-mix-stale' : '') + '">' + n + '</span></div>',
+        className: 'marker-cluster gm-cluster gm-cluster-mix gm-cluster-' + size,
+        iconSize: L.point(38, 38),
+      });
+    },
+
+    /** Commanders: the leader's name and phone (personal fields) in a team's popup. */
+    async teamPersonal(marker) {
+      if (!this.config.live || !this.can('personal') || marker.personal || marker.personalBusy) return;
+      marker.personalBusy = true;
+      const c = marker.feature.geometry.coordinates;
+      const d = 0.00002;
+      try {
+        const answer = await this.fetchJson(this.url(this.config.live.teamsGeojson, {
+          bbox: [c[0] - d, c[1] - d, c[0] + d, c[1] + d].map((v) => v.toFixed(6)).join(','), limit: 50,
+        }));
+        const own = (answer.features || []).find((f) => String(f.id) === String(marker.feature.id) ||
+          String(f.properties.id) === String(marker.feature.id));
+        marker.personal = own ? own.properties : {};
+      } catch (error) {
+        marker.personal = null;
+      } finally {
+        marker.personalBusy = false;
+      }
+      if (marker.personal && marker.isPopupOpen()) marker.setPopupContent(this.markerHtml(marker));
+    },
+
+    // -- cases
+    async loadCases() {
+      const path = this.config.live.cases;
+      if (!path) return;
+      this.say('cases', this.t.loading + ' ' + this.t.cases_layer, 'progress');
+      let answer;
+      try {
+        answer = await this.fetchJson(this.url(path, { open: 'true', limit: 1000 }));
+      } catch (error) {
+        this.say('cases', fmt(this.t.load_failed, { layer: this.t.cases_layer, message: error.message }), 'error');
+        return;
+      }
+      this.say('cases', null);
+      this.cases = {};
+      (answer.cases || []).forEach((c) => { this.cases[c.id] = c; });
+      this.casesLoaded = true;
+      this.drawCases();
+      this.renderQueue();
+      if (this.selectedCase) this.renderDetail();
+      const backlog = this.caseBacklog;
+      this.caseBacklog = [];
+      backlog.forEach((id) => this.caseEvent(id));
+    },
+
+    /** Something happened to a case: ask for it again (coalescing a burst of events). */
+    caseEvent(id) {
+      if (!this.casesLoaded) {
+        this.caseBacklog.push(id);
+        return;
+      }
+      clearTimeout(this.caseTimers[id]);
+      this.caseTimers[id] = setTimeout(() => {
+        delete this.caseTimers[id];
+        this.refreshCase(id);
+      }, 40);
+    },
+
+    async refreshCase(id) {
+      let c;
+      try {
+        c = await this.fetchJson(this.url(this.config.live.cases + '/' + encodeURIComponent(id)));
+      } catch (error) {
+        if (error.status === 404) this.removeCase(id);
+        return;
+      }
+      this.upsertCase(c);
+    },
+
+    upsertCase(c) {
+      if (OPEN_CASES.indexOf(c.status) < 0) {
+        this.removeCase(c.id);
+        return;
+      }
+      this.cases[c.id] = c;
+      this.drawCase(c);
+      this.renderQueue();
+      if (this.selectedCase === c.id) this.renderDetail();
+    },
+
+    removeCase(id) {
+      delete this.cases[id];
+      const marker = this.caseMarkers[id];
+      if (marker) this.caseLayer.removeLayer(marker);
+      delete this.caseMarkers[id];
+      if (this.selectedCase === id) {
+        this.selectedCase = null;
+        this.recommendation = null;
+        if (this.routes) this.routes.clearLayers();
+      }
+      this.renderQueue();
+      this.renderDetail();
+    },
+
+    caseIcon(c) {
+      const size = 22 + 3 * (SEVERITY_RANK[c.severity] || 0);
+      return L.divIcon({
+        className: 'gm-marker gm-case-marker',
+        html: '<div class="gm-case gm-case-' + esc(c.kind) + ' gm-sev-' + esc(c.severity) + ' gm-cs-' + esc(c.status) +
+          (c.overdue ? ' gm-overdue' : '') + (this.selectedCase === c.id ? ' gm-case-selected' : '') + '">' +
+          '<i class="fa-solid fa-' + esc(CASE_ICONS[c.kind] || 'circle-exclamation') + '"></i></div>',
+        iconSize: [size, size],
+        iconAnchor: [size / 2, size / 2],
+        popupAnchor: [0, -size / 2],
+      });
+    },
+
+    drawCases() {
+      if (!this.caseLayer) return;
+      this.caseLayer.clearLayers();
+      this.caseMarkers = {};
+      Object.keys(this.cases).forEach((id) => this.drawCase(this.cases[id]));
+    },
+
+    drawCase(c) {
+      if (!this.caseLayer) return;
+      const old = this.caseMarkers[c.id];
+      if (old) this.caseLayer.removeLayer(old);
+      const marker = L.marker(this.latLng(c.lon, c.lat), {
+        icon: this.caseIcon(c),
+        keyboard: false,
+        title: c.title || '',
+        zIndexOffset: 1000 + 100 * (SEVERITY_RANK[c.severity] || 0) + (c.overdue ? 500 : 0),
+      });
+      marker.caseId = c.id;
+      marker.on('click', () => this.selectCase(c.id));
+      marker.bindTooltip(() => this.caseTooltip(this.cases[c.id] || c), { direction: 'top' });
+      this.caseMarkers[c.id] = marker;
+      this.caseLayer.addLayer(marker);
+    },
+
+    caseTooltip(c) {
+      return '<b>' + esc(c.title || '') + '</b><br>' + esc(this.caseLine(c));
+    },
+
+    caseLine(c) {
+      const s = this.s;
+      return [s.case_kinds[c.kind] || c.kind, s.severities[c.severity] || c.severity,
+        s.case_statuses[c.status] || c.status, (s.case_levels[c.level] || c.level),
+        this.ageText((Date.now() - Date.parse(c.reported_at)) / 60000)].join(' · ');
+    },
+
+    ageText(minutes, bare) {
+      const t = this.t;
+      if (!isFinite(minutes)) return '';
+      const m = Math.max(0, minutes);
+      let text;
+      if (m < 90) text = fmt(t.age_min, { value: number(m, 0) });
+      else if (m < 48 * 60) text = fmt(t.age_h, { value: number(m / 60, 1) });
+      else text = fmt(t.age_d, { value: number(m / 1440, 1) });
+      return bare ? text.replace(/\s*(前|ago)$/, '') : text;
+    },
+
+    /** The queue: overdue first, then severity, then the oldest. */
+    queue() {
+      return Object.keys(this.cases).map((id) => this.cases[id]).sort((a, b) =>
+        (b.overdue ? 1 : 0) - (a.overdue ? 1 : 0) ||
+        (SEVERITY_RANK[b.severity] || 0) - (SEVERITY_RANK[a.severity] || 0) ||
+        Date.parse(a.reported_at) - Date.parse(b.reported_at) || a.id - b.id);
+    },
+
+    renderQueue() {
+      if (!this.queueBox) return;
+      const list = this.queueBox.querySelector('.gm-queue-list');
+      const t = this.t;
+      const cases = this.queue();
+      const now = Date.now();
+      const items = cases.map((c) => {
+        const flash = this.flashed[c.id] && now - this.flashed[c.id] < 10000 ? ' gm-flash' : '';
+        return '<li class="gm-case-item gm-sev-' + esc(c.severity) + (c.overdue ? ' gm-item-overdue' : '') +
+          (this.selectedCase === c.id ? ' gm-selected' : '') + flash + '" data-case="' + esc(c.id) + '">' +
+          '<button type="button" class="gm-case-open" data-case="' + esc(c.id) + '">' +
+          '<i class="fa-solid fa-' + esc(CASE_ICONS[c.kind] || 'circle-exclamation') + ' gm-case-glyph gm-sevc-' + esc(c.severity) + '"></i> ' +
+          '<b>' + esc(c.title || ('#' + c.id)) + '</b>' + (c.overdue ? ' <span class="gm-overdue-tag">' + esc(t.overdue) + '</span>' : '') +
+          '<br><small>' + esc(this.caseLine(c)) + '</small></button></li>';
+      }).join('');
+      list.innerHTML = '<h3>' + esc(t.queue) + ' <span class="gm-count gm-queue-count">' + cases.length + '</span></h3>' +
+        (cases.length ? '<ol class="gm-queue-items">' + items + '</ol>' : '<p class="gm-queue-empty">' + esc(t.queue_empty) + '</p>');
+      Array.prototype.forEach.call(list.querySelectorAll('.gm-case-open'), (button) => {
+        button.addEventListener('click', () => this.selectCase(Number(button.getAttribute('data-case'))));
+      });
+    },
+
+    /** A case chosen (queue or map): zoom to it, say all about it, its best teams by road. */
+    selectCase(id) {
+      const c = this.cases[id];
+      if (!c) return;
+      const previous = this.selectedCase;
+      this.selectedCase = id;
+      if (previous && this.cases[previous]) this.drawCase(this.cases[previous]);
+      this.drawCase(c);
+      if (this.queueBox) this.setFolded(this.queueBox.parentNode, false);
+      this.map.setView(this.latLng(c.lon, c.lat), Math.max(this.map.getZoom(), 15));
+      this.recommendation = null;
+      if (this.routes) this.routes.clearLayers();
+      this.renderQueue();
+      this.renderDetail();
+      if (this.can('analysis') && (c.actions || []).indexOf('dispatch') >= 0) this.loadRecommend(id);
+    },
+
+    async loadRecommend(id) {
+      this.recommendation = { caseId: id, busy: true, teams: [] };
+      this.renderDetail();
+      let answer;
+      try {
+        answer = await this.fetchJson(this.url(this.config.live.cases + '/' + encodeURIComponent(id) + '/recommend', { k: 5 }));
+      } catch (error) {
+        if (this.selectedCase !== id) return;
+        this.recommendation = { caseId: id, error: error.message, teams: [] };
+        this.renderDetail();
+        return;
+      }
+      if (this.selectedCase !== id) return;
+      this.recommendation = { caseId: id, teams: answer.teams || [], fits: answer.fits };
+      this.drawRoutes(this.recommendation.teams, this.cases[id]);
+      this.renderDetail();
+    },
+
+    /** Routes from teams to a point, with the streets under them (no basemap). */
+    drawRoutes(teams, c) {
+      this.routes.clearLayers();
+      if (!c) return;
+      const point = this.latLng(c.lon, c.lat);
+      const bounds = L.latLngBounds([point]);
+      teams.forEach((team, i) => {
+        const colour = ROUTE_COLORS[i % ROUTE_COLORS.length];
+        const at = this.latLng(team.lon, team.lat);
+        bounds.extend(at);
+        if (team.route) {
+          const line = L.geoJSON(team.route, this.geoJsonOptions({
+            pane: 'gm-routes', style: () => ({ color: colour, weight: 4, opacity: 0.85 }),
+          }));
+          line.addTo(this.routes);
+          bounds.extend(line.getBounds());
+        } else {
+          L.polyline([at, point], { pane: 'gm-routes', color: colour, weight: 3, dashArray: '6 6', opacity: 0.9 }).addTo(this.routes);
+        }
+        L.circleMarker(at, { pane: 'gm-routes', radius: 13, color: colour, weight: 3, fill: false }).addTo(this.routes);
+      });
+      this.streetsUnderRoutes();
+      if (teams.length) this.map.fitBounds(bounds.pad(0.15), { maxZoom: 16 });
+    },
+
+    renderDetail() {
+      if (!this.queueBox) return;
+      const box = this.queueBox.querySelector('.gm-case-detail');
+      const c = this.selectedCase ? this.cases[this.selectedCase] : null;
+      if (!c) {
+        box.innerHTML = '';
+        return;
+      }
+      const t = this.t;
+      const s = this.s;
+      const commander = this.can('write');
+      const rows = [
+        [s.fields.status, esc(s.case_statuses[c.status] || c.status) + (c.overdue ? ' <b class="gm-bad">' + esc(t.overdue) + '</b>' : '')],
+        [t.case_level, esc(s.case_levels[c.level] || c.level) + (c.level_unit ? ' · ' + esc(c.level_unit.name || c.level_unit.code) : '')],
+        [s.fields.kind, esc(s.case_kinds[c.kind] || c.kind) + ' · ' + esc(s.severities[c.severity] || c.severity)],
+        [s.fields.reported_at || 'reported', esc(this.ageText((Date.now() - Date.parse(c.reported_at)) / 60000))],
+      ];
+      if (c.address) rows.push([s.fields.address, esc(c.address)]);
+      if (c.reporter && (c.reporter.name || c.reporter.phone)) {
+        rows.push([t.leader, esc(c.reporter.name || '') + (c.reporter.phone ? ' <a href="tel:' +
+          esc(String(c.reporter.phone).replace(/[^0-9+]/g, '')) + '">' + esc(c.reporter.phone) + '</a>' : '')]);
+      }
+      const active = (c.dispatches || []).filter((d) => d.status !== 'released');
+      if (active.length) {
+        rows.push([t.case_teams, active.map((d) => esc(d.team_name || d.team_code || d.team_id) + ' (' +
+          esc(s.dispatch_statuses[d.status] || d.status) + (d.eta_min !== null && d.eta_min !== undefined ? ', ' + esc(t.eta) + ' ' + number(d.eta_min, 0) + ' ' + esc(t.min) : '') + ')').join('<br>')]);
+      }
+      let html = '<div class="gm-detail-head"><h3>' + esc(c.title || '#' + c.id) + ' <small>#' + esc(c.id) + '</small></h3>' +
+        '<button type="button" class="gm-detail-close" aria-label="×">×</button></div>' + this.table(rows);
+      const actions = (c.actions || []).filter((a) => USER_ACTIONS.indexOf(a) >= 0);
+      if (commander) {
+        html += actions.length ? '<div class="gm-actions">' + actions.map((a) =>
+          '<button type="button" class="gm-act gm-act-' + esc(a) + '" data-action="' + esc(a) + '">' + esc(t['act_' + a] || a) + '</button>').join('') + '</div>' : '';
+      } else {
+        html += '<p class="gm-readonly">' + esc(t.read_only) + '</p>';
+      }
+      const rec = this.recommendation && this.recommendation.caseId === c.id ? this.recommendation : null;
+      if (rec) {
+        html += '<h4>' + esc(t.recommended) + '</h4>';
+        if (rec.busy) html += '<p class="gm-msg-progress">' + esc(t.recommend_busy) + '</p>';
+        else if (rec.error) html += '<p class="gm-msg-error">' + esc(rec.error) + '</p>';
+        else if (!rec.teams.length) html += '<p class="gm-msg-notice">' + esc(t.recommend_none) + '</p>';
+        else {
+          const canDispatch = commander && (c.actions || []).indexOf('dispatch') >= 0;
+          const teamSpec = this.states.teams ? this.states.teams.spec : { id: 'teams', style: {}, kinds: s.kinds.teams };
+          html += '<table class="gm-nearest-table gm-recommend"><tbody>' + rec.teams.map((team, i) => {
+            const look = this.kindStyle(teamSpec, team.kind);
+            const eta = team.eta_min === null || team.eta_min === undefined ? '–' : number(team.eta_min, 1) + ' ' + esc(t.min);
+            return '<tr data-team="' + esc(team.id) + '"><td><span class="gm-rank" data-style="background:' + ROUTE_COLORS[i % ROUTE_COLORS.length] + '">' + (i + 1) + '</span></td>' +
+              '<td><i class="fa-solid fa-' + esc(look.icon) + '" data-style="color:' + esc(look.color) + '"></i> ' + esc(team.name) +
+              '<br><small>' + esc((teamSpec.kinds && teamSpec.kinds[team.kind]) || team.kind) + '</small></td>' +
+              '<td class="gm-num gm-time">' + eta + '</td>' +
+              (canDispatch ? '<td><button type="button" class="gm-dispatch" data-team="' + esc(team.id) + '">' + esc(t.dispatch) + '</button></td>' : '') + '</tr>';
+          }).join('') + '</tbody></table>';
+        }
+      }
+      html += '<div class="gm-detail-msg" role="status"></div>';
+      box.innerHTML = html;
+      applyStyles(box);
+      box.querySelector('.gm-detail-close').addEventListener('click', () => {
+        const id = this.selectedCase;
+        this.selectedCase = null;
+        this.recommendation = null;
+        this.routes.clearLayers();
+        if (this.cases[id]) this.drawCase(this.cases[id]);
+        this.renderDetail();
+        this.renderQueue();
+      });
+      Array.prototype.forEach.call(box.querySelectorAll('.gm-act'), (button) => {
+        button.addEventListener('click', () => this.caseStep(c.id, button.getAttribute('data-action'), button));
+      });
+      Array.prototype.forEach.call(box.querySelectorAll('.gm-dispatch'), (button) => {
+        button.addEventListener('click', () => this.dispatchTeam(c.id, Number(button.getAttribute('data-team')), button));
+      });
+    },
+
+    detailMessage(text, kind) {
+      const el = this.queueBox && this.queueBox.querySelector('.gm-detail-msg');
+      if (!el) return;
+      el.className = 'gm-detail-msg' + (kind ? ' gm-msg-' + kind : '');
+      el.textContent = text || '';
+    },
+
+    /** One click: send this team to this case (POST /api/cases/<id>/dispatch). */
+    async dispatchTeam(caseId, teamId, button) {
+      if (button) button.disabled = true;
+      this.detailMessage(this.t.dispatch_busy, 'progress');
+      let answer;
+      try {
+        answer = await this.send('POST', this.config.live.cases + '/' + encodeURIComponent(caseId) + '/dispatch', { team_ids: [teamId] });
+      } catch (error) {
+        if (button) button.disabled = false;
+        this.detailMessage(error.message, 'error');
+        this.refreshCase(caseId);
+        return null;
+      }
+      this.updateTeam(teamId, { status: 'deployed' });
+      const rec = this.recommendation;
+      const team = rec && rec.teams.find((x) => x.id === teamId);
+      if (answer && answer.case) this.upsertCase(answer.case);
+      this.detailMessage(fmt(this.t.dispatch_done, { team: team ? team.name : '#' + teamId }), 'notice');
+      if (this.selectedCase === caseId && this.cases[caseId] && (this.cases[caseId].actions || []).indexOf('dispatch') >= 0) {
+        this.loadRecommend(caseId);
+      }
+      return answer;
+    },
+
+    async caseStep(caseId, action, button) {
+      if (button) button.disabled = true;
+      try {
+        const answer = await this.send('POST', this.config.live.cases + '/' + encodeURIComponent(caseId) + '/steps', { action: action });
+        this.upsertCase(answer);
+      } catch (error) {
+        if (button) button.disabled = false;
+        this.detailMessage(error.message, 'error');
+        this.refreshCase(caseId);
+      }
+    },
+
+    /** Everything again (a reset from the stream, a new stream, another role). */
+    async reloadLive() {
+      const teams = this.states.teams;
+      if (teams && teams.loaded && teams.spec.source && !teams.spec.source.tiles && !teams.spec.source.inline) {
+        try {
+          await this.loadCatalog(teams, this.sourceUrl(teams.spec));
+          this.loaded(teams);
+        } catch (error) {
+          this.say('load:teams', fmt(this.t.load_failed, { layer: teams.spec.title, message: error.message }), 'error');
+        }
+      }
+      await this.loadCases();
+      this.renderLegend();
+    },
+
+    /** With no basemap, a route needs streets under it: they are switched on. */
+    streetsUnderRoutes() {
+      const streets = this.states.streets;
+      if (!streets || (this.config.basemap && this.config.basemap.id !== 'none')) return;
+      if (!this.map.hasLayer(streets.gate)) streets.gate.addTo(this.map);
+    },
+
+    addSkipLinks() {
+      const nav = document.createElement('nav');
+      nav.className = 'gm-skip';
+      nav.innerHTML = '<a href="#" class="gm-skip-map">' + esc(this.t.skip_map) + '</a>' +
+        '<a href="#" class="gm-skip-panels">' + esc(this.t.skip_panels) + '</a>';
+      document.body.insertBefore(nav, document.body.firstChild);
+      const container = this.map.getContainer();
+      if (!container.hasAttribute('tabindex')) container.setAttribute('tabindex', '0');
+      container.setAttribute('aria-label', this.config.title || '');
+      nav.querySelector('.gm-skip-map').addEventListener('click', (e) => {
+        e.preventDefault();
+        container.focus();
+      });
+      nav.querySelector('.gm-skip-panels').addEventListener('click', (e) => {
+        e.preventDefault();
+        this.focusPanels();
+      });
+    },
+
+    /** Focus the first panel: the queue (opened), else the sign-in, else the nearest panel. */
+    focusPanels() {
+      const signin = this.sessionBox && this.sessionBox.querySelector('.gm-key');
+      if (signin) {
+        this.setFolded(this.sessionBox.parentNode, false);
+        signin.focus();
+        return;
+      }
+      const box = this.queueBox || this.nearestBox;
+      if (!box) return;
+      this.setFolded(box.parentNode, false);
+      const target = box.querySelector('button, input, select, a[href]') || box.parentNode.querySelector('.gm-fold');
+      if (target) target.focus();
+    },
+  });
 
   // Class breaks for a choropleth: quantiles of the values (n classes, n-1 breaks).
   function quantileBreaks(values, n) {
@@ -1793,6 +2708,12 @@
   }
 
   function start(map, config) {
+    // Cluster icons are markers: hundreds of tab stops before the panels. The map is
+    // reached by keyboard as a whole (arrows, +/-), the panels by the skip links.
+    if (L.MarkerCluster && !L.MarkerCluster.__geomapKeyboard) {
+      L.MarkerCluster.mergeOptions({ keyboard: false });
+      L.MarkerCluster.__geomapKeyboard = true;
+    }
     const page = new GeomapPage(map, config);
     window.geomap = page.api();
     page.run();
