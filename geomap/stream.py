@@ -207,6 +207,12 @@ class Hub:
         with self._changed:
             return self._sequence
 
+    def position(self) -> tuple[int, int | None]:
+        """(sequence, the highest event id read), read together: a new stream waits after
+        that sequence and may tell its page that id (nothing up to it is owed to it)."""
+        with self._changed:
+            return self._sequence, self._last_id
+
     def wait(self, after: int, timeout_s: float) -> tuple[list[Event], int]:
         """The events after position ``after``, waiting up to ``timeout_s`` for one.
 
@@ -276,6 +282,7 @@ def messages(
     last_id: int | None,
     alive: Callable[[], bool] = lambda: True,
     heartbeat_s: float = HEARTBEAT_S,
+    start_id: int | None = None,
 ) -> Iterator[bytes]:
     """The messages of one stream: the backlog, then live events as they come.
 
@@ -291,12 +298,18 @@ def messages(
         The hub position the backlog was read at (live events come after it).
     last_id : int, optional
         The last event the reader saw (events up to it are not sent again).
+    start_id : int, optional
+        For a new reader (no ``last_id``): the latest event id at ``after``, told to it.
     alive : callable
         False when the server is shutting down: the stream ends (the page reconnects).
     """
     personal = who.may("personal")
     sent = last_id or 0
     yield f"retry: {RETRY_MS}\n\n".encode()
+    if last_id is None and start_id is not None:
+        # A new stream learns where "now" is, so even a page that saw no event before
+        # losing its connection resumes by replay rather than reloading everything.
+        yield f"id: {start_id}\nevent: ready\ndata: {{}}\n\n".encode()
     if backlog is None:
         yield reset_message(last_id)
     else:

@@ -350,7 +350,7 @@ def test_an_embed_token_gets_only_the_events_of_its_layers(live):
             team_ops.update(conn, world.teams["med1"], {"status": "off_duty"}, actor=Actor.cli(),
                             now=casesworld.START)  # fmt: skip
         embed.wait_for("team.changed")
-        assert [m["event"] for m in embed.events()] == ["team.changed"]
+        assert [m["event"] for m in embed.events()] == ["ready", "team.changed"]
 
 
 @contextmanager
@@ -406,3 +406,20 @@ def test_an_escalation_reaches_the_stream_with_no_write(db_url):
 
             stop_hub(app)
     engine.dispose()
+
+
+def test_a_new_stream_is_told_where_now_is_so_a_quiet_page_resumes_by_replay(live):
+    world, url, _, _ = live
+    _create_case(url, world, title="before")  # history the page does not want replayed
+    time.sleep(0.5)
+    with streams(url, world.headers()) as (quiet,):
+        deadline = time.monotonic() + 5
+        while not any("id" in m for m in quiet.messages) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        now_id = next(m["id"] for m in quiet.messages if "id" in m)
+        assert [m["event"] for m in quiet.events()] == ["ready"]  # where now is; nothing old
+    _create_case(url, world, title="missed")  # while the quiet page was away
+    with streams(url, {**world.headers(), "Last-Event-ID": now_id}) as (back,):
+        back.wait_for("case.created")
+        time.sleep(0.3)
+        assert _titles(back) == ["missed"]

@@ -87,7 +87,8 @@ def stream_events() -> Response:
         raise Busy(f"this process serves {settings.event_streams} live streams already; "
                    "retry shortly", retry_after_s=5)  # fmt: skip
     try:
-        after = live.sequence  # before the replay is read: nothing falls in between
+        live.connected.wait(2.0)  # a new hub: its first read of where "now" is
+        after, start_id = live.position()  # before the replay is read: nothing in between
         backlog: list[stream.Event] | None = []
         if last_id is not None:
             backlog = stream.replay(db.get_session(), live, last_id)  # closed at teardown
@@ -99,7 +100,7 @@ def stream_events() -> Response:
     def body():
         try:
             yield from stream.messages(live, who, backlog=backlog, after=after,
-                                       last_id=last_id, alive=alive)  # fmt: skip
+                                       last_id=last_id, alive=alive, start_id=start_id)  # fmt: skip
         finally:
             live.close_stream()
 

@@ -2124,7 +2124,10 @@
       if (!window.EventSource || !this.config.live.events) return;
       if (this.stream) this.stream.close();
       clearTimeout(this.reopenTimer);
-      const stream = new EventSource(this.url(this.config.live.events));
+      // A stream opened again by the page (not by the browser, which sends Last-Event-ID
+      // itself) says where the last one stopped; the service replays what came since.
+      const resume = this.catchUp && this.liveState.lastId ? { after: this.liveState.lastId } : {};
+      const stream = new EventSource(this.url(this.config.live.events, resume));
       this.stream = stream;
       this.liveState.opened += 1;
       stream.onopen = () => {
@@ -2133,12 +2136,12 @@
         // Back after a lost connection: the browser resumed after the last event it saw
         // (Last-Event-ID) and the service replays the rest; having seen none, it could
         // not say where it stopped, so everything is loaded again.
-        if (this.streamBroken && !this.liveState.lastId) this.catchUp = true;
+        if (this.streamBroken && !this.liveState.lastId) this.catchUp = true;  // (rare: see 'ready')
         this.streamBroken = false;
         if (this.catchUp) {
-          // A new stream cannot resume where the old one stopped: everything again.
+          // A new stream that could not say where the old one stopped: everything again.
           this.catchUp = false;
-          this.reloadLive();
+          if (!resume.after) this.reloadLive();
         }
       };
       stream.onerror = () => {
@@ -2152,6 +2155,9 @@
         this.reopenTimer = setTimeout(() => this.openStream(), this.reopenDelay);
       };
       STREAM_KINDS.forEach((kind) => stream.addEventListener(kind, (e) => this.onEvent(kind, e)));
+      // The service tells a new stream the latest event id: where to resume from, even for
+      // a page that has seen no event yet.
+      stream.addEventListener('ready', (e) => { this.liveState.lastId = e.lastEventId || this.liveState.lastId; });
       this.renderSession();
     },
 
