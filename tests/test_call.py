@@ -444,7 +444,10 @@ def test_qr_errors_are_clear(qr_world, tmp_path, monkeypatch, args, message):
 
 def test_qr_default_base_url_warns_that_phones_cannot_reach_it(qr_world, tmp_path):
     runner, _ = qr_world
-    result = runner.invoke(main, ["stations", "qr", "--out", str(tmp_path / "c.html")])
+    # The service's own address (GEOMAP_HOST/GEOMAP_PORT, here fixed whatever the machine's
+    # environment says) is the default, with a warning.
+    env = {"GEOMAP_HOST": "127.0.0.1", "GEOMAP_PORT": "5000"}
+    result = runner.invoke(main, ["stations", "qr", "--out", str(tmp_path / "c.html")], env=env)
     assert result.exit_code == 0, result.output
     assert "phones cannot reach" in result.output
     assert "http://127.0.0.1:5000/call/CALL-W1" in (tmp_path / "c.html").read_text("utf-8")
