@@ -1838,21 +1838,7 @@
         teams.length ? null : 'notice');
       const bounds = L.latLngBounds([point]);
       const teamSpec = this.states.teams ? this.states.teams.spec : { id: 'teams', style: {}, kinds: this.s.kinds.teams };
-      teams.forEach((team, i) => {
-        const colour = ROUTE_COLORS[i % ROUTE_COLORS.length];
-        const at = this.latLng(team.lon, team.lat);
-        bounds.extend(at);
-        if (team.route) {
-          const line = L.geoJSON(team.route, this.geoJsonOptions({
-            pane: 'gm-routes', style: () => ({ color: colour, weight: 4, opacity: 0.85 }),
-          }));
-          line.addTo(this.routes);
-          bounds.extend(line.getBounds());
-        } else {
-          L.polyline([at, point], { pane: 'gm-routes', color: colour, weight: 3, dashArray: '6 6', opacity: 0.9 }).addTo(this.routes);
-        }
-        L.circleMarker(at, { pane: 'gm-routes', radius: 13, color: colour, weight: 3, fill: false }).addTo(this.routes);
-      });
+      this.drawTeamRoutes(teams, point, bounds);
       if (teams.length) this.streetsUnderRoutes();
       if (teams.length) this.map.fitBounds(bounds.pad(0.15), { maxZoom: 16 });
       const rows = teams.map((team, i) => {
@@ -2118,6 +2104,26 @@
     async liveData() {
       this.openStream();
       await this.loadCases();
+    },
+
+    /** Each team's route to ``point`` (a dashed straight line when it has none), a ring
+     * at the team, and ``bounds`` grown to hold them all. */
+    drawTeamRoutes(teams, point, bounds) {
+      teams.forEach((team, i) => {
+        const colour = ROUTE_COLORS[i % ROUTE_COLORS.length];
+        const at = this.latLng(team.lon, team.lat);
+        bounds.extend(at);
+        if (team.route) {
+          const line = L.geoJSON(team.route, this.geoJsonOptions({
+            pane: 'gm-routes', style: () => ({ color: colour, weight: 4, opacity: 0.85 }),
+          }));
+          line.addTo(this.routes);
+          bounds.extend(line.getBounds());
+        } else {
+          L.polyline([at, point], { pane: 'gm-routes', color: colour, weight: 3, dashArray: '6 6', opacity: 0.9 }).addTo(this.routes);
+        }
+        L.circleMarker(at, { pane: 'gm-routes', radius: 13, color: colour, weight: 3, fill: false }).addTo(this.routes);
+      });
     },
 
     openStream() {
@@ -2500,21 +2506,7 @@
       if (!c) return;
       const point = this.latLng(c.lon, c.lat);
       const bounds = L.latLngBounds([point]);
-      teams.forEach((team, i) => {
-        const colour = ROUTE_COLORS[i % ROUTE_COLORS.length];
-        const at = this.latLng(team.lon, team.lat);
-        bounds.extend(at);
-        if (team.route) {
-          const line = L.geoJSON(team.route, this.geoJsonOptions({
-            pane: 'gm-routes', style: () => ({ color: colour, weight: 4, opacity: 0.85 }),
-          }));
-          line.addTo(this.routes);
-          bounds.extend(line.getBounds());
-        } else {
-          L.polyline([at, point], { pane: 'gm-routes', color: colour, weight: 3, dashArray: '6 6', opacity: 0.9 }).addTo(this.routes);
-        }
-        L.circleMarker(at, { pane: 'gm-routes', radius: 13, color: colour, weight: 3, fill: false }).addTo(this.routes);
-      });
+      this.drawTeamRoutes(teams, point, bounds);
       this.streetsUnderRoutes();
       if (teams.length) this.map.fitBounds(bounds.pad(0.15), { maxZoom: 16 });
     },
