@@ -224,10 +224,16 @@ def _counts(url: str) -> dict[str, int]:
 # Serving and loading
 
 
+BASELINE_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'"
+)
+
+
 def serve_forever(url: str, port: int, folder: str) -> None:
     """The server process: the app for ``url`` (settings from the environment) plus the
     baseline pages of ``folder`` at ``/bench/<name>``, on 127.0.0.1."""
-    from flask import abort
+    from flask import Response, abort
     from werkzeug.serving import make_server
 
     app = create_app({"database_url": url, "log_level": "WARNING"})
@@ -235,10 +241,14 @@ def serve_forever(url: str, port: int, folder: str) -> None:
     pages = {p.stem: p.read_text(encoding="utf-8") for p in Path(folder).glob("*.html")}
 
     @endpoint("The benchmark's baseline pages", permission="public")
-    def baseline_page(name: str) -> str:
+    def baseline_page(name: str) -> Response:
         if name not in pages:
             abort(404)
-        return pages[name]
+        # A plain folium page, served as folium users serve it: its inline scripts and
+        # styles allowed (the service's own nonce policy would block them), still nothing
+        # from elsewhere.
+        return Response(pages[name], mimetype="text/html", headers={
+            "Content-Security-Policy": BASELINE_CSP})  # fmt: skip
 
     app.add_url_rule("/bench/<name>", "bench_baseline", baseline_page)
     make_server("127.0.0.1", port, app, threaded=True).serve_forever()
