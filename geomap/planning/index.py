@@ -97,9 +97,10 @@ def _unpack(blob: bytes) -> np.ndarray:
 
 
 @dataclass
-class SampleIndex:
+class SampleIndex(sample_mod.GridPoints):
     """The grids' sample points as coverage needs them: each point's grid, each grid's
-    residents, area and inner point (all in grid code order)."""
+    residents, area and inner point (all in grid code order); shares, residents and rows
+    as :class:`geomap.routing.sample.GridPoints` reads them."""
 
     key: str
     srid: int
@@ -117,32 +118,10 @@ class SampleIndex:
         return int(self.point_grid.size)
 
     @property
-    def points_per_grid(self) -> np.ndarray:
-        if "ppg" not in self._lazy:
-            self._lazy["ppg"] = np.bincount(self.point_grid, minlength=self.codes.size)
-        return self._lazy["ppg"]
-
-    @property
-    def point_weight(self) -> np.ndarray:
-        """Residents each point stands for (its grid's residents spread evenly)."""
-        if "weight" not in self._lazy:
-            per = np.maximum(self.points_per_grid, 1)
-            self._lazy["weight"] = (self.population / per)[self.point_grid]
-        return self._lazy["weight"]
-
-    @property
     def to_metric(self) -> Transformer:
         if "to_metric" not in self._lazy:
             self._lazy["to_metric"] = Transformer.from_crs(4326, self.srid, always_xy=True)
         return self._lazy["to_metric"]
-
-    def shares(self, points: np.ndarray) -> np.ndarray:
-        """Each grid's covered share (of its sample points, i.e. of its area)."""
-        hits = np.bincount(self.point_grid[points], minlength=self.codes.size)
-        return hits / np.maximum(self.points_per_grid, 1)
-
-    def population_of(self, points: np.ndarray) -> float:
-        return float(self.point_weight[points].sum())
 
     def nearest_m(self, places: np.ndarray) -> np.ndarray:
         """Straight line (metres) from each grid's inner point to the nearest place."""
@@ -153,22 +132,6 @@ class SampleIndex:
         _, dist = tree.query_nearest(shapely.points(self.inner_xy), return_distance=True,
                                      all_matches=False)  # fmt: skip
         return dist
-
-    def rows(self, shares: np.ndarray, nearest_m: np.ndarray | None = None) -> list[dict]:
-        """Per-grid rows in the shape :mod:`geomap.analysis.coverage` rolls up."""
-        nearest = np.full(self.codes.size, np.nan) if nearest_m is None else nearest_m
-        return [
-            {
-                "code": self.codes[i],
-                "name": self.names[i],
-                "community_code": self.community_codes[i],
-                "population": int(self.population[i]),
-                "area_m2": float(self.area_m2[i]),
-                "covered_m2": float(shares[i] * self.area_m2[i]),
-                "nearest_m": None if np.isnan(nearest[i]) else float(nearest[i]),
-            }
-            for i in range(self.codes.size)
-        ]
 
 
 class Engine:
@@ -351,4 +314,4 @@ def grid_rows(session: Session, places: np.ndarray, reach: Reach) -> list[dict]:
     """Per-grid coverage rows for the reach of ``places`` (lon/lat rows): the answer of
     :func:`geomap.analysis.coverage.network_rows`, from the kept reach sets."""
     samples, points = covered_points(session, places, reach)
-    return samples.rows(samples.shares(points), samples.nearest_m(places))
+    return samples.rows(samples.grid_shares(points), samples.nearest_m(places))

@@ -182,7 +182,7 @@ def evaluate(
     for label, venues in (("baseline", base), ("scenario", now)):
         places = np.array([(v["lon"], v["lat"]) for v in venues], dtype=float).reshape(-1, 2)
         samples, points = index.covered_points(session, places, reach)
-        rows[label] = samples.rows(samples.shares(points), samples.nearest_m(places))
+        rows[label] = samples.rows(samples.grid_shares(points), samples.nearest_m(places))
     venue_set = scenario["venue_set"]
     query = coverage.Query(of=venue_set["of"], kinds=venue_set.get("kind"), by=mode,
                            within_m=None, within_min=minutes, level=level, order="code")

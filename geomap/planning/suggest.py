@@ -359,7 +359,7 @@ def run(session: Any, plan: Plan, progress: Progress | None = None) -> dict:
     progress(0.97, "answer")
     chosen_sets = [cand_sets[j] for j in solution.sites]
     after = index.union([base, *chosen_sets], samples.n_points)
-    shares_before, shares_after = samples.shares(base), samples.shares(after)
+    shares_before, shares_after = samples.grid_shares(base), samples.grid_shares(after)
     rows_before = samples.rows(shares_before)
     rows_after = samples.rows(shares_after)
     covered_b = shares_before >= coverage.COVERED_AREA_SHARE
@@ -370,11 +370,11 @@ def run(session: Any, plan: Plan, progress: Progress | None = None) -> dict:
     running[base] = True
     in_area = grids_mask[samples.point_grid]
     for rank, j in enumerate(solution.sites, start=1):
-        was = samples.shares(np.flatnonzero(running)) >= coverage.COVERED_AREA_SHARE
+        was = samples.grid_shares(np.flatnonzero(running)) >= coverage.COVERED_AREA_SHARE
         reach_j = cand_sets[j]
         gained_points = reach_j[~running[reach_j] & in_area[reach_j]]
         running[reach_j] = True
-        now = samples.shares(np.flatnonzero(running)) >= coverage.COVERED_AREA_SHARE
+        now = samples.grid_shares(np.flatnonzero(running)) >= coverage.COVERED_AREA_SHARE
         c = cands[j]
         sites.append({
             "rank": rank, "venue_table": c["venue_table"], "venue_id": c["venue_id"],

@@ -39,8 +39,54 @@ GRIDS_SQL = sa.text(
 )
 
 
+class GridPoints:
+    """What coverage reads off a grid's sample points, for any holder of the arrays
+    ``codes``, ``names``, ``community_codes``, ``population``, ``area_m2`` (per grid, in
+    code order) and ``point_grid`` (each point's grid): :class:`GridSamples` here, the
+    planning index (:class:`geomap.planning.index.SampleIndex`) there.
+
+    ``covered`` points are a boolean mask over the points or their indices.
+    """
+
+    @functools.cached_property
+    def points_per_grid(self) -> np.ndarray:
+        return np.bincount(self.point_grid, minlength=self.codes.size)
+
+    @functools.cached_property
+    def point_weight(self) -> np.ndarray:
+        """Residents each point stands for (its grid's population shared evenly)."""
+        return self.population[self.point_grid] / np.maximum(self.points_per_grid, 1)[
+            self.point_grid
+        ]
+
+    def grid_shares(self, covered: np.ndarray) -> np.ndarray:
+        """Share of each grid's sample points that are ``covered`` (of its area)."""
+        hits = np.bincount(self.point_grid[covered], minlength=self.codes.size)
+        return hits / np.maximum(self.points_per_grid, 1)
+
+    def population_of(self, covered: np.ndarray) -> float:
+        """Residents represented by the ``covered`` points."""
+        return float(self.point_weight[covered].sum())
+
+    def rows(self, shares: np.ndarray, nearest_m: np.ndarray | None = None) -> list[dict]:
+        """Per-grid rows in the shape coverage rolls up (``area_m2``, ``covered_m2``...)."""
+        nearest = np.full(self.codes.size, np.nan) if nearest_m is None else nearest_m
+        return [
+            {
+                "code": self.codes[i],
+                "name": self.names[i],
+                "community_code": self.community_codes[i],
+                "population": int(self.population[i]),
+                "area_m2": float(self.area_m2[i]),
+                "covered_m2": float(shares[i] * self.area_m2[i]),
+                "nearest_m": None if np.isnan(nearest[i]) else float(nearest[i]),
+            }
+            for i in range(self.codes.size)
+        ]
+
+
 @dataclass
-class GridSamples:
+class GridSamples(GridPoints):
     """Sample points of every grid and the reachable street stretches near each point.
 
     Grid arrays (one entry per grid, in code order): ``codes``, ``names``,
@@ -66,17 +112,6 @@ class GridSamples:
     pair_lo: np.ndarray
     pair_hi: np.ndarray
     edge_ptr: np.ndarray
-
-    @functools.cached_property
-    def points_per_grid(self) -> np.ndarray:
-        return np.bincount(self.point_grid, minlength=self.codes.size)
-
-    @functools.cached_property
-    def point_weight(self) -> np.ndarray:
-        """Residents each point stands for (its grid's population shared evenly)."""
-        return self.population[self.point_grid] / np.maximum(self.points_per_grid, 1)[
-            self.point_grid
-        ]
 
     def covered(self, stretches: Reached) -> np.ndarray:
         """Which sample points (a boolean mask) lie within the access width of a reached
@@ -110,31 +145,6 @@ class GridSamples:
             meets = (lo_s[which] <= self.pair_hi[pair]) & (hi_s[which] >= self.pair_lo[pair])
             mask[self.pair_point[pair[meets]]] = True
         return mask
-
-    def grid_shares(self, covered: np.ndarray) -> np.ndarray:
-        """Share of each grid's sample points that are ``covered`` (a boolean mask)."""
-        hits = np.bincount(self.point_grid[covered], minlength=self.codes.size)
-        return hits / np.maximum(self.points_per_grid, 1)
-
-    def population_of(self, covered: np.ndarray) -> float:
-        """Residents represented by the ``covered`` points (a boolean mask)."""
-        return float(self.point_weight[covered].sum())
-
-    def rows(self, shares: np.ndarray, nearest_m: np.ndarray | None = None) -> list[dict]:
-        """Per-grid rows in the shape coverage rolls up (``area_m2``, ``covered_m2``...)."""
-        nearest = np.full(self.codes.size, np.nan) if nearest_m is None else nearest_m
-        return [
-            {
-                "code": self.codes[i],
-                "name": self.names[i],
-                "community_code": self.community_codes[i],
-                "population": int(self.population[i]),
-                "area_m2": float(self.area_m2[i]),
-                "covered_m2": float(shares[i] * self.area_m2[i]),
-                "nearest_m": None if np.isnan(nearest[i]) else float(nearest[i]),
-            }
-            for i in range(self.codes.size)
-        ]
 
 
 def _lattice(shapes: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
