@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from geomap import crs, events, vocab
 from geomap.analysis import city
 from geomap.errors import Conflict, InvalidInput, NotFound
-from geomap.ops import audit, escalation
+from geomap.ops import audit, escalation, lifecycle
 from geomap.ops.rules import Rules
 from geomap.params import (
     check_choice,
@@ -77,24 +77,14 @@ CLOCK_SKEW = dt.timedelta(minutes=2)
 
 def allowed(status: str, actions: tuple[str, ...] = ACTIONS) -> list[str]:
     """The actions :data:`STEPS` allows from ``status``."""
-    return [a for a in actions if (status, a) in STEPS]
+    return lifecycle.allowed(STEPS, actions, status)
 
 
 def next_status(status: str, action: str) -> str:
     """The status ``action`` leads to from ``status``; a Conflict naming what is allowed."""
-    if action not in ACTIONS:
-        raise InvalidInput(
-            f"unknown action {action!r}; actions: {', '.join(ACTIONS)}", field="action"
-        )
-    found = STEPS.get((status, action))
-    if found is None:
-        options = allowed(status)
-        raise Conflict(
-            f"a {status} case cannot take the step {action!r}; allowed from {status}: "
-            f"{', '.join(options) if options else 'none (the case is finished)'}",
-            field="action",
-        )
-    return found
+    return lifecycle.next_status(STEPS, ACTIONS, status, action,
+                                 refusal="a {status} case cannot take the step {action!r}",
+                                 finished="none (the case is finished)")  # fmt: skip
 
 
 # -- reading a new case ----------------------------------------------------------------------

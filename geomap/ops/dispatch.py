@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from geomap import events
 from geomap.errors import Conflict, InvalidInput, NotFound
-from geomap.ops import audit, cases
+from geomap.ops import audit, cases, lifecycle
 from geomap.params import check_fields, check_ids, check_typed_text
 
 #: A dispatch's lifecycle: (status, action) → the status it leads to.
@@ -52,24 +52,16 @@ SOURCE = "real: dispatched through the geomap API"
 
 def allowed(status: str) -> list[str]:
     """The actions :data:`STEPS` allows from ``status``."""
-    return [a for a in ACTIONS if (status, a) in STEPS]
+    return lifecycle.allowed(STEPS, ACTIONS, status)
 
 
 def next_status(status: str, action: str) -> str:
     """The status ``action`` leads to; a Conflict naming the allowed actions otherwise."""
-    if action not in ACTIONS:
-        raise InvalidInput(
-            f"unknown action {action!r}; actions: {', '.join(ACTIONS)}", field="action"
-        )
-    found = STEPS.get((status, action))
-    if found is None:
-        options = allowed(status)
-        raise Conflict(
-            f"a dispatch that is {status} cannot take the step {action!r}; allowed from "
-            f"{status}: {', '.join(options) if options else 'none (it is over)'}",
-            field="action",
-        )
-    return found
+    return lifecycle.next_status(
+        STEPS, ACTIONS, status, action,
+        refusal="a dispatch that is {status} cannot take the step {action!r}",
+        finished="none (it is over)",
+    )  # fmt: skip
 
 
 LOCK_TEAMS_SQL = sa.text(
