@@ -529,6 +529,16 @@ def embed_token_credential(request: Any, settings: Any, lookup: Lookup) -> Princ
     return found
 
 
+def check_csrf(who: Principal, request: Any) -> None:
+    """Refuse a write whose ``X-CSRF-Token`` is not the session's own (403 ``csrf``)."""
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not secrets.compare_digest(sent.encode(), (who.csrf_token or "").encode()):
+        raise CsrfRefused(
+            f"a write with a sign-in session must send its CSRF token in {CSRF_HEADER} "
+            "(GET /api/session gives it)"
+        )
+
+
 def session_credential(request: Any, settings: Any, lookup: Lookup) -> Principal | None:
     """A sign-in session in the ``geomap_session`` cookie (None: no cookie).
 
@@ -545,12 +555,7 @@ def session_credential(request: Any, settings: Any, lookup: Lookup) -> Principal
         raise Unauthorized("the sign-in session has ended (expired, signed out or its key "
                            "revoked): sign in again")  # fmt: skip
     if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not secrets.compare_digest(sent.encode(), (found.csrf_token or "").encode()):
-            raise CsrfRefused(
-                f"a write with a sign-in session must send its CSRF token in {CSRF_HEADER} "
-                "(GET /api/session gives it)"
-            )
+        check_csrf(found, request)
     LAST_USED.note(settings, found.key_id)
     return found
 

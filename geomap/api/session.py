@@ -16,7 +16,6 @@ limit bucket like any request.
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -100,9 +99,7 @@ def sign_out() -> Response:
         session = db.get_session()
         who = auth.session_principal(session, token)
         if who is not None:
-            sent = request.headers.get(auth.CSRF_HEADER, "")
-            if not secrets.compare_digest(sent.encode(), (who.csrf_token or "").encode()):
-                raise auth.CsrfRefused(f"signing out needs the session's {auth.CSRF_HEADER}")
+            auth.check_csrf(who, request)
             auth.end_session(session, token)
             session.commit()
     response = Response(status=204)
