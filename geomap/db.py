@@ -5,18 +5,25 @@
 * :func:`get_engine` caches one engine per URL; every connection has a
   ``statement_timeout`` so no query runs unbounded.
 * :func:`init_app` gives a Flask app ``get_session()`` (one per request, closed on
-  teardown); :func:`session_scope` is the CLI's equivalent (commit or roll back).
+  teardown), and ``get_read_connection()`` for requests that read with one statement
+  (no transaction round trips); :func:`session_scope` is the CLI's equivalent (commit or
+  roll back).
+* Pooled connections are pinged only after sitting idle (:func:`_ping_when_idle`), and
+  :func:`driver_rows` runs the per-request statements on the driver directly.
 * :func:`migrate` runs the Alembic migrations (the schema's only writer).
 """
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from psycopg.rows import dict_row
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,13 +43,44 @@ def database_url(settings: Settings) -> str:
 
 _ENGINES: dict[tuple[str, int, int, float], Engine] = {}
 
+#: A pooled connection used less than this long ago is handed out without a ping.
+PING_AFTER_IDLE_S = 0.5
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it sat idle for a while.
+
+    A restarted database leaves dead connections in the pool; a ping at checkout finds
+    them and the pool replaces them, so no request fails. SQLAlchemy's ``pool_pre_ping``
+    pings at *every* checkout: a round trip per request, a quarter of a nearest-teams
+    answer. A connection returned a moment ago is alive (HikariCP skips the check the same
+    way, within 500 ms); a database that dies in that moment costs the next request on it
+    a 503 (``translate_errors``), and the pool then drops every connection of before.
+    """
+    dialect = engine.dialect
+
+    @sa.event.listens_for(engine, "checkin")
+    def _returned(dbapi_connection: Any, record: Any) -> None:
+        record.info["geomap_returned"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _handed_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        returned = record.info.get("geomap_returned")
+        if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError(str(exc)) from exc
+        if not alive:
+            raise sa.exc.DisconnectionError("the pooled connection did not answer a ping")
+
 
 def _create_engine(
     url: str, statement_timeout_ms: int, pool_size: int = 10, pool_timeout_s: float = 2.0
 ) -> Engine:
-    return sa.create_engine(
+    engine = sa.create_engine(
         url,
-        pool_pre_ping=True,  # a restarted database is picked up without restarting us
         # The most recently used connection first: a few stay busy and keep their
         # prepared statements (psycopg prepares a query after 5 runs on a connection:
         # planning the team mirror's query costs more than running it).
@@ -60,6 +98,8 @@ def _create_engine(
             "application_name": "geomap",
         },
     )
+    _ping_when_idle(engine)  # a restarted database is picked up without restarting us
+    return engine
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -137,6 +177,41 @@ def _first_line(exc: Any) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def driver_rows(conn: Connection | Session, statement: sa.TextClause,
+                params: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """Rows of a ``text()`` statement as dicts, run on ``conn``'s driver connection.
+
+    For the statements every request runs (the team mirror's "what changed?"): the
+    statement and its bound parameters go to psycopg as they are, in ``conn``'s
+    transaction, without SQLAlchemy's per-execution bookkeeping (result metadata, row
+    proxies, events), a fifth of a short request's time. Values are the driver's, exactly
+    what ``conn.execute(statement).mappings()`` gives for a ``text()`` without types.
+    """
+    if isinstance(conn, Session):
+        conn = conn.connection()
+    dialect = conn.dialect
+    sql = _driver_sql(statement, dialect)
+    driver = conn.connection.driver_connection
+    try:
+        with driver.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except dialect.loaded_dbapi.Error as exc:
+        # What SQLAlchemy does with a driver error: a lost connection is dropped from
+        # the pool, and the error comes back as SQLAlchemy's, which the callers map.
+        lost = dialect.is_disconnect(exc, driver, None)
+        if lost:
+            conn.invalidate(exc)
+        raise sa.exc.DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error,
+                                         connection_invalidated=lost, dialect=dialect) from exc
+
+
+@functools.lru_cache(maxsize=64)
+def _driver_sql(statement: sa.TextClause, dialect: Any) -> str:
+    """``statement`` compiled for the driver (``%(name)s`` placeholders), once."""
+    return str(statement.compile(dialect=dialect))
+
+
 EXTENSIONS_SQL = sa.text(
     "SELECT extname, extversion FROM pg_extension WHERE extname IN ('postgis', 'pgrouting')"
 )
@@ -183,8 +258,12 @@ def migrate(settings: Settings, revision: str = "head", *, down: bool = False) -
 
 def init_app(app: Any) -> None:
     """Give a Flask app a session factory; sessions close on request teardown."""
-    factory = sessionmaker(bind=get_engine(app.config["GEOMAP"]))
+    engine = get_engine(app.config["GEOMAP"])
+    factory = sessionmaker(bind=engine)
     app.extensions["geomap_sessionmaker"] = factory
+    app.extensions["geomap_read_engine"] = (
+        factory, engine.execution_options(isolation_level="AUTOCOMMIT")
+    )
     app.teardown_appcontext(_close_session)
 
 
@@ -194,6 +273,28 @@ def get_session() -> Session:
 
     if "geomap_session" not in g:
         g.geomap_session = current_app.extensions["geomap_sessionmaker"]()
+    return g.geomap_session
+
+
+def get_read_connection() -> Connection | Session:
+    """The current request's database handle, for a request that reads with *one* statement.
+
+    When the request has none yet, it gets a plain connection whose statements run
+    outside a transaction (autocommit): no ``BEGIN`` before the statement and no
+    ``ROLLBACK`` at teardown (two round trips of the three a one-query answer would
+    otherwise make), and none of the ORM session's bookkeeping. The nearest teams by
+    distance, the busiest read, is answered this way. One statement sees one snapshot, so
+    the answer is as consistent as in a transaction. A request that already has a session
+    (its key was checked and stamped, say) keeps that one.
+    """
+    from flask import current_app, g
+
+    if "geomap_session" not in g:
+        factory = current_app.extensions["geomap_sessionmaker"]
+        installed, read_engine = current_app.extensions["geomap_read_engine"]
+        # A session factory put in place of ours (tests join their transaction so)
+        # serves the reads as well.
+        g.geomap_session = read_engine.connect() if factory is installed else factory()
     return g.geomap_session
 
 

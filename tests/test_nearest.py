@@ -64,6 +64,36 @@ def test_distance_ranking_matches_brute_force_geodesic(connection):
             assert team["travel_min"] is None
 
 
+def test_distance_ranking_equals_the_databases_knn(connection):
+    """The mirror's answer is PostGIS's: same teams, same order, same metres (the database
+    path, KNN_SQL, is the reference), with and without filters and a distance limit."""
+    rng = np.random.default_rng(8)
+    n = 2000
+    lons = rng.uniform(115.80, 115.98, n)
+    lats = rng.uniform(28.60, 28.74, n)
+    # Duplicated positions: ties broken by id on both sides.
+    lons[1::97], lats[1::97] = lons[::97][: lons[1::97].size], lats[::97][: lats[1::97].size]
+    kinds = rng.choice(KINDS, n).tolist()
+    statuses = rng.choice(["available", "deployed", "off_duty"], n).tolist()
+    caps = [["first_aid"] if rng.random() < 0.3 else [] for _ in range(n)]
+    _insert_teams(connection, zip(lons, lats, strict=True), kinds=kinds, statuses=statuses,
+                  capabilities=caps)  # fmt: skip
+    for i in range(60):
+        query = nearest.make_query(
+            rng.uniform(115.80, 115.98), rng.uniform(28.60, 28.74), k=int(rng.choice([1, 5, 40])),
+            kinds=[KINDS[i % 4]] if i % 3 == 0 else None,
+            statuses=["available", "off_duty"] if i % 4 == 1 else None,
+            capability="first_aid" if i % 5 == 2 else None,
+            max_distance_m=[None, 800.0, 3000.0][i % 3],
+        )  # fmt: skip
+        rows = connection.execute(nearest.KNN_SQL, query.params()).mappings().all()
+        expected = [(r["id"], float(r["distance_m"])) for r in rows if r["id"] is not None]
+        got = [(t["id"], t["distance_m"]) for t in nearest.rank_by_distance(connection, query)]
+        assert [t for t, _ in got] == [t for t, _ in expected], query
+        for (_, mine), (_, theirs) in zip(got, expected, strict=True):
+            assert abs(mine - theirs) < 0.01
+
+
 def test_filters_kind_status_capability_and_max_distance(connection):
     base = (115.90, 28.68)
     points = [(base[0] + 0.001 * i, base[1]) for i in range(8)]

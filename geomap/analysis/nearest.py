@@ -3,8 +3,12 @@
 ``nearest_teams(session, lon=..., lat=..., k=5, by="drive")`` answers a commander's
 question "which available teams are closest, and how long until they arrive?".
 
-* ``by="distance"``: an index-assisted KNN on ``geom::geography`` (metres, not degrees),
-  then exact geodesic metres (WGS84 spheroid) for the short list.
+* ``by="distance"``: exact geodesic metres (WGS84 spheroid, as PostGIS measures
+  ``geography``) over the process's mirror of the teams: the k nearest on the sphere
+  give a radius, and every team within it is measured exactly (:func:`rank_by_distance`).
+  The database does the same with its GiST index (:data:`KNN_SQL`, the reference the
+  tests compare against); the mirror answers with one small query to learn what changed
+  instead of one that plans a spatial search per request.
 * ``by="walk" | "drive"``: travel times on the in-memory street graph
   (:mod:`geomap.routing`): one Dijkstra from the point on the reversed graph, bounded by
   a budget that grows until it provably holds the k best (see :func:`_network_rank`),
@@ -59,6 +63,7 @@ _TEAM_FILTERS = """
 # an ORDER BY over a join cannot walk the GiST index (it sorts every team instead).
 _PT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography"
 
+# The database's answer (the reference for rank_by_distance; tests compare the two).
 # Step 1: the k nearest by the index (``<->`` on geography ranks on the sphere);
 # step 2: everything within the largest spheroid distance of that set, ranked exactly.
 # Step 2 cannot miss a team: k teams lie within that radius, so the true k nearest do too.
@@ -176,11 +181,7 @@ def nearest_teams(session: Session, query: Query, *, walk_speed_kmh: float = 4.5
     """
     started = time.perf_counter()
     if query.by == "distance":
-        rows = session.execute(KNN_SQL, query.params()).mappings().all()
-        known = {"regions": (rows[0]["regions_version"], rows[0]["regions_mine"]),
-                 "db": (routing.cache.database_key(session), None)}  # fmt: skip
-        city.check_in_city(session, query.lon, query.lat, known=known)
-        teams = [_team(row, travel_s=None) for row in rows if row["id"] is not None]
+        teams = rank_by_distance(session, query)
     else:
         teams = _network_rank(session, query, walk_speed_kmh)
     return {
@@ -197,6 +198,52 @@ def nearest_teams(session: Session, query: Query, *, walk_speed_kmh: float = 4.5
         "teams": teams,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
+
+
+#: Mean radius of the WGS84 ellipsoid (metres), for the sphere the first pass ranks on.
+_SPHERE_R_M = 6_371_008.8
+#: Geodesic metres on the ellipsoid over great-circle metres on that sphere stay within
+#: about ±0.6 % (the radii of curvature run from 6,335 to 6,400 km): a radius this much
+#: larger than the k-th geodesic distance, plus a metre for rounding, holds every team
+#: that could beat it.
+_SPHERE_SLACK = 1.01
+_ROUNDING_M = 1.0
+
+
+def rank_by_distance(session: Session, query: Query) -> list[dict]:
+    """The k teams nearest to the query point in geodesic metres, from the team mirror.
+
+    Two passes, exact like :data:`KNN_SQL`: any k matching teams, here the k nearest on
+    the sphere (a k-d tree of unit vectors), bound the answer by their largest geodesic
+    distance; every team within that bound on the sphere (widened for the sphere's
+    error) is then measured on the WGS84 ellipsoid (pyproj's geodesics, GeographicLib,
+    as PostGIS's), and the k smallest win, ties by id.
+    """
+    teams, known = routing.team_mirror(session)
+    city.check_in_city(session, query.lon, query.lat, known=known)
+    rows, tree = teams.sphere_index(kinds=query.kinds, statuses=query.statuses,
+                                    capability=query.capability)  # fmt: skip
+    if tree is None:
+        return []
+    here = routing.mirror.unit_vectors(np.array([query.lon]), np.array([query.lat]))[0]
+    k = min(query.k, rows.size)
+    _, first = tree.query(here, k)
+    bound_m = min(float(_geodesic_m(teams, rows[np.atleast_1d(first)], query).max()),
+                  query.max_distance_m)  # fmt: skip
+    angle = min((bound_m * _SPHERE_SLACK + _ROUNDING_M) / _SPHERE_R_M, np.pi)
+    near = rows[np.asarray(tree.query_ball_point(here, 2.0 * np.sin(angle / 2.0)), dtype=int)]
+    distance_m = _geodesic_m(teams, near, query)
+    inside = distance_m <= query.max_distance_m
+    near, distance_m = near[inside], distance_m[inside]
+    order = np.lexsort((teams["id"][near], distance_m))[:k]
+    return [_team(_team_from(teams, int(near[j]), float(distance_m[j])), travel_s=None)
+            for j in order]  # fmt: skip
+
+
+def _geodesic_m(teams: routing.mirror.TeamTable, rows: np.ndarray, query: Query) -> np.ndarray:
+    _, _, distance_m = GEOD.inv(np.full(rows.size, query.lon), np.full(rows.size, query.lat),
+                                teams["lon"][rows], teams["lat"][rows])  # fmt: skip
+    return np.asarray(distance_m, dtype=float)
 
 
 def _team(row: Any, travel_s: float | None, route: Any = None) -> dict:

@@ -100,7 +100,7 @@ def team_mirror(conn: Any) -> tuple[TeamTable, dict[str, Any]]:
     and the data versions (as :func:`versions` returns them), in one round trip."""
     database = database_key(conn)
     with _lock:
-        mirror = _mirrors.setdefault(database, TeamMirror())
+        mirror = _mirrors.get(database) or _mirrors.setdefault(database, TeamMirror())
     table, known = mirror.view(conn)
     known["db"] = (database, None)
     return table, known

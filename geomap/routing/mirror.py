@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from scipy.spatial import cKDTree
 
+from geomap import db
 from geomap.routing.graph import StreetGraph
 from geomap.routing.snap import EdgePoints, snap_lonlat
 
@@ -94,6 +96,31 @@ class TeamTable:
             self._derived[key] = np.column_stack([x, y])
         return self._derived[key]
 
+    def sphere(self) -> np.ndarray:
+        """Positions as unit vectors (n × 3) on the sphere: the larger the dot product of
+        two, the shorter the great circle between them."""
+        if ("sphere",) not in self._derived:
+            self._derived[("sphere",)] = unit_vectors(self.columns["lon"], self.columns["lat"])
+        return self._derived[("sphere",)]
+
+    def sphere_index(
+        self,
+        *,
+        kinds: list[str] | None = None,
+        statuses: list[str] | None = None,
+        capability: str | None = None,
+    ) -> tuple[np.ndarray, cKDTree | None]:
+        """The rows matching the filters and a k-d tree of their unit vectors (kept per
+        filter for this snapshot of the table: ~1 ms to build for 5,000 teams, then
+        nearest-k and within-radius queries in microseconds). Distances in the tree are
+        chords: they grow with the great-circle distance."""
+        key = ("sphere", tuple(kinds or ()), tuple(statuses or ()), capability)
+        if key not in self._derived:
+            rows = np.flatnonzero(self.mask(kinds=kinds, statuses=statuses,
+                                            capability=capability))  # fmt: skip
+            self._derived[key] = (rows, cKDTree(self.sphere()[rows]) if rows.size else None)
+        return self._derived[key]
+
     def _mask(
         self, kinds: list[str] | None, statuses: list[str] | None, capability: str | None
     ) -> np.ndarray:
@@ -123,6 +150,12 @@ class TeamTable:
         """Row ``i`` as a dict of plain Python values."""
         row = {name: values[i] for name, values in self.columns.items()}
         return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
+
+
+def unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Unit vectors (n × 3) of lon/lat degrees on the sphere."""
+    lam, phi = np.radians(lon), np.radians(lat)
+    return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
 
 
 def _table(rows: list[dict[str, Any]]) -> TeamTable:
@@ -167,6 +200,12 @@ def _merged(old: TeamTable, changed: list[dict[str, Any]]) -> TeamTable:
         (old.columns["lon"][where] != columns["lon"][where])
         | (old.columns["lat"][where] != columns["lat"][where])
     ]
+    sphere = old._derived.get(("sphere",))
+    if sphere is not None:  # unit vectors: only the rows that moved are computed again
+        if moved.size:
+            sphere = sphere.copy()
+            sphere[moved] = unit_vectors(columns["lon"][moved], columns["lat"][moved])
+        table._derived[("sphere",)] = sphere
     for key, (graph, points) in list(old._snaps.items()):
         if moved.size:  # re-snap only the rows that moved, on the graph of these snaps
             lon, lat = columns["lon"][moved], columns["lat"][moved]
@@ -202,25 +241,31 @@ class TeamMirror:
 
     def view(self, conn: Any) -> tuple[TeamTable, dict[str, tuple[int, bool]]]:
         """The teams as ``conn``'s transaction sees them (fetching what changed), and the
-        data versions it sees (as :func:`geomap.routing.cache.versions` reads them)."""
+        data versions it sees (as :func:`geomap.routing.cache.versions` reads them).
+
+        The query runs outside the lock, so the threads of a busy process do not queue
+        behind one another's round trips: each reads from the (table, watermark) pair it
+        started from, and publishes its result only if no other thread published since;
+        otherwise its view is its own (the next call starts from the newer pair).
+        """
         with self._lock:
-            rows = conn.execute(SYNC_SQL, {"watermark": self._watermark}).mappings().all()
-            head = rows[0]
-            versions = {name: (int(v), bool(mine)) for name, v, mine in head["versions"]}
-            changed = [dict(r) for r in rows if r["id"] is not None]
-            if head["epoch_mine"]:  # our own uncommitted deletion: a private full view
-                everything = conn.execute(SYNC_SQL, {"watermark": "0"}).mappings().all()
-                return _table([dict(r) for r in everything if r["id"] is not None]), versions
-            if head["epoch"] != self._epoch:
-                if self._watermark != "0":  # someone deleted teams: start over
-                    self._watermark = "0"
-                    rows = conn.execute(SYNC_SQL, {"watermark": "0"}).mappings().all()
-                    changed = [dict(r) for r in rows if r["id"] is not None]
-                self._table = _table([r for r in changed if not r["mine"]])
-                self._epoch = head["epoch"]
-            else:
-                self._table = _merged(self._table, [r for r in changed if not r["mine"]])
-            self._watermark = head["xmin"]
-            shared = self._table
+            table, watermark, epoch = self._table, self._watermark, self._epoch
+        rows = db.driver_rows(conn, SYNC_SQL, {"watermark": watermark})
+        head = rows[0]
+        versions = {name: (int(v), bool(mine)) for name, v, mine in head["versions"]}
+        changed = [r for r in rows if r["id"] is not None]
+        if head["epoch_mine"]:  # our own uncommitted deletion: a private full view
+            everything = db.driver_rows(conn, SYNC_SQL, {"watermark": "0"})
+            return _table([r for r in everything if r["id"] is not None]), versions
+        if head["epoch"] != epoch:  # first use, or someone deleted teams: start over
+            if watermark != "0":
+                rows = db.driver_rows(conn, SYNC_SQL, {"watermark": "0"})
+                changed = [r for r in rows if r["id"] is not None]
+            fresh = _table([r for r in changed if not r["mine"]])
+        else:
+            fresh = _merged(table, [r for r in changed if not r["mine"]])
+        with self._lock:
+            if self._watermark == watermark and self._epoch == epoch:
+                self._table, self._watermark, self._epoch = fresh, head["xmin"], head["epoch"]
         mine = [r for r in changed if r["mine"]]
-        return (_merged(shared, mine) if mine else shared), versions
+        return (_merged(fresh, mine) if mine else fresh), versions
