@@ -93,8 +93,9 @@ def _valhalla(pbf: Path):
     config = valhalla.get_config(tile_extract="", tile_dir=str(tiles))
     (work / "valhalla.json").write_text(json.dumps(config))
     binary = Path(valhalla.__file__).parent / "bin" / "valhalla_build_tiles"
+    # In its own directory: the tile builder writes a duplicateways.txt where it runs.
     subprocess.run([str(binary), "-c", str(work / "valhalla.json"), str(pbf)], check=True,
-                   capture_output=True)  # fmt: skip
+                   capture_output=True, cwd=work)  # fmt: skip
     return valhalla.Actor(config)
 
 

@@ -104,6 +104,36 @@ def test_budgeted_search_is_exact_inside_the_budget(helsinki_db):
     assert np.allclose(slow.cost_s[finite], full.cost_s[finite] * 4.5 / 3.0)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_many_starts_price_each_point_as_its_best_single_start(helsinki_db, reverse):
+    """A search from many starts (head starts included) prices every point as the best of
+    the searches from each start alone, also where starts and points share edges."""
+    graph = routing.current_graph(helsinki_db)
+    rng = np.random.default_rng(21)
+    lon, lat = _random_points(graph, rng, 12)
+    starts = snap.snap_lonlat(graph, "walk", lon, lat)
+    offsets = rng.uniform(0, 60, len(starts))
+    # Points: random ones, plus several on every start's own edge, on both sides of it.
+    plon, plat = _random_points(graph, rng, 150)
+    points = snap.snap_lonlat(graph, "walk", plon, plat)
+    shared = np.repeat(starts.edge, 4)
+    on_edge = snap.EdgePoints(shared, rng.uniform(0, 1, shared.size), np.zeros(shared.size),
+                              np.zeros((shared.size, 2)))  # fmt: skip
+    points = snap.EdgePoints(*(np.concatenate([a, b]) for a, b in (
+        (points.edge, on_edge.edge), (points.fraction, on_edge.fraction),
+        (points.distance_m, on_edge.distance_m), (points.xy, on_edge.xy))))  # fmt: skip
+    together, _ = search.search(graph, "walk", starts, offsets_s=offsets, budget_s=900.0,
+                                reverse=reverse).cost_at(points)  # fmt: skip
+    alone = np.full(len(points), np.inf)
+    for i in range(len(starts)):
+        one = search.search(graph, "walk", starts.take(np.array([i])),
+                            offsets_s=offsets[i : i + 1], budget_s=900.0, reverse=reverse)
+        alone = np.minimum(alone, one.cost_at(points)[0])
+    inside = alone <= 900.0
+    assert inside.sum() > 50
+    assert np.allclose(together[inside], alone[inside], rtol=1e-9, atol=1e-6)
+
+
 def test_points_snap_to_the_main_component_not_to_islands(helsinki_db):
     graph = routing.current_graph(helsinki_db)
     walk = graph.mode("walk")

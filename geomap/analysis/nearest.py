@@ -341,26 +341,39 @@ def rank_by_time(
     graph = routing.current_graph(session, known)
     point = snap_one(graph, mode, lon, lat, max_distance_m=MAX_POINT_SNAP_M)
     access_ms = search.access_speed_ms(mode, walk_speed_kmh)
-    snaps = teams.snaps(graph, mode)
-    wanted = keep(teams) & snaps.found
-    xy = teams.xy(graph)
-    px, py = graph.to_metric.transform(lon, lat)
-    straight_m = np.hypot(xy[:, 0] - px, xy[:, 1] - py)
-    candidates = np.flatnonzero(wanted & (straight_m <= max_distance_m))
-    if candidates.size == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return Ranking(teams, known, graph, empty, np.zeros(0), [])
-    points = snaps.take(candidates)
-    team_access_s = points.distance_m / access_ms
+    ready = teams.routable(graph, mode, keep(teams))
+    here = np.array(graph.to_metric.transform(lon, lat))
+    if ready.tree is None:
+        return Ranking(teams, known, graph, np.zeros(0, dtype=np.int64), np.zeros(0), [])
+    allowed = np.ones(ready.rows.size, dtype=bool)
+    # The farthest any of them can be: from the point to the far corner of their box.
+    corner_m = np.maximum(np.abs(ready.tree.maxes - here), np.abs(ready.tree.mins - here))
+    if float(np.hypot(*corner_m)) > max_distance_m:  # some lie beyond the limit: drop them
+        allowed[:] = False
+        allowed[ready.tree.query_ball_point(here, max_distance_m)] = True
+    count = int(np.count_nonzero(allowed))
+    if count == 0:
+        return Ranking(teams, known, graph, np.zeros(0, dtype=np.int64), np.zeros(0), [])
     point_access_s = float(point.distance_m[0]) / access_ms
-    k = min(k, candidates.size)
+    k = min(k, count)
+    # The first budget: the k-th straight-line distance at a guessed speed (a guess only;
+    # too small costs another search with twice the budget).
+    straight_m, _ = ready.tree.query(here, k)
     guess_ms = (_GUESS_KMH.get(mode) or walk_speed_kmh) / 3.6
-    budget_s = max(60.0, 1.5 * float(np.partition(straight_m[candidates], k - 1)[k - 1]) / guess_ms)
+    budget_s = max(60.0, 1.5 * float(np.max(straight_m)) / guess_ms)
     while True:
         found = search.search(graph, mode, point, reverse=True, budget_s=budget_s,
                               walk_speed_kmh=walk_speed_kmh, predecessors=route)  # fmt: skip
+        # Price only the teams on edges the search reached (an end settled, or the
+        # point's own edge): the others cost more than the budget, which the loop's
+        # test below already accounts for.
+        touched = (np.isfinite(found.cost_s[ready.edge_u]) | np.isfinite(found.cost_s[ready.edge_v])
+                   | (ready.points.edge == point.edge[0]))  # fmt: skip
+        which = np.flatnonzero(allowed & touched)
+        candidates = ready.rows[which]
+        points = ready.points.take(which)
         network_s, via = found.cost_at(points)
-        total_s = network_s + team_access_s + point_access_s
+        total_s = network_s + points.distance_m / access_ms + point_access_s
         # Ties broken by id, equal to a microsecond (sums in another order differ by ulps).
         order = np.lexsort((teams["id"][candidates], np.round(total_s, 6)))[:k]
         order = order[np.isfinite(total_s[order])]

@@ -57,6 +57,25 @@ SYNC_SQL = sa.text(
 
 
 @dataclass(frozen=True)
+class Routable:
+    """Teams ready for ranking by travel time (see :meth:`TeamTable.routable`)."""
+
+    #: Row indices into the table.
+    rows: np.ndarray
+    #: Their positions along their edges.
+    points: EdgePoints
+    #: The end nodes of those edges.
+    edge_u: np.ndarray
+    edge_v: np.ndarray
+    #: Their positions (the graph's metric CRS) in a k-d tree; None when there are none.
+    tree: cKDTree | None
+
+
+#: Selections kept per table snapshot.
+_ROUTABLE_KEPT = 8
+
+
+@dataclass(frozen=True)
 class TeamTable:
     """An immutable snapshot of the teams: one array per column, rows in id order."""
 
@@ -145,6 +164,28 @@ class TeamTable:
                 self._snaps.pop(old, None)
             self._snaps[key] = (graph, points)
         return self._snaps[key][1]
+
+    def routable(self, graph: StreetGraph, mode: str, keep: np.ndarray) -> Routable:
+        """The rows selected by ``keep`` that snapped in ``mode``, ready for ranking:
+        their snaps, the end nodes of their edges and a k-d tree of their positions.
+
+        Kept per (network version, mode, selection) for this snapshot of the table; a few
+        selections at most (the filters of the nearest panel, the cases' rules).
+        """
+        key = ("routable", graph.version, mode, np.packbits(keep).tobytes())
+        found = self._derived.get(key)
+        if found is None:
+            snaps = self.snaps(graph, mode)
+            rows = np.flatnonzero(keep & snaps.found)
+            points = snaps.take(rows)
+            xy = self.xy(graph)[rows]
+            found = Routable(rows, points, graph.edge_u[points.edge], graph.edge_v[points.edge],
+                             cKDTree(xy) if rows.size else None)  # fmt: skip
+            kept = [k for k in self._derived if k[0] == "routable"]
+            for old in kept[: max(0, len(kept) - _ROUTABLE_KEPT + 1)]:
+                self._derived.pop(old, None)
+            self._derived[key] = found
+        return found
 
     def row(self, i: int) -> dict[str, Any]:
         """Row ``i`` as a dict of plain Python values."""

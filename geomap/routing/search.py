@@ -109,11 +109,22 @@ class Search:
             0: through the edge's first node ``u``; 1: through its last node ``v``;
             2: along the edge itself, from (or to) a start on the same edge.
         """
+        n = len(points)
+        cost, via = np.full(n, np.inf), np.zeros(n, dtype=np.int64)
+        e_all = np.where(points.found, points.edge, 0)
+        u_all, v_all = self.graph.edge_u[e_all], self.graph.edge_v[e_all]
+        # Only points whose edge the search touched can be reached: an end settled, or a
+        # start on the edge itself. A bounded search touches a few hundred edges of a
+        # city, so the arithmetic below runs on those points, not on every one.
+        on_start_edge = _pairs_by_edge(self.starts.edge, points.edge)[2] > 0
+        live = np.flatnonzero(points.found & (np.isfinite(self.cost_s[u_all])
+                                              | np.isfinite(self.cost_s[v_all])
+                                              | on_start_edge))  # fmt: skip
+        if live.size == 0:
+            return cost, via
         mode = self.graph.mode(self.mode)
-        ok = points.found
-        e = np.where(ok, points.edge, 0)
-        g = np.where(ok, points.fraction, 0.0)
-        u, v = self.graph.edge_u[e], self.graph.edge_v[e]
+        e, g = e_all[live], points.fraction[live]
+        u, v = u_all[live], v_all[live]
         fw, bw = mode.fw_s[e] * self.factor, mode.bw_s[e] * self.factor
         if self.reverse:  # from the point to a start: leave the edge by one of its ends
             via_u = _part(g, bw) + self.cost_s[u]
@@ -121,29 +132,46 @@ class Search:
         else:  # from a start to the point: enter the edge by one of its ends
             via_u = self.cost_s[u] + _part(g, fw)
             via_v = self.cost_s[v] + _part(1 - g, bw)
-        cost = np.minimum(via_u, via_v)
-        via = np.where(via_u <= via_v, 0, 1)
-        direct = self._same_edge(points, fw, bw)
-        better = direct < cost
-        cost = np.where(better, direct, cost)
-        via = np.where(better, 2, via)
-        cost[~ok] = np.inf
+        best = np.minimum(via_u, via_v)
+        way = np.where(via_u <= via_v, 0, 1)
+        direct = self._same_edge(points.take(live), fw, bw)
+        better = direct < best
+        cost[live] = np.where(better, direct, best)
+        via[live] = np.where(better, 2, way)
         return cost, via
 
     def _same_edge(self, points: EdgePoints, fw: np.ndarray, bw: np.ndarray) -> np.ndarray:
-        """Cost along a shared edge between a start and each point (``inf`` elsewhere)."""
+        """Cost along a shared edge between a start and each point (``inf`` elsewhere).
+
+        ``fw``/``bw`` are the points' edges' costs. Every (point, start) pair on one edge
+        is priced at once: the pairs come from the starts sorted by edge.
+        """
         direct = np.full(len(points), np.inf)
-        shared = np.flatnonzero(points.found & np.isin(points.edge, self.starts.edge))
-        for i in shared:
-            on_edge = np.flatnonzero(self.starts.edge == points.edge[i])
-            f = self.starts.fraction[on_edge]
-            g = points.fraction[i]
-            # Forward search: start at f travels to g; reverse: the point at g to start f.
-            ahead = g >= f if not self.reverse else f >= g
-            along = np.where(ahead, _part(np.abs(g - f), fw[i]), _part(np.abs(g - f), bw[i]))
-            along = along + self.start_offset_s[on_edge]
-            direct[i] = along.min()
+        order, first, count = _pairs_by_edge(self.starts.edge, points.edge)
+        has = np.flatnonzero(points.found & (count > 0))
+        if has.size == 0:
+            return direct
+        pi = np.repeat(has, count[has])  # the point of each pair
+        step = np.arange(pi.size) - np.repeat(np.cumsum(count[has]) - count[has], count[has])
+        sj = order[np.repeat(first[has], count[has]) + step]  # the start of each pair
+        f, g = self.starts.fraction[sj], points.fraction[pi]
+        # Forward search: start at f travels to g; reverse: the point at g to start f.
+        ahead = g >= f if not self.reverse else f >= g
+        along = np.where(ahead, _part(np.abs(g - f), fw[pi]), _part(np.abs(g - f), bw[pi]))
+        np.minimum.at(direct, pi, along + self.start_offset_s[sj])
         return direct
+
+
+def _pairs_by_edge(
+    start_edges: np.ndarray, point_edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The starts sorted by edge (``order``), and for each point the first position in
+    that order of a start on its edge and how many there are."""
+    order = np.argsort(start_edges, kind="stable")
+    ranked = start_edges[order]
+    first = np.searchsorted(ranked, point_edges, side="left")
+    count = np.searchsorted(ranked, point_edges, side="right") - first
+    return order, first, count
 
 
 def _start_arcs(
