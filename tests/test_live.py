@@ -50,6 +50,22 @@ def test_a_key_signs_in_once_for_an_httponly_strict_session(ops_client, world):
     assert ops_client.get("/api/cases").status_code == 200
 
 
+def test_a_signed_in_page_preloads_its_layers_and_an_anonymous_one_does_not(
+    shared_url, connection, world
+):
+    """The map pages are public shells; the caller's session decides whether the browser
+    may fetch the layers while the scripts load (a refused preload would be a cached 401)."""
+    from tests.conftest import _app_on
+
+    client = _app_on(shared_url, connection, open_read=False).test_client()
+    anonymous = client.get("/map").get_data(as_text=True)
+    assert 'rel="preload"' not in anonymous
+    assert _sign_in(client, world.keys["viewer"]).status_code == 200
+    signed_in = client.get("/map").get_data(as_text=True)
+    assert 'rel="preload" as="fetch" crossorigin="anonymous" href="/map/data/grids' in signed_in
+    assert client.get("/map/data/grids").status_code == 200  # what it preloads, it may read
+
+
 def test_writes_with_a_session_need_its_csrf_token(ops_client, world):
     csrf = _sign_in(ops_client, world.keys["commander"]).get_json()["csrf_token"]
     case = {"kind": "incident", "title": "积水", "lon": casesworld.point(5, 5)[0],

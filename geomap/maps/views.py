@@ -219,10 +219,18 @@ def _battle(embed: bool) -> Response:
 
 def _may_read_layers() -> bool:
     """Whether this page's caller may load the layers now (else the page signs in first,
-    and a preloaded answer would be a cached refusal)."""
+    and a preloaded answer would be a cached refusal).
+
+    The map pages are public shells, so nobody checked the caller: ask who it is (its
+    session cookie, its key, an open local read). Then a signed-in commander's browser
+    fetches the layers while it still loads the scripts, as before the pages went public.
+    """
+    from flask import g
+
     from geomap import auth
 
-    return auth.current().may("layers")
+    who = g.get("principal") or auth.optional(request)
+    return who.may("layers")
 
 
 def _circles(embed: bool) -> Response:
