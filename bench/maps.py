@@ -18,15 +18,16 @@ Warm: the median of :data:`WARM_LOADS` loads after the first; cold: the first lo
 the server started (documents and analyses are built then). Each load is a new browser
 context (no browser cache), every request offline-checked; bytes are as transferred
 (gzip). Baseline pages are built with the same local assets (``geomap.maps.assets``), so
-that they render offline too. The app runs on werkzeug's threaded server in a process of
-its own, as ``geomap serve`` does.
+that they render offline too. The app runs as ``make run`` serves it: gunicorn with
+``geomap serve``'s configuration (2 threaded workers, keep-alive), in processes of their
+own, baselines included.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -230,15 +231,15 @@ BASELINE_CSP = (
 )
 
 
-def serve_forever(url: str, port: int, folder: str) -> None:
-    """The server process: the app for ``url`` (settings from the environment) plus the
-    baseline pages of ``folder`` at ``/bench/<name>``, on 127.0.0.1."""
+def bench_app():
+    """The server's app (gunicorn loads ``bench.maps:bench_app()``): geomap's app, settings
+    from the environment as ``geomap serve`` reads them, plus the baseline pages of the
+    folder ``BENCH_BASELINES`` at ``/bench/<name>``."""
     from flask import Response, abort
-    from werkzeug.serving import make_server
 
-    app = create_app({"database_url": url, "log_level": "WARNING"})
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    pages = {p.stem: p.read_text(encoding="utf-8") for p in Path(folder).glob("*.html")}
+    app = create_app()
+    pages = {p.stem: p.read_text(encoding="utf-8")
+             for p in Path(os.environ["BENCH_BASELINES"]).glob("*.html")}  # fmt: skip
 
     @endpoint("The benchmark's baseline pages", permission="public")
     def baseline_page(name: str) -> Response:
@@ -251,7 +252,7 @@ def serve_forever(url: str, port: int, folder: str) -> None:
             "Content-Security-Policy": BASELINE_CSP})  # fmt: skip
 
     app.add_url_rule("/bench/<name>", "bench_baseline", baseline_page)
-    make_server("127.0.0.1", port, app, threaded=True).serve_forever()
+    return app
 
 
 def _free_port() -> int:
@@ -273,18 +274,23 @@ def _wait_for(port: int, timeout_s: float = 30.0) -> None:
 
 @contextmanager
 def server(url: str, folder: str, **settings: object) -> Iterator[str]:
-    """A server process for database ``url``; settings as ``GEOMAP_*`` variables."""
+    """The production server (gunicorn with ``geomap serve``'s configuration: 2 threaded
+    workers, keep-alive) for database ``url``; settings as ``GEOMAP_*`` variables."""
     port = _free_port()
-    env = {**os.environ, **{f"GEOMAP_{k.upper()}": str(v) for k, v in settings.items()}}
+    env = {**os.environ, "GEOMAP_DATABASE_URL": url, "GEOMAP_PORT": str(port),
+           "GEOMAP_LOG_LEVEL": "WARNING", "BENCH_BASELINES": folder,
+           **{f"GEOMAP_{k.upper()}": str(v) for k, v in settings.items()}}  # fmt: skip
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.maps", url, str(port), folder], cwd=ROOT, env=env
-    )
+        [sys.executable, "-m", "gunicorn", "-c", "python:geomap.serving",
+         "bench.maps:bench_app()"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )  # fmt: skip
     try:
-        _wait_for(port)
+        _wait_for(port, timeout_s=120)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
 
 
 def _load(browser, page_url: str) -> tuple[float, int]:
@@ -391,6 +397,3 @@ def _tile_stats(browser, page_url: str) -> dict:
            if k in ("grids", "teams")},
     }
 
-
-if __name__ == "__main__":  # the server process of server()
-    serve_forever(sys.argv[1], int(sys.argv[2]), sys.argv[3])
