@@ -409,6 +409,53 @@ def test_team_mirror_shares_only_committed_rows(db_url):
         reader.rollback()
 
 
+def test_team_mirror_under_concurrent_reads_and_writes_misses_no_commit(db_url):
+    """Readers share one mirror without holding its lock during their query: each must
+    still see every write committed before it asked, while another thread keeps writing."""
+    import threading
+
+    settings = config.load({"database_url": db_url}, environ={})
+    engine = db.get_engine(settings)
+    base = handmade.node_lonlat(1, 1)
+    with engine.begin() as conn:
+        _insert_teams(conn, [base] * 20)
+    routing.cache.clear()
+    step = 1e-6
+    committed = [0]  # the last version whose commit has returned
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def writer() -> None:
+        for version in range(1, 151):
+            with engine.begin() as conn:
+                conn.execute(sa.text(
+                    "UPDATE teams SET geom = ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), "
+                    "position_at = now() WHERE code = 'R00007'"
+                ), {"lon": base[0] + version * step, "lat": base[1]})  # fmt: skip
+            committed[0] = version
+        stop.set()
+
+    def reader() -> None:
+        ai = engine.execution_options(isolation_level="AUTOCOMMIT")
+        while not stop.is_set():
+            before = committed[0]
+            with ai.connect() as conn:
+                teams, _ = routing.team_mirror(conn)
+            row = int(np.flatnonzero(teams["code"] == "R00007")[0])
+            seen = round((teams["lon"][row] - base[0]) / step)
+            if seen < before:
+                errors.append(f"saw version {seen} after {before} was committed")
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    threads.append(threading.Thread(target=writer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert committed[0] == 150
+    assert not errors, errors[:5]
+
+
 def test_graph_building_keeps_parallel_arcs_and_finds_components():
     nodes, edges = handmade.build()
     frame_nodes = nodes.assign(lon=nodes.geometry.x, lat=nodes.geometry.y)
