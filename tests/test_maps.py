@@ -458,6 +458,11 @@ def test_battle_map(browser: Any, live: Live) -> None:
         # The grids' colours: by teams (their home grid), by coverage (from /api/coverage:
         # answered here by a stand-in, the real one takes ~15 s for the whole city).
         report.evaluate("() => window.geomap.colourGrids('teams')")
+        # The legend is drawn again at the next animation frame (a busy machine delays it).
+        report.page.wait_for_function(
+            "() => (document.querySelector('.gm-legend select') || {}).value === 'teams'",
+            timeout=5000,
+        )
         assert report.page.locator(".gm-legend select").input_value() == "teams"
         assert report.page.locator(".gm-ramp li").count() >= 2
         report.page.route(
