@@ -21,12 +21,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(url: str, workers: int = 2) -> Iterator[int]:
+def gunicorn(url: str, workers: int = 2, **settings: object) -> Iterator[int]:
     """`geomap serve --workers N` on a free loopback port for database ``url`` (N = 0:
-    Flask's development server)."""
+    Flask's development server); ``settings`` as ``GEOMAP_*`` variables."""
     port = free_port()
     env = {**os.environ, "GEOMAP_DATABASE_URL": url, "GEOMAP_PORT": str(port),
-           "GEOMAP_LOG_LEVEL": "WARNING"}  # fmt: skip
+           "GEOMAP_LOG_LEVEL": "WARNING",
+           **{f"GEOMAP_{k.upper()}": str(v) for k, v in settings.items()}}  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "geomap.cli", "serve", "--workers", str(workers)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

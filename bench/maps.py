@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from folium import plugins
 
 from bench._env import ROOT, line, settings_for
+from bench._server import free_port
 from geomap import create_app, db
 from geomap.analysis import circles, coverage, features
 from geomap.api.spec import endpoint
@@ -255,12 +256,6 @@ def bench_app():
     return app
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_for(port: int, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -276,7 +271,7 @@ def _wait_for(port: int, timeout_s: float = 30.0) -> None:
 def server(url: str, folder: str, **settings: object) -> Iterator[str]:
     """The production server (gunicorn with ``geomap serve``'s configuration: 2 threaded
     workers, keep-alive) for database ``url``; settings as ``GEOMAP_*`` variables."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GEOMAP_DATABASE_URL": url, "GEOMAP_PORT": str(port),
            "GEOMAP_LOG_LEVEL": "WARNING", "BENCH_BASELINES": folder,
            **{f"GEOMAP_{k.upper()}": str(v) for k, v in settings.items()}}  # fmt: skip
