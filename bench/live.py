@@ -226,7 +226,10 @@ def bench_streams(url: str, port: int, key: str) -> None:
 
 def run(url: str) -> None:
     key = _key(url)
-    os.environ["GEOMAP_EVENT_STREAMS"] = str(STREAMS + 50)
+    # Room per worker for every stream on one worker, twice: the first 200 are closed
+    # just before the second 200 open, and a worker notices a closed stream only at its
+    # next heartbeat (one worker may also take most of the connections).
+    os.environ["GEOMAP_EVENT_STREAMS"] = str(2 * STREAMS + 50)
     os.environ["GEOMAP_RATE_LIMIT_RPS"] = "0"  # the bench's own writes are not the load
     try:
         with gunicorn(url, workers=2) as port:
