@@ -221,8 +221,8 @@ def rank_by_distance(session: Session, query: Query) -> list[dict]:
     """
     teams, known = routing.team_mirror(session)
     city.check_in_city(session, query.lon, query.lat, known=known)
-    rows, tree = teams.sphere_index(kinds=query.kinds, statuses=query.statuses,
-                                    capability=query.capability)  # fmt: skip
+    rows, tree = teams.sphere_index(teams.mask(kinds=query.kinds, statuses=query.statuses,
+                                               capability=query.capability))  # fmt: skip
     if tree is None:
         return []
     here = routing.mirror.unit_vectors(np.array([query.lon]), np.array([query.lat]))[0]
@@ -364,11 +364,9 @@ def rank_by_time(
     while True:
         found = search.search(graph, mode, point, reverse=True, budget_s=budget_s,
                               walk_speed_kmh=walk_speed_kmh, predecessors=route)  # fmt: skip
-        # Price only the teams on edges the search reached (an end settled, or the
-        # point's own edge): the others cost more than the budget, which the loop's
-        # test below already accounts for.
-        touched = (np.isfinite(found.cost_s[ready.edge_u]) | np.isfinite(found.cost_s[ready.edge_v])
-                   | (ready.points.edge == point.edge[0]))  # fmt: skip
+        # Price only the teams on edges the search touched: the others cost more than the
+        # budget, which the loop's test below already accounts for.
+        touched = found.touches(ready.points.edge, ready.edge_u, ready.edge_v)
         which = np.flatnonzero(allowed & touched)
         candidates = ready.rows[which]
         points = ready.points.take(which)

@@ -87,7 +87,8 @@ def nearest_teams():
     settings = current_app.config["GEOMAP"]
     # No analysis slot (guard.heavy): by road it is a bounded search on the in-memory
     # street graph, a millisecond or two, like the index lookup by distance.
-    # By distance the answer is one statement (KNN and the regions' version together).
+    # By distance the answer reads one statement (the team mirror's "what changed", with
+    # the data versions): no transaction needed.
     session = db.get_read_connection() if query.by == "distance" else db.get_session()
     answer = nearest.nearest_teams(session, query, walk_speed_kmh=settings.walk_speed_kmh)
     answer["query"]["crs"] = crs_name

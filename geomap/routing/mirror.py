@@ -19,8 +19,9 @@ changes or the network does, never per query.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -71,8 +72,10 @@ class Routable:
     tree: cKDTree | None
 
 
-#: Selections kept per table snapshot.
-_ROUTABLE_KEPT = 8
+#: Indexes of selections kept per table snapshot.
+_SELECTIONS_KEPT = 8
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,9 @@ class TeamTable:
     _snaps: dict[tuple[int, str], tuple[StreetGraph, EdgePoints]] = field(
         default_factory=dict, repr=False
     )
-    #: Masks and projected positions, computed on first use.
-    _derived: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
+    #: Masks, projected positions, unit vectors and the indexes of selections, computed
+    #: on first use.
+    _derived: dict[tuple, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return int(self.columns["id"].size)
@@ -122,23 +126,16 @@ class TeamTable:
             self._derived[("sphere",)] = unit_vectors(self.columns["lon"], self.columns["lat"])
         return self._derived[("sphere",)]
 
-    def sphere_index(
-        self,
-        *,
-        kinds: list[str] | None = None,
-        statuses: list[str] | None = None,
-        capability: str | None = None,
-    ) -> tuple[np.ndarray, cKDTree | None]:
-        """The rows matching the filters and a k-d tree of their unit vectors (kept per
-        filter for this snapshot of the table: ~1 ms to build for 5,000 teams, then
-        nearest-k and within-radius queries in microseconds). Distances in the tree are
-        chords: they grow with the great-circle distance."""
-        key = ("sphere", tuple(kinds or ()), tuple(statuses or ()), capability)
-        if key not in self._derived:
-            rows = np.flatnonzero(self.mask(kinds=kinds, statuses=statuses,
-                                            capability=capability))  # fmt: skip
-            self._derived[key] = (rows, cKDTree(self.sphere()[rows]) if rows.size else None)
-        return self._derived[key]
+    def sphere_index(self, keep: np.ndarray) -> tuple[np.ndarray, cKDTree | None]:
+        """The rows selected by ``keep`` and a k-d tree of their unit vectors (kept per
+        selection, see :meth:`_selected`: ~1 ms to build for 5,000 teams, then nearest-k
+        and within-radius queries in microseconds). Distances in the tree are chords:
+        they grow with the great-circle distance."""
+
+        def build(rows: np.ndarray) -> tuple[np.ndarray, cKDTree | None]:
+            return rows, cKDTree(self.sphere()[rows]) if rows.size else None
+
+        return self._selected(("sphere",), keep, build)
 
     def _mask(
         self, kinds: list[str] | None, statuses: list[str] | None, capability: str | None
@@ -167,22 +164,28 @@ class TeamTable:
 
     def routable(self, graph: StreetGraph, mode: str, keep: np.ndarray) -> Routable:
         """The rows selected by ``keep`` that snapped in ``mode``, ready for ranking:
-        their snaps, the end nodes of their edges and a k-d tree of their positions.
+        their snaps, the end nodes of their edges and a k-d tree of their positions
+        (kept per network version, mode and selection, see :meth:`_selected`)."""
+        snaps = self.snaps(graph, mode)
 
-        Kept per (network version, mode, selection) for this snapshot of the table; a few
-        selections at most (the filters of the nearest panel, the cases' rules).
-        """
-        key = ("routable", graph.version, mode, np.packbits(keep).tobytes())
-        found = self._derived.get(key)
-        if found is None:
-            snaps = self.snaps(graph, mode)
-            rows = np.flatnonzero(keep & snaps.found)
+        def build(rows: np.ndarray) -> Routable:
             points = snaps.take(rows)
             xy = self.xy(graph)[rows]
-            found = Routable(rows, points, graph.edge_u[points.edge], graph.edge_v[points.edge],
-                             cKDTree(xy) if rows.size else None)  # fmt: skip
-            kept = [k for k in self._derived if k[0] == "routable"]
-            for old in kept[: max(0, len(kept) - _ROUTABLE_KEPT + 1)]:
+            return Routable(rows, points, graph.edge_u[points.edge], graph.edge_v[points.edge],
+                            cKDTree(xy) if rows.size else None)  # fmt: skip
+
+        return self._selected(("routable", graph.version, mode), keep & snaps.found, build)
+
+    def _selected(self, what: tuple, keep: np.ndarray, build: Callable[[np.ndarray], T]) -> T:
+        """``build(rows)`` for the rows ``keep`` selects, kept for this snapshot of the
+        table per ``what`` and selection; the oldest go beyond :data:`_SELECTIONS_KEPT`
+        (a few are in use: the filters of the nearest panel, the cases' rules)."""
+        key = ("selected", *what, np.packbits(keep).tobytes())
+        found = self._derived.get(key)
+        if found is None:
+            found = build(np.flatnonzero(keep))
+            kept = [k for k in self._derived if k[0] == "selected"]
+            for old in kept[: max(0, len(kept) - _SELECTIONS_KEPT + 1)]:
                 self._derived.pop(old, None)
             self._derived[key] = found
         return found

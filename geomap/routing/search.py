@@ -113,13 +113,9 @@ class Search:
         cost, via = np.full(n, np.inf), np.zeros(n, dtype=np.int64)
         e_all = np.where(points.found, points.edge, 0)
         u_all, v_all = self.graph.edge_u[e_all], self.graph.edge_v[e_all]
-        # Only points whose edge the search touched can be reached: an end settled, or a
-        # start on the edge itself. A bounded search touches a few hundred edges of a
-        # city, so the arithmetic below runs on those points, not on every one.
-        on_start_edge = _pairs_by_edge(self.starts.edge, points.edge)[2] > 0
-        live = np.flatnonzero(points.found & (np.isfinite(self.cost_s[u_all])
-                                              | np.isfinite(self.cost_s[v_all])
-                                              | on_start_edge))  # fmt: skip
+        # Only points on edges the search touched can be reached. A bounded search touches
+        # a few hundred edges of a city, so the arithmetic below runs on those points.
+        live = np.flatnonzero(points.found & self.touches(e_all, u_all, v_all))
         if live.size == 0:
             return cost, via
         mode = self.graph.mode(self.mode)
@@ -139,6 +135,13 @@ class Search:
         cost[live] = np.where(better, direct, best)
         via[live] = np.where(better, 2, way)
         return cost, via
+
+    def touches(self, edge: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Which of these edges (with their end nodes ``u``, ``v``) the search touched: an
+        end settled within the budget, or a start lying on the edge. Points on the other
+        edges cost more than the budget."""
+        return (np.isfinite(self.cost_s[u]) | np.isfinite(self.cost_s[v])
+                | np.isin(edge, self.starts.edge))  # fmt: skip
 
     def _same_edge(self, points: EdgePoints, fw: np.ndarray, bw: np.ndarray) -> np.ndarray:
         """Cost along a shared edge between a start and each point (``inf`` elsewhere).
