@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bench._env import ROOT
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -21,16 +23,32 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(url: str, workers: int = 2, **settings: object) -> Iterator[int]:
+def gunicorn(
+    url: str,
+    workers: int = 2,
+    *,
+    app: str | None = None,
+    env: dict[str, str] | None = None,
+    **settings: object,
+) -> Iterator[int]:
     """`geomap serve --workers N` on a free loopback port for database ``url`` (N = 0:
-    Flask's development server); ``settings`` as ``GEOMAP_*`` variables."""
+    Flask's development server); ``settings`` as ``GEOMAP_*`` variables.
+
+    ``app``: another WSGI app for gunicorn with `geomap serve`'s configuration (e.g.
+    ``"bench.maps:bench_app()"``), ``env``: more environment variables for it.
+    """
     port = free_port()
-    env = {**os.environ, "GEOMAP_DATABASE_URL": url, "GEOMAP_PORT": str(port),
-           "GEOMAP_LOG_LEVEL": "WARNING",
-           **{f"GEOMAP_{k.upper()}": str(v) for k, v in settings.items()}}  # fmt: skip
+    environ = {**os.environ, **(env or {}), "GEOMAP_DATABASE_URL": url,
+               "GEOMAP_PORT": str(port), "GEOMAP_WORKERS": str(workers),
+               "GEOMAP_LOG_LEVEL": "WARNING",
+               **{f"GEOMAP_{k.upper()}": str(v) for k, v in settings.items()}}  # fmt: skip
+    command = (
+        [sys.executable, "-m", "gunicorn", "-c", "python:geomap.serving", app] if app
+        else [sys.executable, "-m", "geomap.cli", "serve", "--workers", str(workers)]
+    )  # fmt: skip
     server = subprocess.Popen(
-        [sys.executable, "-m", "geomap.cli", "serve", "--workers", str(workers)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        command, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120

@@ -27,11 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -42,8 +38,8 @@ import folium
 import sqlalchemy as sa
 from folium import plugins
 
-from bench._env import ROOT, line, settings_for
-from bench._server import free_port
+from bench._env import line, settings_for
+from bench._server import gunicorn
 from geomap import create_app, db
 from geomap.analysis import circles, coverage, features
 from geomap.api.spec import endpoint
@@ -256,36 +252,14 @@ def bench_app():
     return app
 
 
-def _wait_for(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the map server did not start on port {port}")
-
-
 @contextmanager
 def server(url: str, folder: str, **settings: object) -> Iterator[str]:
     """The production server (gunicorn with ``geomap serve``'s configuration: 2 threaded
-    workers, keep-alive) for database ``url``; settings as ``GEOMAP_*`` variables."""
-    port = free_port()
-    env = {**os.environ, "GEOMAP_DATABASE_URL": url, "GEOMAP_PORT": str(port),
-           "GEOMAP_LOG_LEVEL": "WARNING", "BENCH_BASELINES": folder,
-           **{f"GEOMAP_{k.upper()}": str(v) for k, v in settings.items()}}  # fmt: skip
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:geomap.serving",
-         "bench.maps:bench_app()"],
-        cwd=ROOT, env=env, start_new_session=True,
-    )  # fmt: skip
-    try:
-        _wait_for(port, timeout_s=120)
+    workers, keep-alive) for database ``url``, with the baselines of ``folder``; settings
+    as ``GEOMAP_*`` variables."""
+    with gunicorn(url, app="bench.maps:bench_app()", env={"BENCH_BASELINES": folder},
+                  **settings) as port:  # fmt: skip
         yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
 
 
 def _load(browser, page_url: str) -> tuple[float, int]:
