@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -57,12 +58,18 @@ def test_served_battle_map_is_live_and_a_file_is_not() -> None:
     from geomap.maps import compact
 
     config = _config(stale_minutes=45)
+    preload = ["/api/session", "/api/cases?open=true&limit=1000"]
     assert config["live"] == {
         "session": "/api/session",
         "events": "/api/events",
         "cases": "/api/cases",
         "teamsGeojson": "/api/layers/teams",
+        # Who is signed in and the open cases come with the page, like the layers...
+        "preload": preload,
+        "preloadHrefs": preload,
     }
+    # ...unless the caller must sign in first (a preloaded refusal would be used after).
+    assert "preload" not in _config(preload=False)["live"]
     assert config["staleMinutes"] == 45
     # The page calls only what the service has.
     assert _config(routes={"/api/cases"})["live"]["session"] is None
@@ -285,6 +292,36 @@ def test_commander_sees_cases_live_and_dispatches_from_the_map(browser, service,
         for report in (commander, viewer):
             assert not report.csp_violations and not report.read_csp_violations()
             assert not report.page_errors
+
+
+@pytest.mark.slow
+@requires_chromium
+def test_a_signed_in_reload_takes_its_session_and_cases_from_the_preloads(
+    browser, service, world
+):
+    keys = world[1].keys
+    case = _new_case(service, keys["checker"])
+    with _open(browser, service, keys["viewer"]) as viewer:
+        _signed_in(viewer, keys["viewer"])
+        warnings: list[str] = []
+        viewer.page.on("console", lambda m: m.type == "warning" and warnings.append(m.text))
+        before = len(viewer.requests)
+        viewer.page.reload(wait_until="load")  # with the session cookie now
+        viewer.page.wait_for_function(
+            "() => document.documentElement.dataset.geomapReady === 'true'", timeout=60_000
+        )
+        _wait_case(viewer, case["id"])
+        html = viewer.page.content()
+        assert 'rel="preload" as="fetch" crossorigin="anonymous" href="/api/cases?open' in html
+        asked = [urlsplit(r.url) for r in viewer.requests[before:]]
+        # Each once, by the <link rel=preload> (the page's fetch() took the preloaded answer).
+        for path, query in (("/api/session", ""), ("/api/cases", "open=true&limit=1000")):
+            hits = [r for r in viewer.requests[before:] if urlsplit(r.url).path == path]
+            assert len(hits) == 1 and urlsplit(hits[0].url).query == query, asked
+            assert hits[0].status == 200
+        viewer.page.wait_for_timeout(3500)  # Chromium warns about an unused preload by then
+        assert not [w for w in warnings if "preload" in w], warnings
+        assert not viewer.page_errors
 
 
 @pytest.mark.slow

@@ -47,6 +47,8 @@ NEAREST_PATH = "/api/teams/nearest"
 SESSION_PATH = "/api/session"
 EVENTS_PATH = "/api/events"
 CASES_PATH = "/api/cases"
+#: The open cases the live screen lists at start (battlemap.js ``loadCases`` asks this).
+OPEN_CASES_QUERY = "?open=true&limit=1000"
 #: Minutes after which a team's last position is marked stale (the setting's default).
 STALE_MINUTES = 30.0
 #: The coverage behind the grids' "coverage" colouring: stations within 1 km.
@@ -165,6 +167,15 @@ def battle_map(
             "cases": there(CASES_PATH) if show_cases else None,
             "teamsGeojson": "/api/layers/teams",
         }
+        if preload:
+            # Who is signed in and the open cases: fetched with the page, like the layers
+            # (the live screen asks for them before it draws anything).
+            config["live"]["preload"] = [
+                path for path in (
+                    there(SESSION_PATH) if not spec.embed else None,
+                    there(CASES_PATH) and show_cases and CASES_PATH + OPEN_CASES_QUERY,
+                ) if path
+            ]  # fmt: skip
     return page.shell(spec, config, title=text.ui("title_battle", spec.lang), inline_data=inline)
 
 

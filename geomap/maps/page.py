@@ -300,7 +300,7 @@ class MapModule(JSCSSMixin, MacroElement):
             for layer in (config.get("layers", []) if config.get("preload", True) else [])
             if layer.get("visible") and layer.get("source", {}).get("href")
             and (zoom is None or layer.get("minZoom", 0) <= zoom)
-        ]
+        ] + [html_escape(href) for href in (config.get("live") or {}).get("preloadHrefs", [])]
         self.default_js = list(_PLUGIN_JS)
         self.default_css = list(_PLUGIN_CSS)
         if not self.standalone:
@@ -444,6 +444,10 @@ def shell(
             source["href"] = spec.service_url + with_token(source["url"], spec.token)
         if "tiles" in source and spec.service_url is not None:
             source["tilesHref"] = spec.service_url + with_token(source["tiles"], spec.token)
+    live = config.get("live") or {}
+    if live.get("preload") and spec.service_url is not None:
+        live["preloadHrefs"] = [spec.service_url + with_token(path, spec.token)
+                                for path in live["preload"]]  # fmt: skip
     full_config = {
         **config,
         "lang": spec.lang,

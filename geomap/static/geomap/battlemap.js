@@ -388,7 +388,13 @@
       const first = shown.filter((state) => state.spec.type === 'catalog' && state.spec.source &&
         !state.spec.source.tiles && this.map.getZoom() >= (state.spec.minZoom || 0));
       first.forEach((state) => { state.prefetch = this.fetchCompact(state.spec); });
-      this.firstView = first.length ? Promise.allSettled(first.map((state) => state.prefetch)) : null;
+      const waits = first.map((state) => state.prefetch);
+      // The open cases (the live screen) are part of the first view: drawn with the layers.
+      if (this.config.live && this.config.live.cases) {
+        this.casesPrefetch = this.fetchJson(this.casesUrl());
+        waits.push(this.casesPrefetch);
+      }
+      this.firstView = waits.length ? Promise.allSettled(waits) : null;
       const loads = shown.map((state) => this.whenDrawn(state));
       if (this.config.live) loads.push(this.liveData());
       return Promise.all(loads).then(() => {
@@ -1421,6 +1427,10 @@
         const note = spec.minZoom > 0 ? ' <small class="gm-zoom-note">' + esc(fmt(this.t.zoom_in_to_see, { zoom: spec.minZoom })) + '</small>' : '';
         overlays['<span class="gm-overlay gm-overlay-' + esc(id) + '">' + esc(spec.title) + note + '</span>'] = this.states[id].gate;
       });
+      if (this.config.live && this.config.live.cases) {
+        this.caseLayer = L.featureGroup().addTo(this.map);
+        overlays['<span class="gm-overlay gm-overlay-cases">' + esc(this.t.cases_layer) + '</span>'] = this.caseLayer;
+      }
       this.layerControl = L.control.layers(null, overlays, {
         position: 'topright',
         collapsed: this.map.getSize().x < 700,
@@ -1951,8 +1961,9 @@
         this.sessionBox = this.addBox('bottomleft', 'gm-session gm-session-embed');
       }
       if (live.cases) {
-        this.caseLayer = L.featureGroup().addTo(this.map);
-        if (this.layerControl) this.layerControl.addOverlay(this.caseLayer, '<span class="gm-overlay gm-overlay-cases">' + esc(t.cases_layer) + '</span>');
+        // The layer control lists the case layer from its start (addLayerControl): added
+        // to a control on the map, an entry forces a layout of the whole page.
+        if (!this.caseLayer) this.caseLayer = L.featureGroup().addTo(this.map);
         if (!this.config.embed) {
           this.queueBox = this.addBox('topleft', 'gm-queue', { icon: 'list-check', label: t.panel_queue });
           this.queueBox.innerHTML = '<div class="gm-case-detail"></div><div class="gm-queue-list"></div>';
@@ -2304,17 +2315,26 @@
     },
 
     // -- cases
+    /** The open cases the queue lists (the page preloads this URL: battle.OPEN_CASES_QUERY). */
+    casesUrl() {
+      return this.url(this.config.live.cases, { open: 'true', limit: 1000 });
+    },
+
     async loadCases() {
       const path = this.config.live.cases;
       if (!path) return;
       this.say('cases', this.t.loading + ' ' + this.t.cases_layer, 'progress');
+      const prefetched = this.casesPrefetch;
+      this.casesPrefetch = null;
       let answer;
       try {
-        answer = await this.fetchJson(this.url(path, { open: 'true', limit: 1000 }));
+        answer = await (prefetched || this.fetchJson(this.casesUrl()));
       } catch (error) {
         this.say('cases', fmt(this.t.load_failed, { layer: this.t.cases_layer, message: error.message }), 'error');
         return;
       }
+      // At start, drawn in the same pass as the first view's layers: one frame to paint.
+      if (prefetched && this.firstView) await this.firstView;
       this.say('cases', null);
       this.cases = {};
       (answer.cases || []).forEach((c) => { this.cases[c.id] = c; });
