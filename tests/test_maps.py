@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import shapely.geometry
 import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
@@ -383,6 +384,63 @@ def _free_map_point(report: Any) -> tuple[float, float]:
     return point[0], point[1]
 
 
+def _interior_points(live: Live, n: int) -> list[tuple[str, float, float]]:
+    """Names and interior points (shapely, from the API's GeoJSON) of n grids side by side."""
+    features = live.json(f"/api/layers/grids?limit={n}")["features"]
+    out = []
+    for feature in features:
+        point = shapely.geometry.shape(feature["geometry"]).representative_point()
+        out.append((feature["properties"]["name"], point.x, point.y))
+    return out
+
+
+@pytest.mark.slow
+@requires_chromium
+def test_battle_map_grids_answer_the_pointer(browser: Any, live: Live) -> None:
+    """The grids are one canvas layer: the tooltip names the grid under the pointer (as the
+    database's geometry says) and follows it from grid to grid."""
+    (name1, lon1, lat1), (name2, lon2, lat2) = _interior_points(live, 2)
+    view = f"center={(lat1 + lat2) / 2},{(lon1 + lon2) / 2}&zoom=15&layers=grids"
+    with open_page(f"{live.url}/map?{view}", offline=True, browser=browser, timeout_s=30) as report:
+        report.assert_clean()
+
+        def page_point(lon: float, lat: float) -> tuple[float, float]:
+            x, y = report.evaluate(
+                """([lon, lat]) => { const m = window.geomap.map;
+                     const p = m.latLngToContainerPoint([lat, lon]);
+                     const box = m.getContainer().getBoundingClientRect();
+                     return [box.left + p.x, box.top + p.y]; }""",
+                [lon, lat],
+            )
+            return x, y
+
+        def tooltip() -> str:
+            report.page.wait_for_selector(".leaflet-tooltip", timeout=5000)
+            return report.page.locator(".leaflet-tooltip").inner_text()
+
+        x1, y1 = page_point(lon1, lat1)
+        x2, y2 = page_point(lon2, lat2)
+        report.page.mouse.move(x1, y1)
+        report.page.mouse.move(x1 + 1, y1)
+        report.page.wait_for_function(
+            "(name) => (document.querySelector('.leaflet-tooltip') || {}).textContent"
+            "?.includes(name)", arg=name1, timeout=5000)  # fmt: skip
+        assert name1 in tooltip() and "人口" in tooltip()
+        # Across to the next grid, in small steps: the tooltip now names that one.
+        report.page.mouse.move(x2, y2, steps=12)
+        report.page.wait_for_timeout(100)
+        report.page.mouse.move(x2 + 1, y2)
+        report.page.wait_for_function(
+            "(name) => (document.querySelector('.leaflet-tooltip') || {}).textContent"
+            "?.includes(name)", arg=name2, timeout=5000)  # fmt: skip
+        assert name2 in tooltip() and name1 not in tooltip()
+        # The layer says the same for a point as the pointer does.
+        assert report.evaluate(
+            "([lon, lat]) => window.geomap.layer('grids').featureAt(L.latLng(lat, lon))"
+            ".properties.name", [lon2, lat2]) == name2  # fmt: skip
+        report.assert_clean()
+
+
 @pytest.mark.slow
 @requires_chromium
 def test_battle_map(browser: Any, live: Live) -> None:
@@ -412,9 +470,11 @@ def test_battle_map(browser: Any, live: Live) -> None:
         assert stats["stations"]["loaded"] is False
         assert stats["circles"]["drawn"] == live.with_geometry("circles") > 0
         assert stats["grids"]["features"] == 4418
-        # Every grid, district, township and circle is a GeoJSON feature on the map.
-        polygons = sum(stats[k]["drawn"] for k in ("districts", "townships", "grids", "circles"))
+        # Every district, township and circle is a GeoJSON feature on the map; the grids are
+        # one polygon set (thousands of filled areas on one canvas layer), one item each.
+        polygons = sum(stats[k]["drawn"] for k in ("districts", "townships", "circles"))
         assert summary["geojson_features"] == polygons + stats["streets"]["drawn"]
+        assert report.evaluate("() => window.geomap.layer('grids').getLayers().length") == 4418
         # Teams are clustered markers, one per feature.
         assert summary["cluster_groups"] == 1
         assert summary["clustered_markers"] == live.matched("teams")

@@ -264,6 +264,328 @@
     },
   });
 
+  // ---------------------------------------------------------------- polygon set
+  // Thousands of polygons (the 4,418 grids) as one Leaflet layer on a canvas renderer:
+  // one object instead of one L.Polygon each (building and adding those was a fifth of
+  // the battle map's start-up). It keeps the features' rings projected once, at zoom 0,
+  // in typed arrays; draws the ones in view, grouped by style; and finds the feature
+  // under the pointer through a bucket grid. Tooltips and clicks are the layer's, with
+  // featureAt() telling which feature.
+  const WEB_MERCATOR_R = 6378137;
+  const MAX_LATITUDE = 85.0511287798;
+
+  /** Zoom-0 pixel coordinates of a WGS84/GCJ-02 longitude and latitude (EPSG:3857). */
+  function mercator0(lng, lat, out, i) {
+    const d = Math.PI / 180;
+    const s = Math.sin(Math.max(Math.min(MAX_LATITUDE, lat), -MAX_LATITUDE) * d);
+    const scale = 0.5 / (Math.PI * WEB_MERCATOR_R);
+    out[i] = 256 * (scale * WEB_MERCATOR_R * lng * d + 0.5);
+    out[i + 1] = 256 * (-scale * WEB_MERCATOR_R * Math.log((1 + s) / (1 - s)) / 2 + 0.5);
+  }
+
+  const PolygonSet = L.Path.extend({
+    options: { fill: true, fillOpacity: 0.2, fillRule: 'evenodd' },
+
+    /**
+     * features: GeoJSON Polygon/MultiPolygon features. options: Path options plus
+     * `style(feature)` (each feature's path options) and `toLngLat(lon, lat)` (the
+     * screen's coordinates of a data point, e.g. GCJ-02 on Amap; default: as they are).
+     */
+    initialize: function (features, options) {
+      L.setOptions(this, options);
+      this._features = features;
+      this._items = null;
+      this._styleOf = this.options.style || null;
+    },
+
+    /** Each feature as a layer-like item: `feature` and its path `options`. */
+    eachLayer: function (fn, context) {
+      this._prepare(this._map && this._map.options.crs);
+      this._items.forEach((item) => fn.call(context, item));
+      return this;
+    },
+
+    getLayers: function () {
+      this._prepare(this._map && this._map.options.crs);
+      return this._items.slice();
+    },
+
+    /** Restyle every feature: `style` is path options or a function of the feature. */
+    setStyle: function (style) {
+      this._styleOf = style;
+      if (this._items) this._applyStyles();
+      if (this._renderer) this._renderer._updateStyle(this);
+      return this;
+    },
+
+    getBounds: function () {
+      this._prepare(this._map && this._map.options.crs);
+      return this._latLngBounds;
+    },
+
+    /** The feature drawn at a LatLng of the map (null: none). */
+    featureAt: function (latlng) {
+      if (!this._map) return null;
+      const p = this._map.options.crs.latLngToPoint(latlng, 0);
+      const item = this._itemAt0(p.x, p.y);
+      return item ? item.feature : null;
+    },
+
+    /** The feature under the pointer (the canvas renderer asked last), or null. */
+    hoveredFeature: function () {
+      return this._hovered ? this._hovered.feature : null;
+    },
+
+    beforeAdd: function (map) {
+      L.Path.prototype.beforeAdd.call(this, map);
+      if (this._items && this._crs !== map.options.crs) this._items = null;  // prepared for another CRS
+      this._prepare(map.options.crs);
+    },
+
+    /** Rings to typed arrays of zoom-0 pixels, bounds, the bucket grid (once per CRS). */
+    _prepare: function (crs) {
+      if (this._items) return;
+      this._crs = crs || L.CRS.EPSG3857;
+      // Web Mercator (the maps' CRS) without an object per vertex; any other CRS through it.
+      const project = this._crs === L.CRS.EPSG3857 ? mercator0 : (lng, lat, out, i) => {
+        const p = this._crs.latLngToPoint(L.latLng(lat, lng), 0);
+        out[i] = p.x;
+        out[i + 1] = p.y;
+      };
+      const toLngLat = this.options.toLngLat;
+      let vertices = 0;
+      let rings = 0;
+      const polygonsOf = (g) => (!g ? [] : g.type === 'Polygon' ? [g.coordinates] : g.type === 'MultiPolygon' ? g.coordinates : []);
+      this._features.forEach((f) => polygonsOf(f.geometry).forEach((poly) => poly.forEach((ring) => {
+        rings += 1;
+        vertices += ring.length;
+      })));
+      const p0 = new Float64Array(2 * vertices);
+      const ringStart = new Int32Array(rings + 1);
+      const items = [];
+      const all = [Infinity, Infinity, -Infinity, -Infinity];
+      let lonLat = [Infinity, Infinity, -Infinity, -Infinity];
+      let v = 0;
+      let r = 0;
+      this._features.forEach((feature) => {
+        const item = { feature: feature, options: null, first: r, last: r, box: [Infinity, Infinity, -Infinity, -Infinity], key: '' };
+        polygonsOf(feature.geometry).forEach((poly) => poly.forEach((ring) => {
+          ringStart[r] = v;
+          r += 1;
+          for (let k = 0; k < ring.length; k++) {
+            let lng = ring[k][0];
+            let lat = ring[k][1];
+            if (toLngLat) {
+              const c = toLngLat(lng, lat);
+              lng = c[0];
+              lat = c[1];
+            }
+            if (lng < lonLat[0]) lonLat[0] = lng;
+            if (lat < lonLat[1]) lonLat[1] = lat;
+            if (lng > lonLat[2]) lonLat[2] = lng;
+            if (lat > lonLat[3]) lonLat[3] = lat;
+            project(lng, lat, p0, 2 * v);
+            const x = p0[2 * v];
+            const y = p0[2 * v + 1];
+            const b = item.box;
+            if (x < b[0]) b[0] = x;
+            if (y < b[1]) b[1] = y;
+            if (x > b[2]) b[2] = x;
+            if (y > b[3]) b[3] = y;
+            v += 1;
+          }
+        }));
+        item.last = r;
+        if (item.last > item.first) {
+          for (let k = 0; k < 2; k++) all[k] = Math.min(all[k], item.box[k]);
+          for (let k = 2; k < 4; k++) all[k] = Math.max(all[k], item.box[k]);
+          items.push(item);
+        }
+      });
+      ringStart[r] = v;
+      this._p0 = p0;
+      this._px = new Float64Array(p0.length);
+      this._ringStart = ringStart;
+      this._items = items;
+      this._box0 = all;
+      this._latLngBounds = items.length ? L.latLngBounds([lonLat[1], lonLat[0]], [lonLat[3], lonLat[2]]) : L.latLngBounds([]);
+      this._buildBuckets();
+      this._applyStyles();
+    },
+
+    /** A grid of cells over the whole set, each listing the items whose box meets it. */
+    _buildBuckets: function () {
+      const n = Math.max(1, Math.ceil(Math.sqrt(this._items.length)));
+      const box = this._box0;
+      const w = Math.max(box[2] - box[0], 1e-12);
+      const h = Math.max(box[3] - box[1], 1e-12);
+      const cell = (x, lo, size) => Math.min(n - 1, Math.max(0, Math.floor((x - lo) / size * n)));
+      const buckets = new Array(n * n);
+      this._items.forEach((item, index) => {
+        const b = item.box;
+        for (let j = cell(b[1], box[1], h); j <= cell(b[3], box[1], h); j++) {
+          for (let i = cell(b[0], box[0], w); i <= cell(b[2], box[0], w); i++) {
+            (buckets[j * n + i] || (buckets[j * n + i] = [])).push(index);
+          }
+        }
+      });
+      this._buckets = { n: n, w: w, h: h, cells: buckets };
+    },
+
+    _applyStyles: function () {
+      const base = {};
+      ['stroke', 'color', 'weight', 'opacity', 'fill', 'fillColor', 'fillOpacity', 'dashArray'].forEach((k) => { base[k] = this.options[k]; });
+      const styleOf = this._styleOf;
+      this._items.forEach((item) => {
+        const own = typeof styleOf === 'function' ? styleOf(item.feature) : styleOf;
+        const o = Object.assign({}, base, own || {});
+        item.options = o;
+        item.key = [o.stroke, o.color, o.weight, o.opacity, o.fill, o.fillColor, o.fillOpacity, o.dashArray].join('|');
+      });
+      const groups = {};
+      this._items.forEach((item, index) => { (groups[item.key] || (groups[item.key] = [])).push(index); });
+      this._groups = Object.keys(groups).map((key) => groups[key]);
+      this._maxWeight = this._items.reduce((m, item) => Math.max(m, item.options.stroke === false ? 0 : item.options.weight || 0), 0);
+    },
+
+    /** Zoom-0 pixels to the map's layer pixels at its zoom; the items' pixel boxes. */
+    _project: function () {
+      const map = this._map;
+      const crs = map.options.crs;
+      const k = crs.scale(map.getZoom()) / crs.scale(0);
+      const origin = map.getPixelOrigin();
+      const p0 = this._p0;
+      const px = this._px;
+      for (let i = 0; i < p0.length; i += 2) {
+        px[i] = p0[i] * k - origin.x;
+        px[i + 1] = p0[i + 1] * k - origin.y;
+      }
+      this._k = k;
+      this._origin = origin;
+      const b = this._box0;
+      const pad = this._maxWeight / 2 + 1;
+      this._pxBounds = L.bounds([b[0] * k - origin.x - pad, b[1] * k - origin.y - pad],
+        [b[2] * k - origin.x + pad, b[3] * k - origin.y + pad]);
+    },
+
+    _itemBoxPx: function (item, out) {
+      const k = this._k;
+      const o = this._origin;
+      out[0] = item.box[0] * k - o.x;
+      out[1] = item.box[1] * k - o.y;
+      out[2] = item.box[2] * k - o.x;
+      out[3] = item.box[3] * k - o.y;
+      return out;
+    },
+
+    _update: function () {
+      // Culling happens as it draws (against the renderer's bounds): nothing to clip.
+    },
+
+    /** Called by the canvas renderer while it draws: the items in view, style by style. */
+    _updatePath: function () {
+      const renderer = this._renderer;
+      if (!renderer._drawing || !this._items.length) return;
+      const ctx = renderer._ctx;
+      const view = renderer._redrawBounds || renderer._bounds;
+      const vx0 = view.min.x;
+      const vy0 = view.min.y;
+      const vx1 = view.max.x;
+      const vy1 = view.max.y;
+      const px = this._px;
+      const starts = this._ringStart;
+      const box = [0, 0, 0, 0];
+      this._groups.forEach((group) => {
+        const o = this._items[group[0]].options;
+        const dash = typeof o.dashArray === 'string' ? o.dashArray.split(/[, ]+/).map(Number) : (o.dashArray || []);
+        group.forEach((index) => {
+          const item = this._items[index];
+          const b = this._itemBoxPx(item, box);
+          if (b[2] < vx0 || b[0] > vx1 || b[3] < vy0 || b[1] > vy1) return;
+          ctx.beginPath();
+          for (let r = item.first; r < item.last; r++) {
+            const end = starts[r + 1];
+            let i = starts[r];
+            let lx = px[2 * i];
+            let ly = px[2 * i + 1];
+            ctx.moveTo(lx, ly);
+            for (i += 1; i < end; i++) {
+              const x = px[2 * i];
+              const y = px[2 * i + 1];
+              // Vertices within half a pixel of the last one drawn add nothing visible.
+              if (i < end - 1 && Math.abs(x - lx) < 0.5 && Math.abs(y - ly) < 0.5) continue;
+              ctx.lineTo(x, y);
+              lx = x;
+              ly = y;
+            }
+            ctx.closePath();
+          }
+          if (o.fill) {
+            ctx.globalAlpha = o.fillOpacity;
+            ctx.fillStyle = o.fillColor || o.color;
+            ctx.fill(this.options.fillRule || 'evenodd');
+          }
+          if (o.stroke !== false && o.weight !== 0) {
+            if (ctx.setLineDash) ctx.setLineDash(dash);
+            ctx.globalAlpha = o.opacity === undefined ? 1 : o.opacity;
+            ctx.lineWidth = o.weight;
+            ctx.strokeStyle = o.color;
+            ctx.lineCap = 'round';
+            ctx.lineJoin = 'round';
+            ctx.stroke();
+          }
+        });
+      });
+    },
+
+    /** The canvas renderer asks, for the pointer's position (layer pixels). */
+    _containsPoint: function (p) {
+      if (!this._items || this._k === undefined) return false;
+      this._hovered = this._itemAt0((p.x + this._origin.x) / this._k, (p.y + this._origin.y) / this._k);
+      return !!this._hovered;
+    },
+
+    /** The item drawn at zoom-0 pixel (x, y): the last one drawn, as Leaflet picks. */
+    _itemAt0: function (x, y) {
+      const box = this._box0;
+      const g = this._buckets;
+      if (!this._items.length || x < box[0] || y < box[1] || x > box[2] || y > box[3]) return null;
+      const i = Math.min(g.n - 1, Math.floor((x - box[0]) / g.w * g.n));
+      const j = Math.min(g.n - 1, Math.floor((y - box[1]) / g.h * g.n));
+      const candidates = g.cells[j * g.n + i] || [];
+      for (let c = candidates.length - 1; c >= 0; c--) {
+        const item = this._items[candidates[c]];
+        const b = item.box;
+        if (x < b[0] || y < b[1] || x > b[2] || y > b[3]) continue;
+        if (this._inside(item, x, y)) return item;
+      }
+      return null;
+    },
+
+    /** Even-odd ray crossing over every ring of the item (holes are rings too). */
+    _inside: function (item, x, y) {
+      const p0 = this._p0;
+      const starts = this._ringStart;
+      let inside = false;
+      for (let r = item.first; r < item.last; r++) {
+        const start = starts[r];
+        const end = starts[r + 1];
+        for (let i = start, j = end - 1; i < end; j = i++) {
+          const xi = p0[2 * i];
+          const yi = p0[2 * i + 1];
+          const xj = p0[2 * j];
+          const yj = p0[2 * j + 1];
+          if ((yi > y) !== (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi) inside = !inside;
+        }
+      }
+      return inside;
+    },
+
+    _clickTolerance: function () {
+      return 0;
+    },
+  });
+
   // Panes, bottom to top: filled areas, circles, outlines, routes, labels; markers above.
   // Points drawn from vector tiles (vectortiles.js) sit just below the markers.
   const PANES = { areas: 350, circles: 370, outlines: 390, routes: 420, labels: 450, points: 590 };
@@ -895,11 +1217,16 @@
         const width = (f) => style.widths[f.properties[style.width_column]] || 0;
         features = features.slice().sort((a, b) => width(a) - width(b));
       }
-      const layer = L.geoJSON(features, this.geoJsonOptions({
-        renderer: this.renderer(pane),
-        interactive: interactive,
-        style: varies ? (feature) => this.featurePathStyle(spec, base, feature.properties) : () => base,
-      }));
+      const styleOf = varies ? (feature) => this.featurePathStyle(spec, base, feature.properties) : () => base;
+      // Filled areas (thousands of grids) as one polygon set; lines and outlines as GeoJSON.
+      const layer = pane === 'areas' && spec.geometry === 'polygon'
+        ? new PolygonSet(features, Object.assign({}, base, {
+          renderer: this.renderer(pane), interactive: interactive, style: styleOf,
+          toLngLat: this.gcj ? wgs84ToGcj02 : null,
+        }))
+        : L.geoJSON(features, this.geoJsonOptions({
+          renderer: this.renderer(pane), interactive: interactive, style: styleOf,
+        }));
       if (interactive) {
         this.bindFeatures(layer, (feature) => page.tooltipHtml(spec, feature), (feature) => {
           // On the battle map a click asks for the nearest teams; elsewhere it opens a popup.
@@ -916,6 +1243,25 @@
      * returns the popup's HTML, or null for none.
      */
     bindFeatures(layer, tooltip, popup) {
+      if (layer instanceof PolygonSet) {
+        // One layer for all its features: the tooltip follows the feature under the pointer.
+        let shown = null;
+        layer.bindTooltip(() => tooltip(layer.hoveredFeature() || shown), { sticky: true, direction: 'top', opacity: 0.95 });
+        layer.on('mouseover', () => { shown = layer.hoveredFeature(); });
+        layer.on('mousemove', () => {
+          const now = layer.hoveredFeature();
+          if (now && now !== shown && layer.isTooltipOpen()) {
+            shown = now;
+            layer.getTooltip().update();
+          }
+        });
+        layer.on('click', (e) => {
+          const feature = layer.featureAt(e.latlng);
+          const html = feature ? popup(feature) : null;
+          if (html) L.popup().setLatLng(e.latlng).setContent(html).openOn(this.map);
+        });
+        return;
+      }
       layer.bindTooltip((path) => tooltip(path.feature), { sticky: true, direction: 'top', opacity: 0.95 });
       layer.on('click', (e) => {
         const path = e.propagatedFrom || e.layer;
