@@ -8,7 +8,8 @@ is that configuration, read from the settings (``GEOMAP_HOST``, ``GEOMAP_PORT``,
   waiting on PostgreSQL, and a client that keeps its connection saves a TCP handshake
   and a thread start per request;
 * the app is loaded in the master (``preload_app``) and :func:`warm` builds the street
-  graph, the grids' sample points and the team mirror there, before the workers fork:
+  graph, the grids' sample points, the team mirror and the documents of the battle
+  map's first view there, before the workers fork:
   their arrays (~100 MB for Nanchang) are then shared copy-on-write by every worker
   instead of being built and held once per worker; the master's database connections
   are closed before the fork, and each worker starts from an empty pool and its own
@@ -45,7 +46,8 @@ _log = _logging.getLogger("geomap.serving")
 
 
 def warm(app: Any) -> None:
-    """Build what every request path shares (graph, samples, mirror) in this process.
+    """Build what every request path shares (graph, samples, mirror, the battle map's
+    first-view documents) in this process.
 
     A database that is down or not loaded yet is not an error here: the first requests
     build what they need.
@@ -65,6 +67,12 @@ def warm(app: Any) -> None:
         _log.info("routing state ready: %d nodes, %d edges", graph.n_nodes, graph.n_edges)
     except Exception as exc:  # warming is an optimisation, never fatal
         _log.warning("routing state not warmed (%s); built on first use instead", exc)
+    try:
+        from geomap.maps.views import warm_battle_map
+
+        _log.info("battle map documents kept: %s", ", ".join(warm_battle_map(app)))
+    except Exception as exc:
+        _log.warning("battle map documents not kept (%s); built on first use instead", exc)
     finally:
         db.close_connections()  # before the fork: no connection shared by two processes
 

@@ -8,6 +8,7 @@ them) are committed in a fresh database (``db_url``); the data is tiny and SYNTH
 from __future__ import annotations
 
 import gzip
+import html
 import json
 from pathlib import Path
 
@@ -227,6 +228,24 @@ def test_the_streets_document_is_kept_until_the_network_changes(db_url: str) -> 
     assert shelf.builds == 2 and second.headers["ETag"] != first.headers["ETag"]
     assert json.loads(first.get_data())["count"] > 0
     assert json.loads(second.get_data())["count"] == 0
+
+
+def test_the_battle_maps_first_view_is_kept_before_any_request(nanchang_url: str) -> None:
+    # What the gunicorn master does before it forks the workers (geomap.serving.warm).
+    from geomap.maps.views import warm_battle_map
+
+    app = create_app({"database_url": nanchang_url})
+    warmed = warm_battle_map(app)
+    assert {"/map/data/grids", "/map/data/teams", "/map/data/streets"} <= set(warmed)
+    shelf = app.extensions["geomap_kept"]
+    builds = shelf.builds
+    client = app.test_client()
+    page = client.get("/map").get_data(as_text=True)
+    for url in warmed:
+        # Exactly what the page preloads, and answered from what was kept.
+        assert f'rel="preload" as="fetch" crossorigin="anonymous" href="{html.escape(url)}"' in page
+        assert client.get(url).status_code == 200
+    assert shelf.builds == builds and shelf.hits >= len(warmed)
 
 
 def test_analysis_answers_are_kept_until_their_data_changes(db_url: str) -> None:

@@ -71,3 +71,5 @@ def test_geomap_serve_runs_gunicorn_workers_and_answers(nanchang_url):
         server.wait(timeout=30)
     output = server.stdout.read().decode()
     assert "gthread" in output and output.count("Booting worker") == 2, output
+    # The master built the battle map's first view before it forked the workers.
+    assert "battle map documents kept: /map/data/" in output and "/map/data/grids" in output

@@ -294,12 +294,10 @@ class MapModule(JSCSSMixin, MacroElement):
         # loading the scripts (the module's fetch() then takes the preloaded answer).
         # Not the layers the first view does not draw (below their min_zoom): the page
         # loads them when the map is zoomed to them.
-        zoom = detail_zoom(config.get("view") or {})
         self.preload = [
             html_escape(layer["source"]["href"])
-            for layer in (config.get("layers", []) if config.get("preload", True) else [])
-            if layer.get("visible") and layer.get("source", {}).get("href")
-            and (zoom is None or layer.get("minZoom", 0) <= zoom)
+            for layer in (first_view_layers(config) if config.get("preload", True) else [])
+            if layer["source"].get("href")
         ] + [html_escape(href) for href in (config.get("live") or {}).get("preloadHrefs", [])]
         self.default_js = list(_PLUGIN_JS)
         self.default_css = list(_PLUGIN_CSS)
@@ -463,6 +461,28 @@ def shell(
         full_config, title=title, inline_data=inline_data, static_url=spec.static_url
     ).add_to(m)
     return m
+
+
+def first_view_layers(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The layers a page loads for its first view: shown at start, with a data source, and
+    not below their ``min_zoom`` at the page's zoom (the others load when zoomed to).
+
+    Parameters
+    ----------
+    config : dict
+        A page's configuration (:func:`shell`).
+
+    Returns
+    -------
+    list of dict
+        Their entries in ``config["layers"]``.
+    """
+    zoom = detail_zoom(config.get("view") or {})
+    return [
+        layer for layer in config.get("layers", [])
+        if layer.get("visible") and (layer.get("source") or {}).get("url")
+        and (zoom is None or layer.get("minZoom", 0) <= zoom)
+    ]  # fmt: skip
 
 
 def with_token(url: str, token: str | None) -> str:

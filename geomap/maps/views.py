@@ -395,7 +395,12 @@ def layer_data(layer_id: str) -> Response:
 
     layer = get_layer(catalog(), layer_id)
     args = Args(request.args, {"token", "zoom"})
-    zoom = _zoom(args, layer.detail_zoom)
+    return _json(_layer_payload(layer, _zoom(args, layer.detail_zoom)))
+
+
+def _layer_payload(layer, zoom: int | None) -> Payload:
+    """A catalog layer's compact document (generalised for ``zoom``), kept until its data
+    changes."""
     settings = current_app.config["GEOMAP"]
 
     def build() -> Payload:
@@ -411,7 +416,44 @@ def layer_data(layer_id: str) -> Response:
                                              credited=credited))
 
     key = ("layer", layer.id, zoom, settings.max_features)
-    return _json(keep.kept(key, versions.layer_data_sets(layer), build))
+    return keep.kept(key, versions.layer_data_sets(layer), build)
+
+
+def warm_battle_map(app) -> list[str]:
+    """Build and keep the documents the battle map loads at its first view.
+
+    Called in the gunicorn master before the workers fork (:mod:`geomap.serving`): the
+    kept documents are then every worker's from its first request, instead of each
+    worker building its own on the first pages it serves (seconds, after a restart).
+
+    Parameters
+    ----------
+    app : Flask
+
+    Returns
+    -------
+    list of str
+        The URLs whose documents are now kept.
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    from geomap.layers import get_layer
+
+    with app.test_request_context("/map"):
+        layers = catalog()
+        m = battle.battle_map(layers, _spec(Args(request.args, _PAGE_ARGS), embed=False),
+                              tiled=_tiled(battle.battle_layers(layers)))  # fmt: skip
+        config = next(c for c in m._children.values() if isinstance(c, page.MapModule)).config
+        warmed = []
+        for entry in page.first_view_layers(config):
+            url = urlsplit(entry["source"]["url"])
+            if not url.path.startswith(battle.DATA_PATH.format(layer="")):
+                continue
+            layer = get_layer(layers, url.path.rsplit("/", 1)[1])
+            zoom = parse_qs(url.query).get("zoom")
+            _layer_payload(layer, int(zoom[0]) if zoom else None)
+            warmed.append(entry["source"]["url"])
+        return warmed
 
 
 @bp.get("/map/circles/data")
