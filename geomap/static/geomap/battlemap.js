@@ -264,13 +264,13 @@
     },
   });
 
-  // ---------------------------------------------------------------- polygon set
-  // Thousands of polygons (the 4,418 grids) as one Leaflet layer on a canvas renderer:
-  // one object instead of one L.Polygon each (building and adding those was a fifth of
-  // the battle map's start-up). It keeps the features' rings projected once, at zoom 0,
-  // in typed arrays; draws the ones in view, grouped by style; and finds the feature
-  // under the pointer through a bucket grid. Tooltips and clicks are the layer's, with
-  // featureAt() telling which feature.
+  // ---------------------------------------------------------------- path set
+  // Thousands of polygons or lines (4,418 grids, 819 streets) as one Leaflet layer on a
+  // canvas renderer: one object instead of one L.Polygon or L.Polyline each (building
+  // and adding those was a third of the battle map's start-up). It keeps the features'
+  // rings and lines projected once, at zoom 0, in typed arrays; draws the ones in view,
+  // grouped by style; and finds the feature under the pointer through a bucket grid.
+  // Tooltips and clicks are the layer's, with featureAt() telling which feature.
   const WEB_MERCATOR_R = 6378137;
   const MAX_LATITUDE = 85.0511287798;
 
@@ -283,11 +283,11 @@
     out[i + 1] = 256 * (-scale * WEB_MERCATOR_R * Math.log((1 + s) / (1 - s)) / 2 + 0.5);
   }
 
-  const PolygonSet = L.Path.extend({
+  const PathSet = L.Path.extend({
     options: { fill: true, fillOpacity: 0.2, fillRule: 'evenodd' },
 
     /**
-     * features: GeoJSON Polygon/MultiPolygon features. options: Path options plus
+     * features: GeoJSON (Multi)Polygon or (Multi)LineString features. options: Path options plus
      * `style(feature)` (each feature's path options) and `toLngLat(lon, lat)` (the
      * screen's coordinates of a data point, e.g. GCJ-02 on Amap; default: as they are).
      */
@@ -355,11 +355,19 @@
       const toLngLat = this.options.toLngLat;
       let vertices = 0;
       let rings = 0;
-      const polygonsOf = (g) => (!g ? [] : g.type === 'Polygon' ? [g.coordinates] : g.type === 'MultiPolygon' ? g.coordinates : []);
-      this._features.forEach((f) => polygonsOf(f.geometry).forEach((poly) => poly.forEach((ring) => {
+      // Every ring of a polygon and every line, as a list of positions: rings are closed.
+      const partsOf = (g) => {
+        if (!g) return [];
+        if (g.type === 'Polygon') return g.coordinates;
+        if (g.type === 'MultiPolygon') return [].concat(...g.coordinates);
+        if (g.type === 'LineString') return [g.coordinates];
+        if (g.type === 'MultiLineString') return g.coordinates;
+        return [];
+      };
+      this._features.forEach((f) => partsOf(f.geometry).forEach((ring) => {
         rings += 1;
         vertices += ring.length;
-      })));
+      }));
       const p0 = new Float64Array(2 * vertices);
       const ringStart = new Int32Array(rings + 1);
       const items = [];
@@ -368,8 +376,9 @@
       let v = 0;
       let r = 0;
       this._features.forEach((feature) => {
-        const item = { feature: feature, options: null, first: r, last: r, box: [Infinity, Infinity, -Infinity, -Infinity], key: '' };
-        polygonsOf(feature.geometry).forEach((poly) => poly.forEach((ring) => {
+        const closed = /Polygon$/.test((feature.geometry || {}).type || '');
+        const item = { feature: feature, options: null, first: r, last: r, closed: closed, box: [Infinity, Infinity, -Infinity, -Infinity], key: '' };
+        partsOf(feature.geometry).forEach((ring) => {
           ringStart[r] = v;
           r += 1;
           for (let k = 0; k < ring.length; k++) {
@@ -394,7 +403,7 @@
             if (y > b[3]) b[3] = y;
             v += 1;
           }
-        }));
+        });
         item.last = r;
         if (item.last > item.first) {
           for (let k = 0; k < 2; k++) all[k] = Math.min(all[k], item.box[k]);
@@ -518,9 +527,9 @@
               lx = x;
               ly = y;
             }
-            ctx.closePath();
+            if (item.closed) ctx.closePath();
           }
-          if (o.fill) {
+          if (o.fill && item.closed) {
             ctx.globalAlpha = o.fillOpacity;
             ctx.fillStyle = o.fillColor || o.color;
             ctx.fill(this.options.fillRule || 'evenodd');
@@ -549,15 +558,17 @@
     _itemAt0: function (x, y) {
       const box = this._box0;
       const g = this._buckets;
-      if (!this._items.length || x < box[0] || y < box[1] || x > box[2] || y > box[3]) return null;
+      // Lines answer within half their width plus the renderer's tolerance, in zoom-0 pixels.
+      const near = this._k ? (this._maxWeight / 2 + ((this._renderer && this._renderer.options.tolerance) || 0)) / this._k : 0;
+      if (!this._items.length || x < box[0] - near || y < box[1] - near || x > box[2] + near || y > box[3] + near) return null;
       const i = Math.min(g.n - 1, Math.floor((x - box[0]) / g.w * g.n));
       const j = Math.min(g.n - 1, Math.floor((y - box[1]) / g.h * g.n));
       const candidates = g.cells[j * g.n + i] || [];
       for (let c = candidates.length - 1; c >= 0; c--) {
         const item = this._items[candidates[c]];
         const b = item.box;
-        if (x < b[0] || y < b[1] || x > b[2] || y > b[3]) continue;
-        if (this._inside(item, x, y)) return item;
+        if (x < b[0] - near || y < b[1] - near || x > b[2] + near || y > b[3] + near) continue;
+        if (item.closed ? this._inside(item, x, y) : this._near(item, x, y, near)) return item;
       }
       return null;
     },
@@ -579,6 +590,25 @@
         }
       }
       return inside;
+    },
+
+    /** Whether (x, y) lies within `near` of one of the item's lines (zoom-0 pixels). */
+    _near: function (item, x, y, near) {
+      const p0 = this._p0;
+      const starts = this._ringStart;
+      for (let r = item.first; r < item.last; r++) {
+        for (let i = starts[r] + 1; i < starts[r + 1]; i++) {
+          const ax = p0[2 * i - 2];
+          const ay = p0[2 * i - 1];
+          const dx = p0[2 * i] - ax;
+          const dy = p0[2 * i + 1] - ay;
+          const t = dx || dy ? Math.max(0, Math.min(1, ((x - ax) * dx + (y - ay) * dy) / (dx * dx + dy * dy))) : 0;
+          const ex = ax + t * dx - x;
+          const ey = ay + t * dy - y;
+          if (ex * ex + ey * ey <= near * near) return true;
+        }
+      }
+      return false;
     },
 
     _clickTolerance: function () {
@@ -1218,15 +1248,11 @@
         features = features.slice().sort((a, b) => width(a) - width(b));
       }
       const styleOf = varies ? (feature) => this.featurePathStyle(spec, base, feature.properties) : () => base;
-      // Filled areas (thousands of grids) as one polygon set; lines and outlines as GeoJSON.
-      const layer = pane === 'areas' && spec.geometry === 'polygon'
-        ? new PolygonSet(features, Object.assign({}, base, {
-          renderer: this.renderer(pane), interactive: interactive, style: styleOf,
-          toLngLat: this.gcj ? wgs84ToGcj02 : null,
-        }))
-        : L.geoJSON(features, this.geoJsonOptions({
-          renderer: this.renderer(pane), interactive: interactive, style: styleOf,
-        }));
+      // One path set for all the layer's polygons or lines (thousands of grids, streets).
+      const layer = new PathSet(features, Object.assign({}, base, {
+        renderer: this.renderer(pane), interactive: interactive, style: styleOf,
+        toLngLat: this.gcj ? wgs84ToGcj02 : null,
+      }));
       if (interactive) {
         this.bindFeatures(layer, (feature) => page.tooltipHtml(spec, feature), (feature) => {
           // On the battle map a click asks for the nearest teams; elsewhere it opens a popup.
@@ -1243,7 +1269,7 @@
      * returns the popup's HTML, or null for none.
      */
     bindFeatures(layer, tooltip, popup) {
-      if (layer instanceof PolygonSet) {
+      if (layer instanceof PathSet) {
         // One layer for all its features: the tooltip follows the feature under the pointer.
         let shown = null;
         layer.bindTooltip(() => tooltip(layer.hoveredFeature() || shown), { sticky: true, direction: 'top', opacity: 0.95 });
