@@ -776,14 +776,19 @@ def test_coverage_map(browser: Any, live: Live) -> None:
                  document.querySelector('.gm-summary a[data-top]').click(); })"""
         )
         gap = max(uncovered, key=lambda u: u["uncovered_population"])
-        report.evaluate(
-            """(code) => new Promise((resolve) => {
-                 window.geomap.layer('coverage').eachLayer((l) => {
-                   if (l.feature.properties.code === code)
-                     l.fire('click', { latlng: l.getBounds().getCenter() }, true); });
-                 setTimeout(resolve, 400); })""",
-            gap["code"],
+        # A click inside it (a point the database's geometry says is inside) opens its popup.
+        grid = next(f for f in live.json(f"/api/coverage?{query}&format=geojson")["features"]
+                    if f["properties"]["code"] == gap["code"])  # fmt: skip
+        inside = shapely.geometry.shape(grid["geometry"]).representative_point()
+        x, y = report.evaluate(
+            """([lon, lat]) => { const m = window.geomap.map;
+                 const p = m.latLngToContainerPoint([lat, lon]);
+                 const box = m.getContainer().getBoundingClientRect();
+                 return [box.left + p.x, box.top + p.y]; }""",
+            [inside.x, inside.y],
         )
+        report.page.mouse.click(x, y)
+        report.page.wait_for_selector(".leaflet-popup-content", timeout=5000)
         popup = report.page.locator(".leaflet-popup-content").inner_text()
         assert "覆盖范围外居民" in popup and f"{gap['uncovered_population']:,}" in popup
         report.screenshot("maps_coverage.png")

@@ -1548,9 +1548,8 @@
       state.count = drawable.length;
       const base = this.circleStyle(spec);
       const page = this;
-      state.main = L.geoJSON(drawable, this.geoJsonOptions({
-        renderer: this.renderer('circles'),
-        style: () => base,
+      state.main = new PathSet(drawable, Object.assign({}, base, {
+        renderer: this.renderer('circles'), style: () => base, toLngLat: this.gcj ? wgs84ToGcj02 : null,
       }));
       this.credit(state.main, spec.credits);
       this.bindFeatures(state.main, (feature) => '<b>' + esc(feature.properties.name) + '</b><br>' +
@@ -1653,10 +1652,10 @@
       state.count = drawable.length;
       state.summary = doc.summary;
       state.query = doc.query;
-      state.main = L.geoJSON(drawable, this.geoJsonOptions({
-        renderer: this.renderer('areas'),
-        style: (f) => page.coverageStyle(f.properties),
-      }));
+      state.main = new PathSet(drawable, {
+        renderer: this.renderer('areas'), style: (f) => page.coverageStyle(f.properties),
+        toLngLat: this.gcj ? wgs84ToGcj02 : null,
+      });
       this.credit(state.main, spec.credits);
       this.bindFeatures(state.main, (feature) => '<b>' + esc(feature.properties.name) + '</b><br>' +
         esc(page.t.covered_share) + ' ' + percent(feature.properties.covered_share_population),
