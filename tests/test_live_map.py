@@ -51,7 +51,7 @@ def _config(**kwargs: Any) -> dict:
         embed=spec_args.get("embed", False),
     )
     m = battle.battle_map(load_catalog(), spec, **kwargs)
-    return next(c for c in m._children.values() if isinstance(c, page.MapModule)).config
+    return page.config_of(m)
 
 
 def test_served_battle_map_is_live_and_a_file_is_not() -> None:

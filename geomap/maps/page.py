@@ -536,6 +536,20 @@ def _module_of(m: folium.Map) -> MapModule:
     raise ValueError("this map has no MapModule: build it with geomap.maps.page.shell")
 
 
+def config_of(m: folium.Map) -> dict[str, Any]:
+    """The page configuration of a map built by :func:`shell` (what ``battlemap.js`` reads).
+
+    Parameters
+    ----------
+    m : folium.Map
+
+    Returns
+    -------
+    dict
+    """
+    return _module_of(m).config
+
+
 def page_html(m: folium.Map, rendering: Rendering = "served") -> str:
     """The page of a map built by :func:`shell`, rendered once.
 

@@ -24,8 +24,10 @@ Every response of this blueprint carries the security headers of
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import sqlalchemy as sa
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g, request
 
 from geomap import db, provenance
 from geomap.analysis import circles, coverage, features, tiles, versions
@@ -35,6 +37,7 @@ from geomap.api.compression import Payload, payload_response
 from geomap.api.layers import catalog
 from geomap.api.spec import Param, endpoint
 from geomap.errors import InvalidInput, NotFound
+from geomap.layers import Layer, get_layer
 from geomap.maps import battle, compact, page, planning, security, text
 from geomap.params import MODES, check_int
 
@@ -391,14 +394,12 @@ def _encoded(document: dict) -> Payload:
           params=(ZOOM_PARAM,))  # fmt: skip
 def layer_data(layer_id: str) -> Response:
     """One catalog layer as ``geomap-compact/1`` JSON (no personal fields, ever)."""
-    from geomap.layers import get_layer
-
     layer = get_layer(catalog(), layer_id)
     args = Args(request.args, {"token", "zoom"})
     return _json(_layer_payload(layer, _zoom(args, layer.detail_zoom)))
 
 
-def _layer_payload(layer, zoom: int | None) -> Payload:
+def _layer_payload(layer: Layer, zoom: int | None) -> Payload:
     """A catalog layer's compact document (generalised for ``zoom``), kept until its data
     changes."""
     settings = current_app.config["GEOMAP"]
@@ -419,7 +420,7 @@ def _layer_payload(layer, zoom: int | None) -> Payload:
     return keep.kept(key, versions.layer_data_sets(layer), build)
 
 
-def warm_battle_map(app) -> list[str]:
+def warm_battle_map(app: Flask) -> list[str]:
     """Build and keep the documents the battle map loads at its first view.
 
     Called in the gunicorn master before the workers fork (:mod:`geomap.serving`): the
@@ -435,17 +436,12 @@ def warm_battle_map(app) -> list[str]:
     list of str
         The URLs whose documents are now kept.
     """
-    from urllib.parse import parse_qs, urlsplit
-
-    from geomap.layers import get_layer
-
     with app.test_request_context("/map"):
         layers = catalog()
         m = battle.battle_map(layers, _spec(Args(request.args, _PAGE_ARGS), embed=False),
                               tiled=_tiled(battle.battle_layers(layers)))  # fmt: skip
-        config = next(c for c in m._children.values() if isinstance(c, page.MapModule)).config
         warmed = []
-        for entry in page.first_view_layers(config):
+        for entry in page.first_view_layers(page.config_of(m)):
             url = urlsplit(entry["source"]["url"])
             if not url.path.startswith(battle.DATA_PATH.format(layer="")):
                 continue
@@ -538,8 +534,6 @@ def coverage_data() -> Response:
           media_type=tiles.MEDIA_TYPE, statuses=(400, 404))  # fmt: skip
 def layer_tile(layer_id: str, z: int, x: int, y: int) -> Response:
     """One vector tile of a catalog layer (empty when nothing touches it)."""
-    from geomap.layers import get_layer
-
     layer = get_layer(catalog(), layer_id)
     Args(request.args, {"token"})
     tiles.check_tile(layer, z, x, y)
