@@ -443,6 +443,27 @@ def test_battle_map_grids_answer_the_pointer(browser: Any, live: Live) -> None:
 
 @pytest.mark.slow
 @requires_chromium
+def test_grids_are_drawn_in_the_basemaps_coordinates(browser: Any, live: Live) -> None:
+    """On Amap (GCJ-02) the grids are shifted as the basemap is: a grid's interior point,
+    shifted the same way, is inside it; the unshifted point (~500 m off) is not."""
+    points = _interior_points(live, 3)
+    with open_page(f"{live.url}/map?basemap=amap&layers=grids", offline=True, browser=browser,
+                   timeout_s=30) as report:  # fmt: skip
+        names = report.evaluate(
+            """(points) => points.map(([name, lon, lat]) => {
+                 const grids = window.geomap.layer('grids');
+                 const g = GeomapMap.gcj02.fromWgs84(lon, lat);
+                 const shifted = grids.featureAt(L.latLng(g[1], g[0]));
+                 const raw = grids.featureAt(L.latLng(lat, lon));
+                 return [shifted && shifted.properties.name, raw && raw.properties.name]; })""",
+            [list(p) for p in points],
+        )
+    for (name, _, _), (shifted, raw) in zip(points, names, strict=True):
+        assert shifted == name and raw != name, (name, shifted, raw)
+
+
+@pytest.mark.slow
+@requires_chromium
 def test_battle_map(browser: Any, live: Live) -> None:
     # Three grids of one community (codes: the real 12-digit community code + 3 digits).
     first, second, third = (f["id"] for f in live.json("/api/layers/grids?limit=3")["features"])
