@@ -271,16 +271,18 @@
   // rings and lines projected once, at zoom 0, in typed arrays; draws the ones in view,
   // grouped by style; and finds the feature under the pointer through a bucket grid.
   // Tooltips and clicks are the layer's, with featureAt() telling which feature.
-  const WEB_MERCATOR_R = 6378137;
-  const MAX_LATITUDE = 85.0511287798;
-
-  /** Zoom-0 pixel coordinates of a WGS84/GCJ-02 longitude and latitude (EPSG:3857). */
+  /**
+   * Zoom-0 pixel coordinates of a longitude and latitude on Leaflet's EPSG:3857
+   * (`L.CRS.EPSG3857.latLngToPoint(latlng, 0)`, its own projection and constants) without
+   * an object per vertex.
+   */
   function mercator0(lng, lat, out, i) {
+    const sm = L.Projection.SphericalMercator;
     const d = Math.PI / 180;
-    const s = Math.sin(Math.max(Math.min(MAX_LATITUDE, lat), -MAX_LATITUDE) * d);
-    const scale = 0.5 / (Math.PI * WEB_MERCATOR_R);
-    out[i] = 256 * (scale * WEB_MERCATOR_R * lng * d + 0.5);
-    out[i + 1] = 256 * (-scale * WEB_MERCATOR_R * Math.log((1 + s) / (1 - s)) / 2 + 0.5);
+    const s = Math.sin(Math.max(Math.min(sm.MAX_LATITUDE, lat), -sm.MAX_LATITUDE) * d);
+    const scale = 0.5 / (Math.PI * sm.R);  // EPSG:3857's transformation
+    out[i] = 256 * (scale * sm.R * lng * d + 0.5);
+    out[i + 1] = 256 * (-scale * sm.R * Math.log((1 + s) / (1 - s)) / 2 + 0.5);
   }
 
   const PathSet = L.Path.extend({
@@ -372,7 +374,7 @@
       const ringStart = new Int32Array(rings + 1);
       const items = [];
       const all = [Infinity, Infinity, -Infinity, -Infinity];
-      let lonLat = [Infinity, Infinity, -Infinity, -Infinity];
+      const lonLat = [Infinity, Infinity, -Infinity, -Infinity];
       let v = 0;
       let r = 0;
       this._features.forEach((feature) => {
@@ -426,19 +428,27 @@
     _buildBuckets: function () {
       const n = Math.max(1, Math.ceil(Math.sqrt(this._items.length)));
       const box = this._box0;
-      const w = Math.max(box[2] - box[0], 1e-12);
-      const h = Math.max(box[3] - box[1], 1e-12);
-      const cell = (x, lo, size) => Math.min(n - 1, Math.max(0, Math.floor((x - lo) / size * n)));
-      const buckets = new Array(n * n);
+      this._buckets = { n: n, w: Math.max(box[2] - box[0], 1e-12), h: Math.max(box[3] - box[1], 1e-12), cells: new Array(n * n) };
+      const cells = this._buckets.cells;
       this._items.forEach((item, index) => {
         const b = item.box;
-        for (let j = cell(b[1], box[1], h); j <= cell(b[3], box[1], h); j++) {
-          for (let i = cell(b[0], box[0], w); i <= cell(b[2], box[0], w); i++) {
-            (buckets[j * n + i] || (buckets[j * n + i] = [])).push(index);
+        for (let j = this._row(b[1]); j <= this._row(b[3]); j++) {
+          for (let i = this._column(b[0]); i <= this._column(b[2]); i++) {
+            (cells[j * n + i] || (cells[j * n + i] = [])).push(index);
           }
         }
       });
-      this._buckets = { n: n, w: w, h: h, cells: buckets };
+    },
+
+    /** The bucket column and row of a zoom-0 x and y (clamped to the grid). */
+    _column: function (x) {
+      const g = this._buckets;
+      return Math.min(g.n - 1, Math.max(0, Math.floor((x - this._box0[0]) / g.w * g.n)));
+    },
+
+    _row: function (y) {
+      const g = this._buckets;
+      return Math.min(g.n - 1, Math.max(0, Math.floor((y - this._box0[1]) / g.h * g.n)));
     },
 
     _applyStyles: function () {
@@ -561,9 +571,7 @@
       // Lines answer within half their width plus the renderer's tolerance, in zoom-0 pixels.
       const near = this._k ? (this._maxWeight / 2 + ((this._renderer && this._renderer.options.tolerance) || 0)) / this._k : 0;
       if (!this._items.length || x < box[0] - near || y < box[1] - near || x > box[2] + near || y > box[3] + near) return null;
-      const i = Math.min(g.n - 1, Math.floor((x - box[0]) / g.w * g.n));
-      const j = Math.min(g.n - 1, Math.floor((y - box[1]) / g.h * g.n));
-      const candidates = g.cells[j * g.n + i] || [];
+      const candidates = g.cells[this._row(y) * g.n + this._column(x)] || [];
       for (let c = candidates.length - 1; c >= 0; c--) {
         const item = this._items[candidates[c]];
         const b = item.box;
