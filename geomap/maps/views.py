@@ -184,9 +184,9 @@ def _tiled(names: list[str]) -> dict[str, dict]:
         return Payload(json.dumps(out).encode("utf-8"))
 
     key = ("tiled", tuple(known), settings.map_tiles_above, settings.max_features)
-    data_sets = {ds for name in known for ds in versions.layer_data_sets(layers[name])}
-    if any(not versions.layer_data_sets(layers[name]) for name in known):
-        data_sets = set()  # a layer of unknown provenance: never kept
+    per_layer = [versions.layer_data_sets(layers[name]) for name in known]
+    # A layer of unknown provenance (no data set) means the answer is never kept.
+    data_sets = set().union(*per_layer) if all(per_layer) else set()
     return json.loads(keep.kept(key, data_sets, build).body)
 
 
