@@ -63,6 +63,7 @@ def test_served_battle_map_is_live_and_a_file_is_not() -> None:
         "session": "/api/session",
         "events": "/api/events",
         "cases": "/api/cases",
+        "openCases": "/api/cases?open=true&limit=1000",
         "teamsGeojson": "/api/layers/teams",
         # Who is signed in and the open cases come with the page, like the layers...
         "preload": preload,

@@ -47,7 +47,7 @@ NEAREST_PATH = "/api/teams/nearest"
 SESSION_PATH = "/api/session"
 EVENTS_PATH = "/api/events"
 CASES_PATH = "/api/cases"
-#: The open cases the live screen lists at start (battlemap.js ``loadCases`` asks this).
+#: The open cases the live screen lists at start (the page's ``live.openCases``).
 OPEN_CASES_QUERY = "?open=true&limit=1000"
 #: Minutes after which a team's last position is marked stale (the setting's default).
 STALE_MINUTES = 30.0
@@ -161,10 +161,13 @@ def battle_map(
         def there(path: str) -> str | None:
             return path if routes is None or path in routes else None
 
+        cases = there(CASES_PATH) if show_cases else None
         config["live"] = {
             "session": there(SESSION_PATH),
             "events": there(EVENTS_PATH),
-            "cases": there(CASES_PATH) if show_cases else None,
+            "cases": cases,
+            # The one URL of the open cases: the page asks it, and preloads it below.
+            "openCases": cases and cases + OPEN_CASES_QUERY,
             "teamsGeojson": "/api/layers/teams",
         }
         if preload:
@@ -173,7 +176,7 @@ def battle_map(
             config["live"]["preload"] = [
                 path for path in (
                     there(SESSION_PATH) if not spec.embed else None,
-                    there(CASES_PATH) and show_cases and CASES_PATH + OPEN_CASES_QUERY,
+                    config["live"]["openCases"],
                 ) if path
             ]  # fmt: skip
     return page.shell(spec, config, title=text.ui("title_battle", spec.lang), inline_data=inline)

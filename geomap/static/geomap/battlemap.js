@@ -2694,9 +2694,9 @@
     },
 
     // -- cases
-    /** The open cases the queue lists (the page preloads this URL: battle.OPEN_CASES_QUERY). */
+    /** The open cases the queue lists (the service's URL, which the page also preloads). */
     casesUrl() {
-      return this.url(this.config.live.cases, { open: 'true', limit: 1000 });
+      return this.url(this.config.live.openCases);
     },
 
     async loadCases() {
