@@ -456,6 +456,21 @@ def test_team_mirror_under_concurrent_reads_and_writes_misses_no_commit(db_url):
     assert not errors, errors[:5]
 
 
+def test_team_mirror_look_is_not_planned_anew_on_every_request(db_url):
+    """The look runs on every nearest request: once prepared, PostgreSQL must reuse one
+    generic plan for it (a plan per run cost more than the look itself)."""
+    settings = config.load({"database_url": db_url}, environ={})
+    engine = db.get_engine(settings).execution_options(isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for _ in range(12):  # psycopg prepares on the 5th run; PostgreSQL tries 5 custom
+            routing.team_mirror(conn)
+        plans = conn.execute(sa.text(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%LEFT JOIN teams t%sync_xid BETWEEN%'"
+        )).one()  # fmt: skip
+    assert plans.generic_plans > 0, plans
+
+
 def test_graph_building_keeps_parallel_arcs_and_finds_components():
     nodes, edges = handmade.build()
     frame_nodes = nodes.assign(lon=nodes.geometry.x, lat=nodes.geometry.y)

@@ -75,7 +75,8 @@ _TEAMS_SQL = sa.text(
            coalesce(array_agg(t.sync_xid::text ORDER BY t.id) FILTER (WHERE t.id IS NOT NULL),
                     '{}') AS xids
     FROM state s
-    LEFT JOIN teams t ON t.sync_xid >= s.watermark
+    -- the upper bound excludes nothing: a range for the planner (see routing.mirror)
+    LEFT JOIN teams t ON t.sync_xid BETWEEN s.watermark AND CAST('18446744073709551615' AS xid8)
     GROUP BY s.watermark
     """
 )

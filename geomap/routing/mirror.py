@@ -52,9 +52,15 @@ SYNC_SQL = sa.text(
            t.id, t.code, t.name, t.kind, t.status, t.headcount, t.unit, t.capabilities,
            ST_X(t.geom) AS lon, ST_Y(t.geom) AS lat, t.position_at
     FROM state s
-    LEFT JOIN teams t ON t.sync_xid >= CAST(:watermark AS xid8)
+    LEFT JOIN teams t
+        ON t.sync_xid BETWEEN CAST(:watermark AS xid8) AND CAST('18446744073709551615' AS xid8)
     """
 )
+# The upper bound (xid8's largest value) excludes nothing: it is there for the planner.
+# With an open-ended bound alone, a generic plan expects a third of the teams, so
+# PostgreSQL planned this statement anew on every run (0.1-0.2 ms of planning for 0.03 ms
+# of work, on every request); with a range it expects a few rows, keeps the index scan
+# and reuses the generic plan.
 
 
 @dataclass(frozen=True)
