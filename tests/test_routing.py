@@ -435,12 +435,17 @@ def test_team_mirror_under_concurrent_reads_and_writes_misses_no_commit(db_url):
             committed[0] = version
         stop.set()
 
+    reads = [0]
+
     def reader() -> None:
+        # Outside a transaction, as a nearest-by-distance request: concurrent readers
+        # share looks (TeamMirror.shared_view), and must still miss nothing.
         ai = engine.execution_options(isolation_level="AUTOCOMMIT")
         while not stop.is_set():
             before = committed[0]
             with ai.connect() as conn:
                 teams, _ = routing.team_mirror(conn)
+            reads[0] += 1
             row = int(np.flatnonzero(teams["code"] == "R00007")[0])
             seen = round((teams["lon"][row] - base[0]) / step)
             if seen < before:
