@@ -8,7 +8,8 @@ query on every request. A point outside answers :class:`~geomap.errors.Unreachab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import shapely
@@ -28,12 +29,18 @@ class City:
 
     names: str
     shape: shapely.Geometry | None
+    # GEOS builds a prepared geometry's indexes lazily, on its first tests, and not
+    # thread-safely (libgeos/geos#825), while shapely runs the test without the GIL: two
+    # request threads testing a fresh city at once corrupted the heap. One test at a time
+    # (~3 µs each).
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def contains(self, lon: float, lat: float) -> bool | None:
         """Whether (lon, lat) lies in the city (its boundary included); None: no city."""
         if self.shape is None:
             return None
-        return bool(shapely.intersects_xy(self.shape, lon, lat))
+        with self._lock:
+            return bool(shapely.intersects_xy(self.shape, lon, lat))
 
 
 def _load(conn: Any) -> City:
