@@ -40,11 +40,14 @@ end
 def _wrk(port: int) -> float:
     script = Path(tempfile.mkdtemp()) / "nearest.lua"
     script.write_text(WRK_SCRIPT)
-    out = subprocess.run(
+    done = subprocess.run(
         ["wrk", "-t2", "-c16", f"-d{int(DURATION_S)}s", "-s", str(script),
          f"http://127.0.0.1:{port}/"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    out = done.stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"the server answered errors under load:\n{out}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
