@@ -71,13 +71,21 @@ def p95(values: list[float]) -> float:
 def line(label: str, value: float, unit: str, baseline: float | None = None,
          baseline_label: str = "", goal: str = "") -> None:  # fmt: skip
     """Print one figure, with its ratio to the baseline when there is one."""
-    text = f"  {label}: {value:,.1f} {unit}"
+    text = f"  {label}: {_figure(value)} {unit}"
     if baseline is not None:
         ratio = baseline / value if value else float("inf")
-        text += f"  | baseline {baseline_label}: {baseline:,.1f} {unit} → {ratio:,.1f}× faster"
+        compared = f"{ratio:,.1f}× faster" if ratio >= 1 else f"{1 / ratio:,.1f}× slower"
+        text += f"  | baseline {baseline_label}: {_figure(baseline)} {unit} → {compared}"
     if goal:
         text += f"  [goal {goal}]"
     print(text, flush=True)
+
+
+def _figure(x: float) -> str:
+    """One decimal, or enough for two significant digits below 1 (0.35, 0.0047)."""
+    if x == 0 or abs(x) >= 1:
+        return f"{x:,.1f}"
+    return f"{x:.2g}" if abs(x) < 0.1 else f"{x:.2f}"
 
 
 def machine() -> str:
