@@ -24,6 +24,96 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except OSError:
+                pass  # gone meanwhile
+    return found
+
+
+def _established_by_worker(master: int, port: int) -> dict[int, int]:
+    """Established TCP connections on ``port``, counted per worker process (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                    inodes.add(f"socket:[{fields[9]}]")
+    counts = {}
+    for worker in _children(master):
+        fds = f"/proc/{worker}/fd"
+        counts[worker] = sum(1 for fd in os.listdir(fds)
+                             if _readlink(os.path.join(fds, fd)) in inodes)  # fmt: skip
+    return counts
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _requests_through_a_reload(master: int, port: int) -> list[str]:
+    """Requests on new and on kept-alive connections for ~8 s, a SIGHUP after 2 s; the
+    failures (none expected)."""
+    import threading
+
+    stop = time.monotonic() + 8
+    failures: list[str] = []
+
+    def ask(conn: http.client.HTTPConnection) -> None:
+        conn.request("GET", "/api/teams/nearest?lon=115.892&lat=28.676&k=3")
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            failures.append(f"status {response.status}")
+
+    def fresh() -> None:  # a new connection per request
+        while time.monotonic() < stop:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                ask(conn)
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(f"new connection: {exc!r}")
+            finally:
+                conn.close()
+
+    def kept() -> None:  # one kept-alive connection, reopened when the server closes it
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < stop:
+            try:
+                ask(conn)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # The server may close an idle kept-alive connection (HTTP allows it;
+                # clients retry an idempotent request on a new one, as this one does).
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                try:
+                    ask(conn)
+                except (OSError, http.client.HTTPException) as exc:
+                    failures.append(f"kept-alive, retried: {exc!r}")
+            time.sleep(0.2)
+        conn.close()
+
+    threads = [threading.Thread(target=fresh) for _ in range(3)]
+    threads += [threading.Thread(target=kept) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(2)
+    os.kill(master, signal.SIGHUP)
+    for thread in threads:
+        thread.join(timeout=60)
+    return failures
+
+
 @pytest.mark.slow
 def test_geomap_serve_runs_gunicorn_workers_and_answers(nanchang_url):
     port = _free_port()
@@ -66,10 +156,33 @@ def test_geomap_serve_runs_gunicorn_workers_and_answers(nanchang_url):
         assert response.status == 200
         assert 0 < coverage["summary"]["covered_share"] < 1
         assert coverage["summary"]["units"] == 9
+
+        # A few kept-alive clients (a proxy's pool) are spread over both workers: each
+        # worker listens on its own socket and the kernel shares connections out.
+        pool = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(16)]
+        for client in pool:
+            client.request("GET", "/healthz")
+            assert client.getresponse().read()
+        by_worker = _established_by_worker(server.pid, port)
+        assert len(by_worker) == 2 and min(by_worker.values()) >= 1, by_worker
+        for client in pool:
+            client.close()
+
+        # A second server on the same port is refused, not let in beside the first.
+        second = subprocess.run([sys.executable, "-m", "geomap.cli", "serve", "--workers", "2"],
+                                env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert second.returncode != 0
+        assert f"127.0.0.1:{port} is already in use" in second.stderr, second.stderr[-2000:]
+
+        # A reload (SIGHUP: new workers, the old ones stop) loses no request, on new
+        # connections or on kept-alive ones that the old workers still hold.
+        failures = _requests_through_a_reload(server.pid, port)
+        assert failures == [], failures[:5]
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     output = server.stdout.read().decode()
-    assert "gthread" in output and output.count("Booting worker") == 2, output
+    assert "geomap.serving._Worker" in output, output
+    assert output.count("Booting worker") == 4, output  # 2, then 2 more at the reload
     # The master built the battle map's first view before it forked the workers.
     assert "battle map documents kept: /map/data/" in output and "/map/data/grids" in output
