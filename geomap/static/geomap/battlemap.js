@@ -675,6 +675,11 @@
       }, extra);
     }
 
+    /** A PathSet of `features` drawn in the basemap's coordinates, as geoJsonOptions does for L.geoJSON. */
+    pathSet(features, options) {
+      return new PathSet(features, Object.assign({ toLngLat: this.gcj ? wgs84ToGcj02 : null }, options));
+    }
+
     url(path, params) {
       const all = Object.assign({}, params || {});
       if (this.config.token) all.token = this.config.token;
@@ -1257,9 +1262,8 @@
       }
       const styleOf = varies ? (feature) => this.featurePathStyle(spec, base, feature.properties) : () => base;
       // One path set for all the layer's polygons or lines (thousands of grids, streets).
-      const layer = new PathSet(features, Object.assign({}, base, {
+      const layer = this.pathSet(features, Object.assign({}, base, {
         renderer: this.renderer(pane), interactive: interactive, style: styleOf,
-        toLngLat: this.gcj ? wgs84ToGcj02 : null,
       }));
       if (interactive) {
         this.bindFeatures(layer, (feature) => page.tooltipHtml(spec, feature), (feature) => {
@@ -1556,8 +1560,8 @@
       state.count = drawable.length;
       const base = this.circleStyle(spec);
       const page = this;
-      state.main = new PathSet(drawable, Object.assign({}, base, {
-        renderer: this.renderer('circles'), style: () => base, toLngLat: this.gcj ? wgs84ToGcj02 : null,
+      state.main = this.pathSet(drawable, Object.assign({}, base, {
+        renderer: this.renderer('circles'), style: () => base,
       }));
       this.credit(state.main, spec.credits);
       this.bindFeatures(state.main, (feature) => '<b>' + esc(feature.properties.name) + '</b><br>' +
@@ -1660,9 +1664,8 @@
       state.count = drawable.length;
       state.summary = doc.summary;
       state.query = doc.query;
-      state.main = new PathSet(drawable, {
+      state.main = this.pathSet(drawable, {
         renderer: this.renderer('areas'), style: (f) => page.coverageStyle(f.properties),
-        toLngLat: this.gcj ? wgs84ToGcj02 : null,
       });
       this.credit(state.main, spec.credits);
       this.bindFeatures(state.main, (feature) => '<b>' + esc(feature.properties.name) + '</b><br>' +
