@@ -283,6 +283,18 @@ class PageReport:
         """
         return self.page.evaluate(expression, arg)
 
+    def page_point(self, lon: float, lat: float) -> tuple[float, float]:
+        """Where a lon/lat of the page's map (``window.geomap.map``) is, in page pixels:
+        what a pointer moves to or clicks."""
+        x, y = self.page.evaluate(
+            """([lon, lat]) => { const m = window.geomap.map;
+                 const p = m.latLngToContainerPoint([lat, lon]);
+                 const box = m.getContainer().getBoundingClientRect();
+                 return [box.left + p.x, box.top + p.y]; }""",
+            [lon, lat],
+        )
+        return x, y
+
     def leaflet_summary(self) -> dict[str, Any]:
         """Counts of what the Leaflet page shows.
 

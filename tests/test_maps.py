@@ -404,22 +404,12 @@ def test_battle_map_grids_answer_the_pointer(browser: Any, live: Live) -> None:
     with open_page(f"{live.url}/map?{view}", offline=True, browser=browser, timeout_s=30) as report:
         report.assert_clean()
 
-        def page_point(lon: float, lat: float) -> tuple[float, float]:
-            x, y = report.evaluate(
-                """([lon, lat]) => { const m = window.geomap.map;
-                     const p = m.latLngToContainerPoint([lat, lon]);
-                     const box = m.getContainer().getBoundingClientRect();
-                     return [box.left + p.x, box.top + p.y]; }""",
-                [lon, lat],
-            )
-            return x, y
-
         def tooltip() -> str:
             report.page.wait_for_selector(".leaflet-tooltip", timeout=5000)
             return report.page.locator(".leaflet-tooltip").inner_text()
 
-        x1, y1 = page_point(lon1, lat1)
-        x2, y2 = page_point(lon2, lat2)
+        x1, y1 = report.page_point(lon1, lat1)
+        x2, y2 = report.page_point(lon2, lat2)
         report.page.mouse.move(x1, y1)
         report.page.mouse.move(x1 + 1, y1)
         report.page.wait_for_function(
@@ -661,13 +651,7 @@ def _check_tiled_map(browser: Any, url: str, conn: Any) -> None:
             "SELECT name, ST_X(geom), ST_Y(geom) FROM teams "
             "ORDER BY geom <-> ST_SetSRID(ST_MakePoint(115.8925, 28.6765), 4326) LIMIT 1"
         )).one()  # fmt: skip
-        box = report.evaluate(
-            "([lon, lat]) => { const p = window.geomap.map.latLngToContainerPoint([lat, lon]);"
-            " const r = window.geomap.map.getContainer().getBoundingClientRect();"
-            " return [r.left + p.x, r.top + p.y]; }",
-            [team[1], team[2]],
-        )
-        report.page.mouse.click(box[0], box[1])
+        report.page.mouse.click(*report.page_point(team[1], team[2]))
         report.page.wait_for_selector(".leaflet-popup-content", timeout=10_000)
         assert report.page.locator(".leaflet-popup-content h4").count() == 1
         assert not any("/api/teams/nearest" in r.url for r in report.requests)
@@ -801,14 +785,7 @@ def test_coverage_map(browser: Any, live: Live) -> None:
         grid = next(f for f in live.json(f"/api/coverage?{query}&format=geojson")["features"]
                     if f["properties"]["code"] == gap["code"])  # fmt: skip
         inside = shapely.geometry.shape(grid["geometry"]).representative_point()
-        x, y = report.evaluate(
-            """([lon, lat]) => { const m = window.geomap.map;
-                 const p = m.latLngToContainerPoint([lat, lon]);
-                 const box = m.getContainer().getBoundingClientRect();
-                 return [box.left + p.x, box.top + p.y]; }""",
-            [inside.x, inside.y],
-        )
-        report.page.mouse.click(x, y)
+        report.page.mouse.click(*report.page_point(inside.x, inside.y))
         report.page.wait_for_selector(".leaflet-popup-content", timeout=5000)
         popup = report.page.locator(".leaflet-popup-content").inner_text()
         assert "覆盖范围外居民" in popup and f"{gap['uncovered_population']:,}" in popup
