@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from geomap import crs
+from geomap.ops import escalation
 from tests import casesworld
 
 T0 = casesworld.START  # the world's clock; teams were last seen an hour before
@@ -184,6 +185,12 @@ def test_unknown_team_is_404(ops_client, world):
 
 def test_history_lives_in_monthly_partitions_and_the_track_reads_it(ops_client, world, connection):
     team = world.teams["yth1"]
+    # The service's loop makes the months around its own clock; this world's clock is T0, so
+    # its months are made here as the loop would at T0 (the migration made those around the
+    # wall clock, which T0's month leaves behind as the calendar moves on).
+    escalation.ensure_partitions(connection, T0)
+    month_of_t0 = f"geomap_partitions.team_positions_{T0:%Y_%m}"
+    hour = (T0 - dt.timedelta(minutes=60), T0)
     fixes = [_fix(-50 + 5 * i, 6, 2 + 0.2 * i) for i in range(10)]
     assert _post(ops_client, world, "yth1", fixes).status_code == 200
     # An old fix lands in the default partition; creating its month moves it out.
@@ -210,27 +217,28 @@ def test_history_lives_in_monthly_partitions_and_the_track_reads_it(ops_client, 
         connection.execute(
             sa.text(
                 "SELECT DISTINCT tableoid::regclass::text FROM team_positions "
-                "WHERE team_id = :id AND recorded_at >= '2026-11-01'"
+                "WHERE team_id = :id AND recorded_at >= :first"
             ),
-            {"id": team},
+            {"id": team, "first": T0.replace(day=1, hour=0, minute=0)},
         )
         .scalars()
         .all()
     )
-    assert month == ["geomap_partitions.team_positions_2026_11"]
+    assert month == [month_of_t0]
     # A query for one team and one hour reads one partition (pruning) through the index.
     plan = "\n".join(
         connection.execute(
             sa.text(
                 "EXPLAIN SELECT * FROM team_positions WHERE team_id = :id "
-                "AND recorded_at >= '2026-11-20T07:00:00Z' AND recorded_at < '2026-11-20T08:00:00Z'"
+                "AND recorded_at >= :first AND recorded_at < :last"
             ),
-            {"id": team},
+            {"id": team, "first": hour[0], "last": hour[1]},
         ).scalars()
     )
-    assert "team_positions_2026_11" in plan and "team_positions_2019_03" not in plan
+    assert month_of_t0.split(".")[1] in plan and "team_positions_2019_03" not in plan
     track = ops_client.get(
-        f"/api/teams/{team}/track?from=2026-11-20T07:00:00Z&to=2026-11-20T08:00:00Z",
+        f"/api/teams/{team}/track",
+        query_string={"from": hour[0].isoformat(), "to": hour[1].isoformat()},
         headers=world.headers(),
     ).get_json()
     assert track["geometry"]["type"] == "LineString"
