@@ -110,11 +110,13 @@ def test_revoking_the_key_ends_its_sessions_and_sign_out_ends_one(ops_client, wo
 def test_sessions_expire(shared_url, connection, world):
     from tests.conftest import _app_on
 
-    app = _app_on(shared_url, connection, session_hours=0.0003)  # about a second
+    hours = 0.001  # 3.6 s: room for the first request on a loaded machine
+    app = _app_on(shared_url, connection, session_hours=hours)
     client = app.test_client()
     _sign_in(client, world.keys["commander"])
+    signed_in = time.monotonic()  # the session began before this, so it ends before
     assert client.get("/api/cases").status_code == 200
-    time.sleep(1.3)
+    time.sleep(max(0.0, signed_in + hours * 3600 + 0.3 - time.monotonic()))
     assert client.get("/api/cases").status_code == 401
 
 
