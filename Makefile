@@ -1,10 +1,13 @@
 # geomap: two commands on a fresh Debian 12 machine.
 #   make run   installs what is missing, starts the embedded PostGIS, loads Nanchang, serves
 #   make test  runs the whole suite against a real PostGIS (+ pgRouting) and Chromium
+#   make lock  rewrites constraints.txt, the exact versions `make venv` installs, from a fresh
+#              venv resolving setup.cfg's ranges anew (run it after changing them; commit the file)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := constraints.txt
 
 # Debian packages: libatomic1 (Playwright's bundled node driver links libatomic.so.1, which
 # a bare Debian lacks), the database (PostGIS 3 + pgRouting for PostgreSQL 15), GDAL's
@@ -16,7 +19,7 @@ STAMP  := $(VENV)/.installed
 SYSTEM_PACKAGES := libatomic1 postgresql-15-postgis-3 postgresql-15-pgrouting gdal-bin chromium \
                    fonts-wqy-microhei nginx
 
-.PHONY: run test deps venv db-up db-down seed bench lint fuzz clean
+.PHONY: run test deps venv lock db-up db-down seed bench lint fuzz clean
 
 run: deps venv db-up
 	$(BIN)/geomap seed nanchang --if-empty
@@ -43,10 +46,21 @@ deps:
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# Installed within the versions of $(LOCK), so every machine tests and runs the same ones.
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -c $(LOCK) -e '.[test]'
 	touch $(STAMP)
+
+# A throwaway venv (in a temporary folder, removed after) installs setup.cfg's ranges without
+# $(LOCK), so at their newest, and tools/lock.py writes down what that pulled in; .venv keeps
+# its versions until the next `make venv`, which the newer $(LOCK) triggers.
+lock:
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/pip" install -q --disable-pip-version-check -e '.[test]' && \
+	"$$tmp/venv/bin/python" tools/lock.py > "$$tmp/$(LOCK)" && \
+	mv "$$tmp/$(LOCK)" $(LOCK)
 
 db-up: deps venv
 	$(BIN)/geomap db up
@@ -58,7 +72,7 @@ seed: db-up
 	$(BIN)/geomap seed nanchang
 
 bench: deps venv db-up
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/pip install -q --disable-pip-version-check -c $(LOCK) -e '.[test,bench]'
 	$(BIN)/python -m bench
 
 fuzz: deps venv

@@ -197,9 +197,9 @@ def key_principal(conn: Any, key: str) -> Principal | None:
 class _LastUsed:
     """Writes ``api_keys.last_used_at`` in the background, at most once a minute per key.
 
-    The write used to be an UPDATE in the request's own transaction, holding the key's row
-    lock until the request ended: two requests with one key ran one after the other. Now
-    the request never writes; a single background thread does, each write its own
+    An UPDATE in the request's own transaction would hold the key's row lock until the
+    request ended, so two requests with one key would run one after the other. So the
+    request never writes; a single background thread does, each write its own
     transaction, skipping a row that someone else has locked.
     """
 

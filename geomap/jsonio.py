@@ -1,8 +1,8 @@
 """JSON for the service: orjson behind Flask's JSON provider.
 
-Answers are mostly numbers and short strings; the standard library's encoder spent more
-time on a nearest-teams answer than the routing did. orjson writes UTF-8 (Chinese names
-stay readable, as ``ensure_ascii=False`` did), keeps key order, and serialises numpy
+Answers are mostly numbers and short strings; the standard library's encoder spends more
+time on a nearest-teams answer than the routing does. orjson writes UTF-8 (Chinese names
+stay readable, as with ``ensure_ascii=False``), keeps key order, and serialises numpy
 scalars and arrays; anything else it does not know is written as ``str()``.
 """
 

@@ -122,8 +122,8 @@ MAX_JSON_DEPTH = 20
 def check_text(value: Any, name: str, max_chars: int = MAX_PARAM_CHARS) -> str:
     """Text that PostgreSQL and UTF-8 can carry: no NUL, no lone surrogate, not too long.
 
-    PostgreSQL refuses NUL in text and a lone surrogate cannot be encoded as UTF-8: both
-    used to reach the database and come back as a 500.
+    PostgreSQL refuses NUL in text and a lone surrogate cannot be encoded as UTF-8: let
+    through, either would reach the database and come back as a 500.
     """
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be text, got {_json_type(value)}", field=name)

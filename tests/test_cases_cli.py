@@ -81,13 +81,15 @@ def test_import_an_xlsx_register_in_cgcs2000(cli_world, db_url, tmp_path):
 
 def test_a_register_with_bad_rows_imports_nothing_and_names_them(cli_world, db_url, tmp_path):
     good = _points(1)[0]
+    # The CLI reads the wall clock: "in the future" is a year from now, whatever the date.
+    next_year = (dt.datetime.now(dt.UTC) + dt.timedelta(days=365)).isoformat(timespec="seconds")
     rows = [
         "title,lon,lat,severity,reported_at",
         f"ok,{good[0]},{good[1]},low,2026-11-20T08:00:00+08:00",
         f",{good[0]},{good[1]},low,",  # no title
         f"bad lon,east,{good[1]},low,",
         f"bad severity,{good[0]},{good[1]},huge,",
-        f"future,{good[0]},{good[1]},low,2099-01-01T00:00:00+08:00",
+        f"future,{good[0]},{good[1]},low,{next_year}",
         f"nul\x00,{good[0]},{good[1]},low,",
     ]
     path = tmp_path / "bad.csv"

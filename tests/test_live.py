@@ -110,11 +110,13 @@ def test_revoking_the_key_ends_its_sessions_and_sign_out_ends_one(ops_client, wo
 def test_sessions_expire(shared_url, connection, world):
     from tests.conftest import _app_on
 
-    app = _app_on(shared_url, connection, session_hours=0.0003)  # about a second
+    hours = 0.001  # 3.6 s: room for the first request on a loaded machine
+    app = _app_on(shared_url, connection, session_hours=hours)
     client = app.test_client()
     _sign_in(client, world.keys["commander"])
+    signed_in = time.monotonic()  # the session began before this, so it ends before
     assert client.get("/api/cases").status_code == 200
-    time.sleep(1.3)
+    time.sleep(max(0.0, signed_in + hours * 3600 + 0.3 - time.monotonic()))
     assert client.get("/api/cases").status_code == 401
 
 
@@ -174,6 +176,12 @@ def live(db_url):
 
     stop_hub(app)
     engine.dispose()
+
+
+def _listening(app) -> None:
+    """Wait until the process's hub listens (it starts with the first stream): a write
+    committed before that is not news to it. Polled with a bound for a loaded machine."""
+    assert app.extensions["geomap_hub"][1].connected.wait(30), "the hub never listened"
 
 
 class Stream:
@@ -252,11 +260,11 @@ def _create_case(url: str, world, **fields) -> dict:
 
 
 def test_a_write_reaches_every_stream_as_its_role_may_see_it(live):
-    world, url, _, _ = live
+    world, url, _, app = live
     with streams(url, world.headers("commander"), world.headers("viewer")) as (boss, viewer):
         assert boss.response.status == 200
         assert boss.response.getheader("Content-Type").startswith("text/event-stream")
-        time.sleep(0.3)  # the hub is listening (it starts with the first stream)
+        _listening(app)
         started = time.monotonic()
         case = _create_case(url, world, reporter_phone="13800000001", reporter_name="王")
         seen = boss.wait_for("case.created")
@@ -270,9 +278,9 @@ def test_a_write_reaches_every_stream_as_its_role_may_see_it(live):
 
 def test_a_write_by_another_process_reaches_the_stream(live):
     """A commit from outside the service (the CLI, psql: here a raw connection)."""
-    world, url, engine, _ = live
+    world, url, engine, app = live
     with streams(url, world.headers("viewer")) as (viewer,):
-        time.sleep(0.3)
+        _listening(app)
         team = world.teams["med1"]
         with engine.begin() as conn:  # what `geomap teams set-status` does, in its own process
             from geomap.ops import teams as team_ops
@@ -291,7 +299,7 @@ def _titles(stream: Stream) -> list[str]:
 def test_a_stream_resumes_after_the_last_event_it_saw(live):
     world, url, _, app = live
     with streams(url, world.headers()) as (first,):
-        time.sleep(0.3)
+        _listening(app)
         _create_case(url, world, title="一")
         seen = first.wait_for("case.created")
     # Missed while away: two cases.
@@ -356,7 +364,7 @@ def test_an_embed_token_gets_only_the_events_of_its_layers(live):
         token_stream(f"{url}/api/events?token={teams_only}") as embed,
         streams(url, world.headers()) as (boss,),
     ):
-        time.sleep(0.3)
+        _listening(app)
         _create_case(url, world)
         boss.wait_for("case.created")
         with engine.begin() as conn:
@@ -408,7 +416,7 @@ def test_an_escalation_reaches_the_stream_with_no_write(db_url):
         loop = start_loop(app)
         try:
             with streams(url, world.headers("viewer")) as (viewer,):
-                time.sleep(0.5)
+                _listening(app)
                 world.clock.advance(minutes=11)  # time passes; nobody writes
                 started = time.monotonic()
                 event = viewer.wait_for("case.escalated", timeout_s=5.0)

@@ -275,11 +275,18 @@ def test_jobs_run_in_a_thread_report_progress_and_cancel(db_url):
         return {}
 
     thread = jobs.start(engine, job_id, work)
-    time.sleep(0.5)
+    # Polled, not slept: on a loaded machine the thread may take a while to report a step.
+    deadline = time.monotonic() + 60
     running = client.get(f"/api/jobs/{job_id}").get_json()
+    while not (running["status"] == "running" and running["progress"] > 0) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+        running = client.get(f"/api/jobs/{job_id}").get_json()
     assert running["status"] == "running" and 0 < running["progress"] < 1
     assert client.delete(f"/api/jobs/{job_id}").get_json()["cancel_requested"] is True
-    thread.join(timeout=10)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
     assert client.get(f"/api/jobs/{job_id}").get_json()["status"] == "cancelled"
     assert client.delete(f"/api/jobs/{job_id}").get_json()["status"] == "deleted"
     assert client.get(f"/api/jobs/{job_id}").status_code == 404

@@ -1,7 +1,7 @@
 """Compressed, revalidated answers: gzip and a strong ETag on every GET, in one place.
 
 The map pages load megabytes of layers, analyses and scripts; sent as they are, the
-circles page alone was 25 MB. Every non-streamed ``200`` answer to a GET (or HEAD) gets,
+circles page alone is 25 MB. Every non-streamed ``200`` answer to a GET (or HEAD) gets,
 after its view has run (:func:`init_app`):
 
 * a strong ``ETag`` from a hash of its body, and ``304 Not Modified`` (no body) when the

@@ -20,7 +20,7 @@ from geomap.errors import InvalidInput
 MAX_ROUTES = 10
 #: Straight-line coverage reach: 1 km 1.0 s, 2 km 2.6 s, 5 km 11 s (and a failure).
 MAX_COVERAGE_M = 2_000.0
-#: Network coverage has no bound of its own any more: on the in-memory street graph
+#: Network coverage needs no bound of its own: on the in-memory street graph
 #: (geomap.routing) every provider set and reach costs at most one search of the whole
 #: network and one pass over the grids' sample points (all 6,939 stations, 120 min:
 #: well under a second). The analysis slots (guard.heavy) still share the cores.

@@ -257,7 +257,7 @@ def _circles(embed: bool) -> Response:
         "circles",
     )
     settings = current_app.config["GEOMAP"]
-    # Validated here, so a bad parameter is a 400 now rather than an error in the page.
+    # Validated here, so a bad parameter is a 400 rather than an error in the page.
     query = circles.make_query(
         of=args.str("of", "red"),
         kinds=args.list("kind"),
@@ -281,7 +281,7 @@ def _circles(embed: bool) -> Response:
 
 
 def _coverage_query(args: Args) -> coverage.Query:
-    """The coverage map's question, validated (a bad parameter is a 400 now)."""
+    """The coverage map's question, validated (a bad parameter is a 400)."""
     within_m, within_min = args.raw("within_m"), args.raw("within_min")
     if within_m is None and within_min is None:
         within_m = 1000  # the page's default question: what has a station within 1 km?

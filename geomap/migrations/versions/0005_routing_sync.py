@@ -16,7 +16,7 @@ and must never mix another transaction's uncommitted rows into what it shares:
   A reader fetches the rows written at or after the oldest transaction that was still
   running at its previous look (its snapshot's xmin): nothing committed since is missed,
   without a shared row that every team update would have to lock.
-* ``circles.start_edge``/``start_fraction``: circles now start at a position along an
+* ``circles.start_edge``/``start_fraction``: circles start at a position along an
   edge (as ``pgr_withPoints`` does), not at the nearest node; ``circles.population``:
   the residents inside, counted when the circle is built (so grids changing forget them).
 """
