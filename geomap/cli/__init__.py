@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from geomap import config
-from geomap.clitools import handle_errors
-from geomap.clitools import settings as _settings
+from geomap.cli._common import handle_errors
+from geomap.cli._common import settings as _settings
 from geomap.errors import ConfigError
 
 
@@ -725,9 +725,9 @@ def plan_sites(ctx: click.Context, of: str, kinds: tuple[str, ...],
 
 
 def _attach_subcommands() -> None:
-    from geomap.maps.cli import map_group
-    from geomap.ops.cli import cases_group
-    from geomap.stations_cli import stations_group
+    from geomap.cli.cases import cases_group
+    from geomap.cli.map import map_group
+    from geomap.cli.stations import stations_group
 
     main.add_command(map_group)
     main.add_command(cases_group)
