@@ -1,8 +1,8 @@
 """The ``geomap`` command: a thin layer over the package's functions.
 
 One module per command group (``db``, ``seed``, ``load``, ``network``, ``nearest``,
-``report``, ``circles``, ``keys``, ``serve``, ``plan``, ``map``, ``cases``, ``stations``);
-what they share (the settings, errors as messages, JSON out) is in
+``report``, ``circles``, ``keys``, ``serve``, ``plan``, ``map``, ``cases``, ``stations``,
+``settings``); what they share (the settings, errors as messages, JSON out) is in
 :mod:`geomap.cli._common`. Every command reads the settings (``GEOMAP_*``) when it runs;
 errors of the :class:`~geomap.errors.GeomapError` family print their message and exit with
 status 1 (2 for configuration problems).
@@ -24,6 +24,7 @@ from geomap.cli.plan import plan_group
 from geomap.cli.report import report
 from geomap.cli.seed import provenance_cmd, seed
 from geomap.cli.serve import serve
+from geomap.cli.settings import settings_cmd
 from geomap.cli.stations import stations_group
 
 __all__ = ["main"]
@@ -39,6 +40,6 @@ def main(ctx: click.Context) -> None:
 
 for _command in (
     db, seed, provenance_cmd, load, network, nearest_cmd, report, circles_group, keys, serve,
-    plan_group, map_group, cases_group, stations_group,
+    plan_group, map_group, cases_group, stations_group, settings_cmd,
 ):  # fmt: skip
     main.add_command(_command)
