@@ -19,7 +19,7 @@ LOCK   := constraints.txt
 SYSTEM_PACKAGES := libatomic1 postgresql-15-postgis-3 postgresql-15-pgrouting gdal-bin chromium \
                    fonts-wqy-microhei nginx
 
-.PHONY: run test deps venv lock db-up db-down seed bench lint fuzz clean
+.PHONY: run test deps venv lock db-up db-down seed bench lint fuzz readme clean
 
 run: deps venv db-up
 	$(BIN)/geomap seed nanchang --if-empty
@@ -80,6 +80,10 @@ fuzz: deps venv
 
 lint: venv
 	$(BIN)/ruff check .
+
+# README.md's settings table, generated from geomap/config.py (tests/test_settings_doc.py checks it)
+readme: venv
+	$(BIN)/geomap settings --readme README.md
 
 clean:
 	-$(BIN)/geomap db down

@@ -2,7 +2,8 @@
 
 Settings are read from ``GEOMAP_*`` environment variables when :func:`load` is called
 (never at import time), optionally overlaid by a mapping (``create_app(test_config)``).
-The README lists them all; ``tests/test_config.py`` fails when one is undocumented.
+``geomap settings`` prints them all; README.md holds its table, and
+``tests/test_settings_doc.py`` fails when the two differ.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "SQLAlchemy URL of an external PostGIS database (e.g. "
-        "postgresql+psycopg://user@host/db). Unset: the embedded cluster in STATE_DIR is used.",
+        "postgresql+psycopg://user@host/db). Unset: the embedded cluster in `GEOMAP_STATE_DIR` "
+        "is used.",
     ),
     Setting(
         "state_dir",
@@ -68,8 +70,8 @@ SETTINGS: tuple[Setting, ...] = (
         "pg_port",
         int,
         5432,
-        "Port number of the embedded cluster. It listens only on a Unix socket in STATE_DIR, "
-        "so it never clashes with another server on that port.",
+        "Port number of the embedded cluster. It listens only on a Unix socket in "
+        "`GEOMAP_STATE_DIR`, so it never clashes with another server on that port.",
     ),
     Setting("data_dir", _path, PROJECT_DIR / "data", "Folder of the bundled datasets."),
     Setting("host", str, "127.0.0.1", "Address `geomap serve` binds to."),
@@ -86,7 +88,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         4,
         "Threads per worker process of `geomap serve`; each holds at most one database "
-        "connection, so keep POOL_SIZE at least THREADS + 2 (background work).",
+        "connection, so keep `GEOMAP_POOL_SIZE` at least threads + 2 (background work).",
     ),
     Setting(
         "statement_timeout_ms",
@@ -105,8 +107,8 @@ SETTINGS: tuple[Setting, ...] = (
         "circle_access_m",
         float,
         50.0,
-        "Width in metres around reached streets that a walking circle covers (doors and "
-        "courtyards off the street).",
+        "Width in metres around reached streets that a walking circle (and coverage by travel "
+        "time) covers: doors and courtyards off the street.",
     ),
     Setting(
         "open_read",
@@ -120,7 +122,8 @@ SETTINGS: tuple[Setting, ...] = (
         "secret_key",
         str,
         None,
-        "Secret that signs embed tokens. Unset: one is generated and kept in STATE_DIR.",
+        "Secret that signs embed tokens. Unset: one is generated and kept in "
+        "`GEOMAP_STATE_DIR`/secret_key.",
     ),
     Setting(
         "cors_origins",
@@ -199,8 +202,8 @@ SETTINGS: tuple[Setting, ...] = (
         "map_tiles_above",
         int,
         10_000,
-        "A map layer with more features than this (or than MAX_FEATURES) is drawn from "
-        "vector tiles made by PostGIS (/tiles/<layer>/{z}/{x}/{y}.pbf) instead of one "
+        "A map layer with more features than this (or than `GEOMAP_MAX_FEATURES`) is drawn "
+        "from vector tiles made by PostGIS (`/tiles/<layer>/{z}/{x}/{y}.pbf`) instead of one "
         "document; 0: every layer is tiled.",
     ),
     Setting(
@@ -269,7 +272,7 @@ SETTINGS: tuple[Setting, ...] = (
         "call_per_station_per_hour",
         int,
         30,
-        "One-click calls (/call/<station code>) one station may make in an hour (token "
+        "One-click calls (`/call/<station code>`) one station may make in an hour (token "
         "bucket per service process; bursts up to this many); beyond it: 429 with "
         "Retry-After. 0 turns the limit off.",
     ),

@@ -28,10 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from geomap import config, create_app, crs, db
 from geomap.analysis import circles
+from geomap.cli.map import map_group
 from geomap.errors import ConfigError, InvalidInput
 from geomap.layers import load_catalog
 from geomap.maps import assets, battle, compact, page, security
-from geomap.maps.cli import map_group
 from tests.browser import launch_browser, open_page, requires_chromium, serve_app
 
 FRAMERS = ("'self'", "https://portal.example.gov.cn")

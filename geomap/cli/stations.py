@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from geomap.clitools import handle_errors
-from geomap.clitools import settings as _settings
+from geomap.cli._common import handle_errors
+from geomap.cli._common import settings as _settings
 
 
 @click.group("stations")

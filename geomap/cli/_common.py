@@ -1,8 +1,9 @@
-"""What every click command of geomap shares: the settings, and errors as CLI messages."""
+"""What every click command of geomap shares: the settings, errors as CLI messages, JSON out."""
 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -30,3 +31,16 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2 if isinstance(exc, ConfigError) else 1)
 
     return wrapper
+
+
+def echo_json(value: Any, *, indent: int = 2) -> None:
+    """Print an answer as JSON on stdout.
+
+    Parameters
+    ----------
+    value : Any
+        Plain data; values JSON lacks (dates, decimals) are written as their ``str``.
+    indent : int, default 2
+        Spaces per level.
+    """
+    click.echo(json.dumps(value, ensure_ascii=False, indent=indent, default=str))

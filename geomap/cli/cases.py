@@ -7,15 +7,14 @@ are audited under the operating-system user's name (role ``cli``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from geomap import vocab
-from geomap.clitools import handle_errors
-from geomap.clitools import settings as _settings
+from geomap.cli._common import echo_json, handle_errors
+from geomap.cli._common import settings as _settings
 
 
 @click.group("cases")
@@ -67,7 +66,7 @@ def cases_list(
             session, now=now, personal=True, statuses=chosen, kind=kind, unit=unit, limit=limit
         )
     if as_json:
-        click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+        echo_json(answer)
         return
     for case in answer["cases"]:
         unit_name = (case["level_unit"] or {}).get("name") or "-"
@@ -93,7 +92,7 @@ def cases_show(ctx: click.Context, case_id: int) -> None:
     with db.session_scope(_settings(ctx)) as session:
         escalation.materialize_due(session, now)
         case = cases.get(session, case_id, now=now, personal=True)
-    click.echo(json.dumps(case, ensure_ascii=False, indent=2))
+    echo_json(case)
 
 
 @cases_group.command("stats")
@@ -131,7 +130,7 @@ def cases_stats(
         escalation.materialize_due(session, now)
         answer = stats.stats(session, level=level, kind=kind, since=start, until=end, now=now)
     if fmt == "json":
-        click.echo(json.dumps(answer, ensure_ascii=False, indent=2))
+        echo_json(answer)
     elif fmt == "csv":
         click.echo(stats.to_csv(answer), nl=False)
     else:

@@ -17,8 +17,8 @@ from pathlib import Path
 import click
 
 from geomap import config, db
-from geomap.clitools import handle_errors
-from geomap.clitools import settings as cli_settings
+from geomap.cli._common import handle_errors
+from geomap.cli._common import settings as cli_settings
 
 
 @click.group("map")
