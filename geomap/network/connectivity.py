@@ -26,7 +26,7 @@ def islands(nodes: pd.DataFrame, edges: pd.DataFrame) -> dict[str, dict[str, int
     Parameters
     ----------
     nodes, edges : DataFrame
-        As :func:`read_osm` returns.
+        As :func:`~geomap.network.osm.read_osm` returns.
 
     Returns
     -------

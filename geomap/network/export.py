@@ -18,13 +18,13 @@ def to_networkx(
 ) -> nx.DiGraph:
     """The network as a directed networkx graph, with travel seconds as ``weight``.
 
-    The same rules as pgRouting's reading of :func:`edges_sql`: a negative cost is no arc,
-    and of parallel arcs the cheapest is kept.
+    The same rules as pgRouting's reading of :func:`~geomap.network.pgrouting.edges_sql`:
+    a negative cost is no arc, and of parallel arcs the cheapest is kept.
 
     Parameters
     ----------
     nodes, edges : DataFrame
-        As :func:`read_osm` returns (or read back from the tables).
+        As :func:`~geomap.network.osm.read_osm` returns (or read back from the tables).
     mode : {"walk", "drive"}
     walk_speed_kmh : float
 

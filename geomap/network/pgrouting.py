@@ -114,7 +114,7 @@ def edges_sql(
 
     pgRouting takes its edge query as SQL text and runs it itself, so the query cannot
     carry bound parameters. Only two kinds of value go into the text: column names from
-    :data:`MODES` (a constant of this module) and numbers this function has converted with
+    :data:`~geomap.modes.MODES` (a constant) and numbers this function has converted with
     ``float()`` and checked to be finite. ``repr`` of a finite float is only digits, ``.``,
     ``e`` and signs, so nothing a caller passes can add SQL. The text itself is then given
     to pgRouting as a bound parameter (see :func:`costs_from`).
