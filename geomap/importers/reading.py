@@ -70,6 +70,25 @@ _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sb
 
 
 class Reader:
+    """Reads one file for a layer; :meth:`read` returns its :class:`Table`.
+
+    Parameters
+    ----------
+    path : Path
+        The file (``.geojson``/``.json``, ``.gpkg``, ``.shp``, ``.zip``, ``.csv``/``.txt``).
+    layer : str
+        The table it is read for (a GeoPackage's layer is chosen by this name).
+    encoding : str or None
+        The text encoding; None to detect it.
+    label : str, optional
+        How messages name the file (a Shapefile inside a zip is named by the zip).
+
+    Attributes
+    ----------
+    warnings : list of str
+        What the user should know about the reading (e.g. the encoding chosen).
+    """
+
     def __init__(self, path: Path, layer: str, encoding: str | None, label: str | None = None):
         self.path = path
         self.layer = layer
@@ -81,6 +100,13 @@ class Reader:
         return InvalidFile(message, path=self.label, **kwargs)
 
     def read(self) -> Table:
+        """The file as read: attributes, raw geometries, the CRS it declares.
+
+        Raises
+        ------
+        InvalidFile
+            Missing, unreadable, of an unknown format, or not decodable.
+        """
         if not self.path.exists():
             raise self.fail("no such file")
         if self.path.is_dir():
