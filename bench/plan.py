@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from bench._env import ROOT, line, p50, settings_for, timings_ms
 from geomap import db
 from geomap.analysis import circles, coverage
-from geomap.planning import index, scenarios, suggest
+from geomap.planning import scenarios, suggest
+from geomap.routing import index
 
 COLD_SNIPPET = """
 import sys, time

@@ -149,7 +149,7 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except sa.exc.OperationalError as exc:
-        if exc.connection_invalidated or _is_connect_error(exc):
+        if exc.connection_invalidated or is_connect_error(exc):
             raise DatabaseUnavailable(
                 "the database is not reachable right now; try again shortly "
                 f"({_first_line(exc.orig)})"
@@ -157,7 +157,19 @@ def translate_errors() -> Iterator[None]:
         raise
 
 
-def _is_connect_error(exc: sa.exc.OperationalError) -> bool:
+def is_connect_error(exc: sa.exc.OperationalError) -> bool:
+    """True when ``exc`` says the database cannot be reached (refused, gone, starting up).
+
+    Parameters
+    ----------
+    exc : sqlalchemy.exc.OperationalError
+        The error a statement or a connect raised.
+
+    Returns
+    -------
+    bool
+        False for errors of the statement itself (timeouts, constraint violations).
+    """
     text = str(exc.orig).lower()
     return any(
         marker in text
@@ -171,6 +183,10 @@ def _is_connect_error(exc: sa.exc.OperationalError) -> bool:
             "the database system is",
         )
     )
+
+
+#: The name geomap.api.errors imports; drop it once that imports is_connect_error.
+_is_connect_error = is_connect_error
 
 
 def _first_line(exc: Any) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from geomap import auth, create_app, db
 from geomap.cli import main
-from geomap.planning import index
+from geomap.routing import index
 from tests.browser import launch_browser, open_page, requires_chromium, serve_app
 from tests.test_planning import busy_township
 

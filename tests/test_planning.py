@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from geomap import config, create_app, db
 from geomap.analysis import coverage
-from geomap.planning import demand, index, jobs, models, suggest
+from geomap.planning import demand, jobs, models, suggest
+from geomap.routing import index
 from tests import handmade
 
 

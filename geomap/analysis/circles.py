@@ -32,7 +32,7 @@ from geomap import routing, vocab
 from geomap.analysis import coverage, reach
 from geomap.errors import InvalidInput
 from geomap.params import check_choice, check_choices, check_positive
-from geomap.routing import search, snap
+from geomap.routing import index, search, snap
 
 GEOD = Geod(ellps="WGS84")
 
@@ -263,10 +263,8 @@ def build(
         if progress:
             progress(i + 1, len(missing))
     session.execute(INSERT_SQL, rows)
-    # Keep the venues' reach for coverage answers too (geomap.planning.index): the union
+    # Keep the venues' reach for coverage answers too (geomap.routing.index): the union
     # of circles, /api/coverage and scenarios then answer from the kept sets.
-    from geomap.planning import index
-
     reach_spec = index.Reach(MODE, query.budget_s, query.walk_speed_kmh, query.access_m)
     keeper = index.engine(session, query.access_m)
     keeper.sample_index(session)

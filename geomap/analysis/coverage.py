@@ -36,6 +36,7 @@ from geomap.params import (
     check_positive,
     metric_srid,
 )
+from geomap.routing import index
 
 LEVELS = ("grid", "community", "township", "district")
 PROVIDERS = {
@@ -61,7 +62,7 @@ DEFINITIONS = {
 }
 MAX_WITHIN_M = 50_000.0
 MAX_WITHIN_MIN = 120.0
-#: Network coverage keeps each place's reach (geomap.planning.index) for sets of at most
+#: Network coverage keeps each place's reach (geomap.routing.index) for sets of at most
 #: this many places walking at most this long; beyond, one search from all is cheaper
 #: than a search and a stored set per place (6,939 stations: 7 s against 0.1 s). The
 #: largest venue set planners ask about by kind, the community centres (one per
@@ -352,8 +353,6 @@ def network_rows(
     street (see :mod:`geomap.routing.sample`); ``nearest_m`` is the straight line from a
     point inside the grid to the nearest place.
     """
-    from geomap.planning import index
-
     if mode == "walk" and places.shape[0] <= KEPT_REACH_PLACES and budget_s <= KEPT_REACH_S:
         # Venue sets (red venues, station kinds): the reach sets kept per place (in the
         # process and in `venue_reach`) answer with a union and a count, even in a fresh

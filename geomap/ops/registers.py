@@ -29,7 +29,7 @@ import shapely
 from geomap import crs, vocab
 from geomap.analysis import city
 from geomap.errors import InvalidFile, InvalidInput
-from geomap.importers import _detect_encoding
+from geomap.importers.encoding import detect_encoding
 from geomap.ops import audit, cases
 from geomap.ops.rules import Rules
 from geomap.params import CST, check_datetime
@@ -72,7 +72,7 @@ def _fail(path: Path, message: str) -> InvalidFile:
 
 def _read_csv(path: Path) -> pd.DataFrame:
     data = path.read_bytes()
-    encoding = _detect_encoding([data])
+    encoding = detect_encoding([data])
     if encoding is None:
         raise _fail(path, "cannot tell the text encoding: it is neither UTF-8 nor GB18030/GBK")
     text = data.decode("utf-8-sig" if encoding == "utf-8" else encoding)

@@ -1,7 +1,7 @@
 """Planning: where the next stations go, what-if scenarios, coverage in a blink.
 
-* :mod:`~geomap.planning.index`: each place's reached sample points, kept in the process
-  and in the database (``venue_reach``): the coverage of any set of places is a union.
+The kept reach sets it answers from are :mod:`geomap.routing.index`.
+
 * :mod:`~geomap.planning.demand`: residents' sample points grouped into demand units.
 * :mod:`~geomap.planning.models`: maximal coverage, set covering, p-median (spopt on
   HiGHS, made to scale by a Lagrangian bound that fixes most sites), and greedy.

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from geomap.errors import GeomapError, NotFound
-from geomap.planning.index import Cancelled
 from geomap.planning.suggest import Progress
+from geomap.routing.index import Cancelled
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from geomap import vocab
 from geomap.analysis import circles, coverage
 from geomap.errors import InvalidInput, NotFound
 from geomap.params import check_choice, check_choices, check_lonlat, check_positive
-from geomap.planning import index, suggest
+from geomap.planning import suggest
+from geomap.routing import index
 
 MAX_CHANGES = 5_000
 FIELDS = "id, owner, name, description, venue_set, added, removed, origin, created_at, updated_at"

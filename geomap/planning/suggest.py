@@ -11,7 +11,7 @@ the grids, counted on the grids' sample points (see :mod:`geomap.planning.demand
 each site, by the rule of the 15-minute circles.
 
 Phases (their times are part of the answer): *matrix* (each candidate's reach: one
-bounded search per candidate, or the kept sets of :mod:`geomap.planning.index`), *model*
+bounded search per candidate, or the kept sets of :mod:`geomap.routing.index`), *model*
 (demand units and the instance), *solve* (the model), *greedy* (the greedy heuristic on
 the same instance, reported beside the model's answer).
 """
@@ -34,7 +34,8 @@ from geomap.analysis import circles, coverage
 from geomap.errors import InvalidInput
 from geomap.params import check_choice, check_choices, check_int, check_lonlat, check_positive
 from geomap.planning import demand as demand_mod
-from geomap.planning import index, models
+from geomap.planning import models
+from geomap.routing import index
 
 MODELS = ("coverage", "covering", "median")
 CANDIDATE_SOURCES = ("stations", "layer")
@@ -241,7 +242,7 @@ def _places(rows: list[dict]) -> np.ndarray:
 
 class Progress:
     """Reports a run's progress as (share done, message) through ``report``, and stops it
-    (:class:`geomap.planning.index.Cancelled`) when ``cancelled`` says so."""
+    (:class:`geomap.routing.index.Cancelled`) when ``cancelled`` says so."""
 
     def __init__(self, report: Callable[[float, str], None] | None = None,
                  cancelled: Callable[[], bool] | None = None) -> None:  # fmt: skip

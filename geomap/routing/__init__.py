@@ -15,6 +15,8 @@ tests compare against. This package answers the same questions on arrays in the 
   partly walked edges), and the isochrone polygon around them.
 * :mod:`~geomap.routing.sample`: residents' sample points in each grid and the streets
   near each point: coverage by travel time counted in milliseconds.
+* :mod:`~geomap.routing.index`: each place's reached sample points, kept in the process
+  and in the database (``venue_reach``): the coverage of any set of places is a union.
 * :mod:`~geomap.routing.cache`: the process's graphs and team mirror, kept current
   through the ``data_versions`` table and ``teams.sync_xid`` (migration 0005).
 """

@@ -3,7 +3,7 @@
 A :class:`StreetGraph` is built once per network version (:func:`load_graph` reads the
 routing tables; :func:`from_frames` takes frames shaped like them) and then only read, so
 threads share it freely. Costs are the stored seconds: driving as stored, walking at
-:data:`geomap.network.BASE_WALK_KMH` (searches scale budgets for another speed).
+:data:`geomap.modes.BASE_WALK_KMH` (searches scale budgets for another speed).
 
 Edges keep their geometry in a metric CRS (the UTM zone of the network's centre) as one
 coordinate array with offsets, and the cumulative length at each vertex, so partial edges,
@@ -24,7 +24,7 @@ from pyproj import Transformer
 from scipy.sparse import csgraph
 from sqlalchemy.orm import Session
 
-from geomap import network
+from geomap.modes import MODES, cost_columns
 from geomap.params import metric_srid
 
 #: Cost given to an arc whose stored cost is 0: scipy treats a stored 0 as "no arc" in some
@@ -105,7 +105,7 @@ class StreetGraph:
 
     def mode(self, mode: str) -> ModeGraph:
         """The graph of ``mode`` ("walk" or "drive"); an unknown mode names field ``by``."""
-        network.cost_columns(mode)  # raises InvalidInput(field="by") for unknown modes
+        cost_columns(mode)  # raises InvalidInput(field="by") for unknown modes
         return self.modes[mode]
 
     @property
@@ -250,7 +250,7 @@ def from_frames(
         mode: _mode_graph(
             mode, n, u, v, edges[cost].to_numpy(float), edges[reverse].to_numpy(float)
         )
-        for mode, (cost, reverse) in network.MODES.items()
+        for mode, (cost, reverse) in MODES.items()
     }
     return StreetGraph(
         version=int(version),

@@ -43,7 +43,7 @@ class GridPoints:
     """What coverage reads off a grid's sample points, for any holder of the arrays
     ``codes``, ``names``, ``community_codes``, ``population``, ``area_m2`` (per grid, in
     code order) and ``point_grid`` (each point's grid): :class:`GridSamples` here, the
-    planning index (:class:`geomap.planning.index.SampleIndex`) there.
+    kept reach sets (:class:`geomap.routing.index.SampleIndex`) there.
 
     ``covered`` points are a boolean mask over the points or their indices.
     """

@@ -11,7 +11,7 @@ the budget, so a 15-minute walk settles ~100 nodes, not the city.
 ``reverse=True`` searches the graph with every arc turned around: the costs are then
 *to* the starts (teams travelling to an incident: one search from the incident).
 
-Walking costs are stored at :data:`geomap.network.BASE_WALK_KMH`; a search at another
+Walking costs are stored at :data:`geomap.modes.BASE_WALK_KMH`; a search at another
 walking speed runs on the stored costs with the budget scaled, and scales the answers.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
-from geomap import network
+from geomap.modes import BASE_WALK_KMH
 from geomap.routing.graph import StreetGraph
 from geomap.routing.snap import EdgePoints
 
@@ -59,16 +59,16 @@ def _slotted(base: sp.csr_matrix, n: int) -> tuple[sp.csr_matrix, threading.Lock
 DRIVE_ACCESS_KMH = 15.0
 
 
-def access_speed_ms(mode: str, walk_speed_kmh: float = network.BASE_WALK_KMH) -> float:
+def access_speed_ms(mode: str, walk_speed_kmh: float = BASE_WALK_KMH) -> float:
     """Speed (m/s) of the access legs between places and the network in ``mode``."""
     return (walk_speed_kmh if mode == "walk" else DRIVE_ACCESS_KMH) / 3.6
 
 
-def seconds_factor(mode: str, walk_speed_kmh: float = network.BASE_WALK_KMH) -> float:
+def seconds_factor(mode: str, walk_speed_kmh: float = BASE_WALK_KMH) -> float:
     """Multiplier from stored costs to seconds at ``walk_speed_kmh`` (1 when driving)."""
     if mode != "walk":
         return 1.0
-    return network.BASE_WALK_KMH / float(walk_speed_kmh)
+    return BASE_WALK_KMH / float(walk_speed_kmh)
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def search(
     offsets_s: np.ndarray | None = None,
     budget_s: float = np.inf,
     reverse: bool = False,
-    walk_speed_kmh: float = network.BASE_WALK_KMH,
+    walk_speed_kmh: float = BASE_WALK_KMH,
     predecessors: bool = False,
 ) -> Search:
     """Least costs from (or, ``reverse``, to) the nearest of ``starts``, within a budget.
