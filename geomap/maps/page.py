@@ -2,11 +2,20 @@
 
 Folium builds the shell: the Leaflet map with its scale bar, the fullscreen button, the
 basemap tiles and the asset links (made local by :mod:`geomap.maps.assets`). One element
-of ours, :class:`MapModule`, adds ``battlemap.js``/``battlemap.css`` (with the
-Leaflet.markercluster and leaflet-search plugins they use) and the page's configuration;
-the module draws every layer in the browser, from data it loads once per layer (or finds
+of ours, :class:`MapModule`, adds our browser module (with the Leaflet.markercluster and
+leaflet-search plugins it uses), ``battlemap.css`` and the page's configuration; the
+module draws every layer in the browser, from data it loads once per layer (or finds
 inlined in a standalone file). Nothing here reads a database: builders get their data
 and styles as arguments.
+
+The module is split by job into classic scripts (no ES modules, no bundler), Leaflet
+plugin style: ``map/core.js`` makes the ``window.GeomapMap`` namespace, each later file
+adds to it or ``include``-s methods into its page class, and ``battlemap.js`` (last)
+defines ``GeomapMap.start``. :data:`MODULE_SCRIPTS` lists them once, in load order, and
+that one list is used three ways: linked one ``<script src>`` each on served pages,
+hashed together (with the CSS and ``vectortiles.js``) into their ``?v=`` version
+(:func:`module_version`), and inlined in that order into one ``<script>`` of a
+standalone page (:func:`module_script`). A new file is added to the list, nowhere else.
 
 Two renderings of the same map (:func:`page_html`):
 
@@ -49,7 +58,20 @@ Rendering = Literal["served", "standalone"]
 
 #: Our own browser files (served from ``/static/geomap/``).
 MODULE_DIR = Path(__file__).resolve().parent.parent / "static" / "geomap"
-MODULE_JS = MODULE_DIR / "battlemap.js"
+#: Our browser module, in load order (paths under MODULE_DIR): see the module docstring.
+MODULE_SCRIPTS = (
+    "map/core.js",  # namespace, coordinates, helpers, compact decoding
+    "map/pathset.js",  # the Leaflet layers it draws with: ZoomGate, PathSet
+    "map/page.js",  # the page class: start-up, loading, stats
+    "map/layers.js",  # the catalog's layers: styles, popups, paths, labels, markers
+    "map/planners.js",  # grids' colouring, circles, coverage
+    "map/panels.js",  # controls, status, layer control, search
+    "map/legend.js",  # the legend
+    "map/nearest.js",  # the nearest-teams panel
+    "map/live.js",  # the live battle map: session, stream, teams
+    "map/cases.js",  # the live battle map: cases, queue, dispatch
+    "battlemap.js",  # GeomapMap.start and the page's API (window.geomap)
+)
 MODULE_CSS = MODULE_DIR / "battlemap.css"
 #: Layers drawn from vector tiles (served pages that have one): see vectortiles.js.
 TILES_JS = MODULE_DIR / "vectortiles.js"
@@ -192,13 +214,55 @@ def basemap(name: str | None, *, lang: str, tianditu_key: str | None = None) -> 
 
 
 @functools.cache
-def _module_version() -> str:
-    # Cache-busting query for our own files: browsers keep /static files, and an upgrade
-    # must not run new pages with an old module.
+def module_version() -> str:
+    """The ``?v=`` of our own files: a hash of the module's scripts, its CSS and tiles.
+
+    Browsers keep ``/static`` files, and an upgrade must not run new pages with an old
+    module: any change to any of them changes every link.
+
+    Returns
+    -------
+    str
+        Twelve hex digits.
+    """
     digest = hashlib.sha256()
-    for path in (MODULE_JS, MODULE_CSS, TILES_JS):
+    for path in (*(MODULE_DIR / name for name in MODULE_SCRIPTS), MODULE_CSS, TILES_JS):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def module_links(static_url: str) -> list[tuple[str, str]]:
+    """The ``(name, URL)`` of each of :data:`MODULE_SCRIPTS`, in order, for folium.
+
+    Parameters
+    ----------
+    static_url : str
+        Where ``geomap/static`` is served.
+
+    Returns
+    -------
+    list of (str, str)
+        ``("geomap:<file>", "<static_url>/geomap/<file>?v=<version>")``: folium keeps one
+        link per name.
+    """
+    base = static_url.rstrip("/") + "/geomap"
+    version = module_version()
+    return [(f"geomap:{name}", f"{base}/{name}?v={version}") for name in MODULE_SCRIPTS]
+
+
+def module_script() -> str:
+    """The module's scripts joined in order, as one standalone page's ``<script>`` holds them.
+
+    Each file is a classic script wrapped in its own function, so joining them runs them
+    as the separate ``<script>`` elements of a served page would. ``</script`` in the
+    code is written ``<\\/script``, which JS reads the same, so it cannot end the element.
+
+    Returns
+    -------
+    str
+    """
+    code = "\n".join((MODULE_DIR / name).read_text("utf-8") for name in MODULE_SCRIPTS)
+    return re.sub(r"</(script)", r"<\\/\1", code, flags=re.I)
 
 
 def _placeholder(name: str) -> str:
@@ -242,7 +306,9 @@ def json_for_script(value: Any) -> str:
 
 
 class MapModule(JSCSSMixin, MacroElement):
-    """``battlemap.js`` and its configuration on a folium map: one per page.
+    """Our browser module (:data:`MODULE_SCRIPTS`) and its configuration on a folium map.
+
+    One per page.
 
     Parameters
     ----------
@@ -302,9 +368,9 @@ class MapModule(JSCSSMixin, MacroElement):
         self.default_js = list(_PLUGIN_JS)
         self.default_css = list(_PLUGIN_CSS)
         if not self.standalone:
-            version = _module_version()
+            version = module_version()
             base = static_url.rstrip("/") + "/geomap"
-            self.default_js.append(("geomap_js", f"{base}/battlemap.js?v={version}"))
+            self.default_js.extend(module_links(static_url))
             self.default_css.append(("geomap_css", f"{base}/battlemap.css?v={version}"))
             if any((layer.get("source") or {}).get("tiles") for layer in config.get("layers", [])):
                 self.default_js.append(("leaflet.vectorgrid", VECTORGRID_JS))
@@ -334,7 +400,7 @@ class MapModule(JSCSSMixin, MacroElement):
         for element_id, payload in self.inline_data.items():
             parts["data:" + element_id] = script_safe(payload)
         if self.standalone:
-            parts["js"] = re.sub(r"</(script)", r"<\\/\1", MODULE_JS.read_text("utf-8"), flags=re.I)
+            parts["js"] = module_script()
             parts["css"] = MODULE_CSS.read_text("utf-8")
         found = [m[1] for m in _SLOT.finditer(html)]
         if sorted(found) != sorted(parts):

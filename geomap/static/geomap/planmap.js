@@ -14,13 +14,11 @@
 (function () {
   'use strict';
   if (!window.GeomapMap) return;
+  const { esc, number, percent } = window.GeomapMap.util;
 
-  function esc(value) {
-    return String(value === null || value === undefined ? '' : value).replace(/[&<>"']/g,
-      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
-  }
-  function num(value) { return value === null || value === undefined ? '–' : Number(value).toLocaleString('en-US', { maximumFractionDigits: 0 }); }
-  function pct(value) { return value === null || value === undefined ? '–' : (value * 100).toFixed(1) + '%'; }
+  // The panel shows a missing value as a dash, where the map's popups leave it empty.
+  function num(value) { return value === null || value === undefined ? '–' : number(value, 0); }
+  function pct(value) { return value === null || value === undefined ? '–' : percent(value); }
   function list(text) { return String(text || '').split(',').map((s) => s.trim()).filter(Boolean); }
 
   class PlanPanel {
