@@ -1,10 +1,10 @@
 /*
  * planmap.js: the planners' panel of /map/plan (geomap/maps/plan.py documents the page).
  *
- * battlemap.js draws the page (outlines from the catalog); this module wraps
- * GeomapMap.start and, on the "plan" page, adds a panel: the question (venue set, kinds,
- * candidates, area, reach in minutes or metres, mode, model, number of sites), a run
- * (POST /api/plans, then GET /api/jobs/<id> until it ends, with a progress bar and a
+ * The map module (map/*.js, battlemap.js) draws the page (outlines from the catalog); this
+ * module wraps GeomapMap.start and, on the "plan" page, adds a panel: the question (venue
+ * set, kinds, candidates, area, reach in minutes or metres, mode, model, number of sites),
+ * a run (POST /api/plans, then GET /api/jobs/<id> until it ends, with a progress bar and a
  * cancel button: DELETE /api/jobs/<id>), the answer (sites in order of marginal gain,
  * their circles, the grids they newly cover, before/after, solver status and gap, the
  * greedy answer beside it), downloads (CSV with a BOM, GeoPackage, HTML in zh or en),
