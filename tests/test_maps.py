@@ -176,6 +176,10 @@ def test_served_page_links_only_local_assets_and_our_module() -> None:
     assert assets.remote_assets(html) == []
     references = assets.asset_references(html)
     assert any(r.startswith("/static/geomap/battlemap.js?v=") for r in references)
+    # Every file of the module, once, in its order, all with the one version.
+    ours = [r.split("?v=") for r in references if r.startswith("/static/geomap/") and ".js?" in r]
+    assert [url for url, _ in ours] == [f"/static/geomap/{name}" for name in page.MODULE_SCRIPTS]
+    assert {version for _, version in ours} == {page.module_version()}
     assert "/static/vendor/jquery/jquery.min.js" not in references  # folium's, not needed
     assert '<html lang="en">' in html
     config_text = re.search(r'id="geomap-config">(.*?)</script>', html, re.S)[1]
@@ -196,6 +200,11 @@ def test_standalone_page_embeds_its_data_and_references_nothing() -> None:
     assert 'id="geomap-data-grids"' in html and 'id="geomap-data-teams"' in html
     assert "</script><b>" not in html  # data cannot close its script element
     assert "GeomapMap.start" in html and "function decodeCompact" in html
+    # Every file of the module inlined, in its order.
+    heads = [(page.MODULE_DIR / name).read_text("utf-8").split("\n")[1]
+             for name in page.MODULE_SCRIPTS]  # fmt: skip
+    places = [html.find(head) for head in heads]
+    assert -1 not in places and places == sorted(places)
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ import mimetypes
 import posixpath
 import re
 from collections.abc import Iterator
-from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -40,6 +39,12 @@ import folium
 from branca.element import CssLink, Element, Figure, JavascriptLink
 
 from geomap.errors import GeomapError
+
+# What a page loads has its own module; callers checking pages find it here too.
+from geomap.maps.references import CSS_IMPORT, CSS_URL, is_remote
+from geomap.maps.references import asset_references as asset_references
+from geomap.maps.references import css_references as css_references
+from geomap.maps.references import remote_assets as remote_assets
 
 Mode = Literal["served", "inline"]
 
@@ -179,7 +184,7 @@ def _safe_relative(relative: str) -> str | None:
 def _local_url(url: str, mode: Mode, static_url: str, owner: str) -> str:
     relative = vendor_path(url, static_url=static_url)
     if relative is None:
-        if not _is_remote(url):
+        if not is_remote(url):
             return url  # the app's own relative asset (e.g. /static/js/battle.js)
         raise UnvendoredAssetError(
             f"{owner} links {url}, which has no local copy: vendor it "
@@ -192,12 +197,6 @@ def _local_url(url: str, mode: Mode, static_url: str, owner: str) -> str:
     if mode == "inline":
         return _INLINE_PREFIX + relative
     return static_url.rstrip("/") + "/" + relative
-
-
-def _is_remote(url: str) -> bool:
-    # Scheme-relative "//host/x" goes to the network as surely as "https://host/x".
-    lowered = url.strip().lower()
-    return lowered.startswith(("http://", "https://", "//"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -386,10 +385,6 @@ _SCRIPT_TAG = re.compile(
 _LINK_TAG = re.compile(r"<link\b[^>]*>", re.IGNORECASE)
 _HREF = re.compile(r"\bhref\s*=\s*(?P<q>[\"']?)(?P<url>[^\"'\s>]+)(?P=q)", re.IGNORECASE)
 _STYLESHEET = re.compile(r"\brel\s*=\s*[\"']?stylesheet\b", re.IGNORECASE)
-_CSS_URL = re.compile(
-    r"url\(\s*(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<bare>[^)\"'\s]*))\s*\)", re.IGNORECASE
-)
-_CSS_IMPORT = re.compile(r"@import\s+(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)')", re.IGNORECASE)
 
 _MIME_TYPES = {
     ".woff2": "font/woff2",
@@ -470,7 +465,7 @@ def _inline_css(relative: str) -> str:
     def embed(reference: str) -> str:
         if not reference or reference.startswith(("data:", "#")):
             return reference  # already embedded, or an SVG/VML fragment reference
-        if _is_remote(reference):
+        if is_remote(reference):
             raise UnvendoredAssetError(f"{relative} references {reference}")
         # "font.eot?#iefix", "font.svg#id": the file is the part before ? and #.
         target = _safe_relative(str(base / urlsplit(reference).path))
@@ -484,9 +479,9 @@ def _inline_css(relative: str) -> str:
         return match[0] if embedded == reference else f'url("{embedded}")'
 
     css = path.read_text(encoding="utf-8")
-    if _CSS_IMPORT.search(css):
+    if CSS_IMPORT.search(css):
         raise UnvendoredAssetError(f"{relative} uses @import, which inlining does not follow")
-    css = _CSS_URL.sub(url, css)
+    css = CSS_URL.sub(url, css)
     return re.sub(r"</(style)", r"<\\/\1", css, flags=re.IGNORECASE)
 
 
@@ -515,105 +510,6 @@ def _default_icon_script() -> str:
 
 # ---------------------------------------------------------------------------------------
 # Checking a page
-
-
-class _References(HTMLParser):
-    """Collects what a page loads: src/href of loading elements and CSS url()/@import."""
-
-    _SRC_TAGS = frozenset(
-        {"script", "img", "iframe", "embed", "source", "audio", "video", "input", "track"}
-    )
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[str] = []
-        self._in_style = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {name: value or "" for name, value in attrs}
-        if tag in self._SRC_TAGS and values.get("src"):
-            self.found.append(values["src"])
-        if tag == "link" and values.get("href"):
-            # Every <link> that loads something: stylesheet, icon, preload, manifest...
-            rel = values.get("rel", "").lower().split()
-            if not set(rel) <= {"canonical", "alternate", "author", "help", "license", "me"}:
-                self.found.append(values["href"])
-        if tag == "object" and values.get("data"):
-            self.found.append(values["data"])
-        if values.get("srcset"):
-            self.found.extend(part.split()[0] for part in values["srcset"].split(",") if part)
-        if values.get("style"):
-            self.found.extend(css_references(values["style"]))
-        self._in_style = tag == "style"
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "style":
-            self._in_style = False
-
-    def handle_data(self, data: str) -> None:
-        # <script> content is code, not a reference (Leaflet's own attribution link is a
-        # string there); <style> content is CSS.
-        if self._in_style:
-            self.found.extend(css_references(data))
-
-
-def css_references(css: str) -> list[str]:
-    """The URLs a stylesheet loads (``url()`` and ``@import``), without ``data:`` URIs.
-
-    Parameters
-    ----------
-    css : str
-        Stylesheet text or a ``style`` attribute.
-
-    Returns
-    -------
-    list of str
-    """
-    found = []
-    for match in _CSS_URL.finditer(css):
-        found.append(next(v for v in (match["dq"], match["sq"], match["bare"]) if v is not None))
-    for match in _CSS_IMPORT.finditer(css):
-        found.append(match["dq"] if match["dq"] is not None else match["sq"])
-    return [url for url in found if url and not url.startswith(("data:", "#"))]
-
-
-def asset_references(html: str) -> list[str]:
-    """Every URL a page loads as an asset, except ``data:`` URIs.
-
-    Scans ``src``/``href`` of the elements that load something (``<script>``,
-    ``<link>``, ``<img>``...) and ``url()``/``@import`` in ``<style>`` elements and
-    ``style`` attributes. Script code is not scanned. Navigation links (``<a href>``) are
-    not assets.
-
-    Parameters
-    ----------
-    html : str
-        A page.
-
-    Returns
-    -------
-    list of str
-        In document order, duplicates kept.
-    """
-    parser = _References()
-    parser.feed(html)
-    parser.close()
-    return parser.found
-
-
-def remote_assets(html: str) -> list[str]:
-    """The asset URLs of a page that would go to the network (http, https, ``//host``).
-
-    Parameters
-    ----------
-    html : str
-        A page.
-
-    Returns
-    -------
-    list of str
-    """
-    return [url for url in asset_references(html) if _is_remote(url)]
 
 
 def _refuse_remote(html: str) -> None:

@@ -31,6 +31,7 @@ import folium
 
 from geomap.layers import Layer
 from geomap.maps import compact, page, text
+from geomap.maps.entries import catalog_layer
 
 #: The layers of the battle map, in drawing order (bottom first); all from the catalog.
 BATTLE_LAYERS = (
@@ -140,7 +141,7 @@ def battle_map(
         else:
             source = {"url": DATA_PATH.format(layer=name)}
         entries.append(
-            page.catalog_layer(
+            catalog_layer(
                 catalog[name],
                 spec.lang,
                 source=source,

@@ -2,11 +2,20 @@
 
 Folium builds the shell: the Leaflet map with its scale bar, the fullscreen button, the
 basemap tiles and the asset links (made local by :mod:`geomap.maps.assets`). One element
-of ours, :class:`MapModule`, adds ``battlemap.js``/``battlemap.css`` (with the
-Leaflet.markercluster and leaflet-search plugins they use) and the page's configuration;
-the module draws every layer in the browser, from data it loads once per layer (or finds
+of ours, :class:`MapModule`, adds our browser module (with the Leaflet.markercluster and
+leaflet-search plugins it uses), ``battlemap.css`` and the page's configuration; the
+module draws every layer in the browser, from data it loads once per layer (or finds
 inlined in a standalone file). Nothing here reads a database: builders get their data
 and styles as arguments.
+
+The module is split by job into classic scripts (no ES modules, no bundler), Leaflet
+plugin style: ``map/core.js`` makes the ``window.GeomapMap`` namespace, each later file
+adds to it or ``include``-s methods into its page class, and ``battlemap.js`` (last)
+defines ``GeomapMap.start``. :data:`MODULE_SCRIPTS` lists them once, in load order, and
+that one list is used three ways: linked one ``<script src>`` each on served pages,
+hashed together (with the CSS and ``vectortiles.js``) into their ``?v=`` version
+(:func:`module_version`), and inlined in that order into one ``<script>`` of a
+standalone page (:func:`module_script`). A new file is added to the list, nowhere else.
 
 Two renderings of the same map (:func:`page_html`):
 
@@ -41,15 +50,35 @@ from folium import plugins
 from folium.elements import JSCSSMixin
 from jinja2 import Template
 
-from geomap.errors import InvalidInput
-from geomap.layers import Layer
-from geomap.maps import assets, compact, text
+from geomap.maps import assets, text
+
+# The basemaps and the layer entries have their own modules; the faces that build pages
+# (maps.views, maps.cli) reach them through this one, the page's front door.
+from geomap.maps.basemaps import BASEMAPS as BASEMAPS
+from geomap.maps.basemaps import Basemap
+from geomap.maps.basemaps import basemap as basemap
+from geomap.maps.entries import TILES_PATH as TILES_PATH
+from geomap.maps.entries import catalog_layer as catalog_layer
+from geomap.maps.entries import check_layer_names as check_layer_names
 
 Rendering = Literal["served", "standalone"]
 
 #: Our own browser files (served from ``/static/geomap/``).
 MODULE_DIR = Path(__file__).resolve().parent.parent / "static" / "geomap"
-MODULE_JS = MODULE_DIR / "battlemap.js"
+#: Our browser module, in load order (paths under MODULE_DIR): see the module docstring.
+MODULE_SCRIPTS = (
+    "map/core.js",  # namespace, coordinates, helpers, compact decoding
+    "map/pathset.js",  # the Leaflet layers it draws with: ZoomGate, PathSet
+    "map/page.js",  # the page class: start-up, loading, stats
+    "map/layers.js",  # the catalog's layers: styles, popups, paths, labels, markers
+    "map/planners.js",  # grids' colouring, circles, coverage
+    "map/panels.js",  # controls, status, layer control, search
+    "map/legend.js",  # the legend
+    "map/nearest.js",  # the nearest-teams panel
+    "map/live.js",  # the live battle map: session, stream, teams
+    "map/cases.js",  # the live battle map: cases, queue, dispatch
+    "battlemap.js",  # GeomapMap.start and the page's API (window.geomap)
+)
 MODULE_CSS = MODULE_DIR / "battlemap.css"
 #: Layers drawn from vector tiles (served pages that have one): see vectortiles.js.
 TILES_JS = MODULE_DIR / "vectortiles.js"
@@ -57,14 +86,9 @@ TILES_JS = MODULE_DIR / "vectortiles.js"
 VECTORGRID_JS = (
     "https://cdn.jsdelivr.net/npm/leaflet.vectorgrid@1.3.0/dist/Leaflet.VectorGrid.bundled.min.js"
 )
-#: Where a layer's vector tiles are (``/tiles/<layer>/{z}/{x}/{y}.pbf``).
-TILES_PATH = "/tiles/{layer}/{{z}}/{{x}}/{{y}}.pbf"
 
 #: Where the app serves ``geomap/static`` (Flask's package static folder).
 DEFAULT_STATIC_URL = "/static"
-
-#: Basemaps: ``none`` draws on a plain background and sends no request anywhere.
-BASEMAPS = ("none", "osm", "tianditu", "amap")
 
 #: The farthest a map zooms out (about 7 degrees across at 1280 pixels: a province).
 MIN_ZOOM = 7
@@ -89,116 +113,56 @@ _PLUGIN_CSS = [
 _KEEP_MAP_ASSETS = {"leaflet", "leaflet_css", "awesome_markers_font_css"}
 
 
-@dataclass(frozen=True)
-class Basemap:
-    """A basemap: tile layers, the coordinate system they are drawn in, a notice."""
+@functools.cache
+def module_version() -> str:
+    """The ``?v=`` of our own files: a hash of the module's scripts, its CSS and tiles.
 
-    id: str
-    crs: str = "wgs84"  # or "gcj02": features are shifted to match the tiles
-    tiles: tuple[dict[str, Any], ...] = ()
-    notice: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """For the page configuration."""
-        # A basemap asked for but not drawn (Tianditu without a key) is an error worth
-        # showing even on an embed; the GCJ-02 note is for the full page only.
-        missing = not self.tiles and self.id != "none"
-        return {
-            "id": self.id,
-            "crs": self.crs,
-            "notice": self.notice,
-            "noticeKind": "error" if missing else "notice",
-        }
-
-
-def basemap(name: str | None, *, lang: str, tianditu_key: str | None = None) -> Basemap:
-    """The basemap called ``name`` (``none`` by default).
-
-    Parameters
-    ----------
-    name : str or None
-        ``none``, ``osm``, ``tianditu`` or ``amap``.
-    lang : str
-        Page language (Amap labels its tiles in Chinese or English).
-    tianditu_key : str, optional
-        The Tianditu token (setting ``tianditu_key``); without it the Tianditu basemap
-        shows nothing and says why.
+    Browsers keep ``/static`` files, and an upgrade must not run new pages with an old
+    module: any change to any of them changes every link.
 
     Returns
     -------
-    Basemap
-
-    Raises
-    ------
-    InvalidInput
-        For an unknown basemap, naming the ones there are.
+    str
+        Twelve hex digits.
     """
-    name = name or "none"
-    if name not in BASEMAPS:
-        raise InvalidInput(f"unknown basemap {name!r}; choose one of {', '.join(BASEMAPS)}",
-                           field="basemap")  # fmt: skip
-    if name == "osm":
-        return Basemap(
-            "osm",
-            tiles=(
-                {
-                    "url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
-                    "attr": "&copy; OpenStreetMap contributors",
-                    "max_native_zoom": 19,
-                },
-            ),
-        )
-    if name == "tianditu":
-        if not tianditu_key:
-            return Basemap("tianditu", notice=text.ui("basemap_needs_key", lang))
-        # Tianditu's Web Mercator tiles (TILEMATRIXSET=w) are CGCS2000, i.e. WGS84 to
-        # within centimetres: no shift. Roads, then labels (Chinese or English).
-        labels = "eva" if lang == "en" else "cva"
-        wmts = (
-            "https://t{s}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile"
-            "&VERSION=1.0.0&LAYER={layer}&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles"
-            "&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=" + tianditu_key
-        )
-        return Basemap(
-            "tianditu",
-            tiles=tuple(
-                {
-                    "url": wmts.replace("{layer}", layer),
-                    "attr": "&copy; 天地图 Tianditu",
-                    "subdomains": "01234567",
-                    "max_native_zoom": 18,
-                }
-                for layer in ("vec", labels)
-            ),
-        )
-    if name == "amap":
-        amap_lang = "en" if lang == "en" else "zh_cn"
-        return Basemap(
-            "amap",
-            crs="gcj02",
-            tiles=(
-                {
-                    "url": "https://webrd0{s}.is.autonavi.com/appmaptile?lang="
-                    + amap_lang
-                    + "&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
-                    "attr": "&copy; 高德地图 AutoNavi",
-                    "subdomains": "1234",
-                    "max_native_zoom": 18,
-                },
-            ),
-            notice=text.ui("gcj_note", lang),
-        )
-    return Basemap("none")
-
-
-@functools.cache
-def _module_version() -> str:
-    # Cache-busting query for our own files: browsers keep /static files, and an upgrade
-    # must not run new pages with an old module.
     digest = hashlib.sha256()
-    for path in (MODULE_JS, MODULE_CSS, TILES_JS):
+    for path in (*(MODULE_DIR / name for name in MODULE_SCRIPTS), MODULE_CSS, TILES_JS):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def module_links(static_url: str) -> list[tuple[str, str]]:
+    """The ``(name, URL)`` of each of :data:`MODULE_SCRIPTS`, in order, for folium.
+
+    Parameters
+    ----------
+    static_url : str
+        Where ``geomap/static`` is served.
+
+    Returns
+    -------
+    list of (str, str)
+        ``("geomap:<file>", "<static_url>/geomap/<file>?v=<version>")``: folium keeps one
+        link per name.
+    """
+    base = static_url.rstrip("/") + "/geomap"
+    version = module_version()
+    return [(f"geomap:{name}", f"{base}/{name}?v={version}") for name in MODULE_SCRIPTS]
+
+
+def module_script() -> str:
+    """The module's scripts joined in order, as one standalone page's ``<script>`` holds them.
+
+    Each file is a classic script wrapped in its own function, so joining them runs them
+    as the separate ``<script>`` elements of a served page would. ``</script`` in the
+    code is written ``<\\/script``, which JS reads the same, so it cannot end the element.
+
+    Returns
+    -------
+    str
+    """
+    code = "\n".join((MODULE_DIR / name).read_text("utf-8") for name in MODULE_SCRIPTS)
+    return re.sub(r"</(script)", r"<\\/\1", code, flags=re.I)
 
 
 def _placeholder(name: str) -> str:
@@ -242,7 +206,9 @@ def json_for_script(value: Any) -> str:
 
 
 class MapModule(JSCSSMixin, MacroElement):
-    """``battlemap.js`` and its configuration on a folium map: one per page.
+    """Our browser module (:data:`MODULE_SCRIPTS`) and its configuration on a folium map.
+
+    One per page.
 
     Parameters
     ----------
@@ -302,9 +268,9 @@ class MapModule(JSCSSMixin, MacroElement):
         self.default_js = list(_PLUGIN_JS)
         self.default_css = list(_PLUGIN_CSS)
         if not self.standalone:
-            version = _module_version()
+            version = module_version()
             base = static_url.rstrip("/") + "/geomap"
-            self.default_js.append(("geomap_js", f"{base}/battlemap.js?v={version}"))
+            self.default_js.extend(module_links(static_url))
             self.default_css.append(("geomap_css", f"{base}/battlemap.css?v={version}"))
             if any((layer.get("source") or {}).get("tiles") for layer in config.get("layers", [])):
                 self.default_js.append(("leaflet.vectorgrid", VECTORGRID_JS))
@@ -334,7 +300,7 @@ class MapModule(JSCSSMixin, MacroElement):
         for element_id, payload in self.inline_data.items():
             parts["data:" + element_id] = script_safe(payload)
         if self.standalone:
-            parts["js"] = re.sub(r"</(script)", r"<\\/\1", MODULE_JS.read_text("utf-8"), flags=re.I)
+            parts["js"] = module_script()
             parts["css"] = MODULE_CSS.read_text("utf-8")
         found = [m[1] for m in _SLOT.finditer(html)]
         if sorted(found) != sorted(parts):
@@ -578,111 +544,3 @@ def page_html(m: folium.Map, rendering: Rendering = "served") -> str:
     lang = "zh-CN" if module.config.get("lang") == "zh" else "en"
     html = html.replace("<html>", f'<html lang="{lang}">', 1)
     return module.fill(html)
-
-
-def catalog_layer(
-    layer: Layer,
-    lang: str,
-    *,
-    source: dict[str, str],
-    visible: bool | None = None,
-    zoom: int | None = None,
-    tiled: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A catalog layer as the browser module draws it.
-
-    Parameters
-    ----------
-    layer : Layer
-        From the catalog (``layers/*.toml``).
-    lang : str
-        ``zh`` or ``en``: the title, description and kind labels.
-    source : dict
-        Where the data is: ``{"url": ...}`` (a ``geomap-compact/1`` document) or
-        ``{"inline": element_id}``.
-    visible : bool, optional
-        Shown at start (default: the catalog's ``visible``).
-    zoom : int, optional
-        The zoom the page opens at (:func:`detail_zoom`): a layer with a catalog
-        ``detail_zoom`` above it is loaded generalised for it (``?zoom=``).
-    tiled : dict, optional
-        For a layer drawn from vector tiles instead (a served page, the layer above the
-        ``map_tiles_above`` setting): its ``count``, ``sources`` and class ``breaks``
-        (:func:`geomap.analysis.features.tiled_summary`); ``source`` becomes its tiles.
-
-    Returns
-    -------
-    dict
-        ``id``, ``title``, ``description``, ``geometry``, ``minZoom``, ``detailZoom``,
-        ``visible``, ``cluster``, ``idField``, ``fields``, ``label``, ``search``,
-        ``kindColumn``, ``statusColumn``, ``choropleth``, ``style``, ``kinds`` (labels),
-        ``source``.
-    """
-    kinds = text.strings(lang)["kinds"].get(layer.id, {})
-    source = dict(source)
-    if tiled is not None:
-        source = {"tiles": TILES_PATH.format(layer=layer.id)}
-    if "url" in source and zoom is not None and zoom < layer.detail_zoom:
-        source["url"] = source["url"] + ("&" if "?" in source["url"] else "?") + f"zoom={zoom}"
-    return {
-        "id": layer.id,
-        "type": "catalog",
-        "title": layer.title.get(lang) or layer.title.get("zh") or layer.id,
-        "description": layer.description.get(lang) or "",
-        "geometry": layer.geometry,
-        "minZoom": layer.min_zoom,
-        "detailZoom": layer.detail_zoom,
-        "visible": layer.visible if visible is None else visible,
-        "cluster": layer.cluster,
-        "idField": layer.id_column,
-        "fields": list(compact.map_fields(layer)),
-        "label": layer.label,
-        "search": list(layer.search),
-        "kindColumn": layer.kind_column,
-        "statusColumn": layer.status_column,
-        "choropleth": list(layer.choropleth),
-        "style": layer.style,
-        "kinds": kinds,
-        "source": source,
-        **(
-            {"count": tiled["count"], "sources": tiled["sources"], "breaks": tiled["breaks"]}
-            if tiled is not None
-            else {}
-        ),
-    }
-
-
-def check_layer_names(names: list[str] | None, allowed: list[str], page: str) -> list[str] | None:
-    """The layer names asked for (``?layers=``), or InvalidInput naming the unknown ones.
-
-    Parameters
-    ----------
-    names : list of str or None
-        As given; None: the page's default layers.
-    allowed : list of str
-        The layers this map can show.
-    page : str
-        The map's name, for the message.
-
-    Returns
-    -------
-    list of str or None
-        The names, without repeats, in the order given.
-
-    Raises
-    ------
-    InvalidInput
-        When a name is not a layer of this map, or none is given.
-    """
-    if names is None:
-        return None
-    unknown = [n for n in names if n not in allowed]
-    if unknown:
-        raise InvalidInput(
-            f"unknown layer(s) {', '.join(unknown)} for the {page} map; "
-            f"layers: {', '.join(allowed)}",
-            field="layers",
-        )
-    if not names:
-        raise InvalidInput(f"layers is empty; layers: {', '.join(allowed)}", field="layers")
-    return list(dict.fromkeys(names))

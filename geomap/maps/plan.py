@@ -24,6 +24,7 @@ import folium
 from geomap.layers import Layer
 from geomap.maps import page
 from geomap.maps.battle import DATA_PATH
+from geomap.maps.entries import catalog_layer
 
 PLAN_JS = page.MODULE_DIR / "planmap.js"
 PLAN_LAYERS = ("districts", "townships")
@@ -99,8 +100,8 @@ def plan_map(
     """
     lang = spec.lang
     entries = [
-        page.catalog_layer(catalog[name], lang, source={"url": DATA_PATH.format(layer=name)},
-                           visible=True)
+        catalog_layer(catalog[name], lang, source={"url": DATA_PATH.format(layer=name)},
+                      visible=True)
         for name in PLAN_LAYERS if name in catalog
     ]  # fmt: skip
     config = {

@@ -25,6 +25,7 @@ import folium
 from geomap.layers import Layer
 from geomap.maps import compact, page, text
 from geomap.maps.battle import DATA_PATH
+from geomap.maps.entries import catalog_layer
 
 #: The layers each planners' map can show, in drawing order; the analysis layers are
 #: ``circles``/``venues`` and ``coverage``/``providers``, the others come from the catalog.
@@ -62,7 +63,7 @@ def _catalog_entries(
         visible = True if chosen is not None else name not in _DEFAULT_HIDDEN
         source = {"url": DATA_PATH.format(layer=name)}
         entries.append(
-            page.catalog_layer(
+            catalog_layer(
                 catalog[name], spec.lang, source=source, visible=visible, zoom=zoom,
                 tiled=(tiled or {}).get(name),
             )
@@ -210,7 +211,7 @@ def coverage_map(
         )
     provider = catalog.get(query.get("of") or "stations")
     if provider is not None and (layers is None or "providers" in layers):
-        entry = page.catalog_layer(
+        entry = catalog_layer(
             provider, lang, source={"url": DATA_PATH.format(layer=provider.id)}, visible=True,
             zoom=page.detail_zoom(spec.view), tiled=(tiled or {}).get(provider.id),
         )  # fmt: skip

@@ -1,10 +1,10 @@
 /*
  * planmap.js: the planners' panel of /map/plan (geomap/maps/plan.py documents the page).
  *
- * battlemap.js draws the page (outlines from the catalog); this module wraps
- * GeomapMap.start and, on the "plan" page, adds a panel: the question (venue set, kinds,
- * candidates, area, reach in minutes or metres, mode, model, number of sites), a run
- * (POST /api/plans, then GET /api/jobs/<id> until it ends, with a progress bar and a
+ * The map module (map/*.js, battlemap.js) draws the page (outlines from the catalog); this
+ * module wraps GeomapMap.start and, on the "plan" page, adds a panel: the question (venue
+ * set, kinds, candidates, area, reach in minutes or metres, mode, model, number of sites),
+ * a run (POST /api/plans, then GET /api/jobs/<id> until it ends, with a progress bar and a
  * cancel button: DELETE /api/jobs/<id>), the answer (sites in order of marginal gain,
  * their circles, the grids they newly cover, before/after, solver status and gap, the
  * greedy answer beside it), downloads (CSV with a BOM, GeoPackage, HTML in zh or en),
@@ -14,13 +14,11 @@
 (function () {
   'use strict';
   if (!window.GeomapMap) return;
+  const { esc, number, percent } = window.GeomapMap.util;
 
-  function esc(value) {
-    return String(value === null || value === undefined ? '' : value).replace(/[&<>"']/g,
-      (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c]));
-  }
-  function num(value) { return value === null || value === undefined ? '–' : Number(value).toLocaleString('en-US', { maximumFractionDigits: 0 }); }
-  function pct(value) { return value === null || value === undefined ? '–' : (value * 100).toFixed(1) + '%'; }
+  // The panel shows a missing value as a dash, where the map's popups leave it empty.
+  function num(value) { return value === null || value === undefined ? '–' : number(value, 0); }
+  function pct(value) { return value === null || value === undefined ? '–' : percent(value); }
   function list(text) { return String(text || '').split(',').map((s) => s.trim()).filter(Boolean); }
 
   class PlanPanel {

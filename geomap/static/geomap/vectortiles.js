@@ -5,8 +5,8 @@
  * Leaflet.VectorGrid (vendored, no CDN) draws it on a canvas per tile. Only the tiles in
  * view are asked for, each holding only the features that touch it.
  *
- * battlemap.js calls GeomapTiles.build(page, state) for a layer whose source is
- * {tiles: ...}; it returns the Leaflet layer. Styles, tooltips and popups come from the
+ * The map page (map/layers.js) calls GeomapTiles.build(page, state) for a layer whose
+ * source is {tiles: ...}; it returns the Leaflet layer. Styles, tooltips and popups come from the
  * page (the catalog's styles; the grids' colouring), as for the layers of one document.
  */
 (function () {
