@@ -27,7 +27,7 @@ COUNTS_SQL = sa.text(
 
 
 def counts(session: Session) -> dict[str, int]:
-    """Row counts of what is loaded, for ``geomap status`` and the health check.
+    """Row counts of what is loaded, for the command line and the health check.
 
     Regions by level, grids, stations (and red stations), sites, teams, team members (sum
     of headcounts), population, road nodes and edges, cases.

@@ -445,7 +445,7 @@ def rank_by_time(
     Raises
     ------
     Unreachable
-        No road within ``MAX_POINT_SNAP_M`` of the point.
+        The point lies outside the city, or no road is within ``MAX_POINT_SNAP_M`` of it.
     """
     teams, known = routing.team_mirror(session)
     city.check_in_city(session, lon, lat, known=known)

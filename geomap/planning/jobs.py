@@ -99,9 +99,9 @@ def create(session: Session, owner: str, kind: str, params: dict) -> str:
     session : Session
         The database; the caller commits.
     owner : str
-        Who may see the job (the principal's name).
+        Who may see the job (``key:<id>``, ``local`` or a role).
     kind : str
-        What the job runs (``suggest``).
+        What the job runs (``plan``: a site suggestion).
     params : dict
         Its inputs, stored as JSON.
 

@@ -125,7 +125,7 @@ def create(session: Session, owner: str, fields: dict, origin: str | None = None
     session : Session
         The database; the caller commits.
     owner : str
-        Who the scenario belongs to (the key's name, or the local user).
+        Who the scenario belongs to (``key:<id>``, ``local`` or a role).
     fields : dict
         As :func:`check` gives them.
     origin : str, optional

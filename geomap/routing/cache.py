@@ -78,8 +78,8 @@ def versions(conn: Connection | Session) -> dict[str, tuple[int, bool]]:
     Returns
     -------
     dict
-        One entry per row of ``data_versions`` (``network``, ``grids``, ``teams``...), and
-        ``"db"``: ``(database_key(conn), None)``.
+        One entry per row of ``data_versions`` (``network``, ``grids``...), and ``"db"``:
+        ``(database_key(conn), None)``.
     """
     rows = conn.execute(VERSIONS_SQL).all()
     found: dict[str, Any] = {name: (int(version), bool(mine)) for name, version, mine in rows}

@@ -111,7 +111,8 @@ class StreetGraph:
     road_class : numpy.ndarray
         Each edge's OSM ``highway`` class.
     coords_xy, offsets : numpy.ndarray
-        Every edge's vertices (metric), edge after edge, and where each edge's start.
+        Every edge's vertices (metric), edge after edge, and where each edge's vertices
+        start (shape (E + 1,)).
     cum_m : numpy.ndarray
         The length along its edge at each vertex, metres.
     modes : dict of str to ModeGraph

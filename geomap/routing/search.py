@@ -75,7 +75,7 @@ def access_speed_ms(mode: str, walk_speed_kmh: float = network.BASE_WALK_KMH) ->
     Returns
     -------
     float
-        Metres per second (a walk, whatever the mode: nobody drives off the network).
+        Metres per second: the walking speed on foot, ``DRIVE_ACCESS_KMH`` by car.
     """
     return (walk_speed_kmh if mode == "walk" else DRIVE_ACCESS_KMH) / 3.6
 
