@@ -211,7 +211,7 @@ def execute(session: Session, job_id: str, work: Work, reporter: Session | None 
     session : Session
         The session the work runs in.
     job_id : str
-        The job's id; a job no longer queued is not run.
+        The job's id; only a queued job is run.
     work : Work
         ``work(session, progress) -> result``.
     reporter : Session, optional
