@@ -122,7 +122,23 @@ VENUE_POINTS_SQL = sa.text(
 
 @dataclass(frozen=True)
 class Query:
-    """Which venues, and the budget of their circles."""
+    """Which venues, and the budget of their circles.
+
+    Parameters
+    ----------
+    of : {"red", "sites", "stations"}
+        The venue set (``red``: red sites and red stations).
+    kinds : list of str or None
+        Only venues of these kinds; all when None.
+    minutes : float or None
+        The walking time, minutes (None when ``distance_m`` is given).
+    distance_m : float or None
+        The walking distance, metres, walked at ``walk_speed_kmh``.
+    walk_speed_kmh : float
+        The walking speed, km/h.
+    access_m : float
+        How far from a reached street a resident counts as inside, metres.
+    """
 
     of: str
     kinds: list[str] | None
@@ -139,6 +155,13 @@ class Query:
         return self.distance_m / (self.walk_speed_kmh / 3.6)
 
     def params(self) -> dict[str, Any]:
+        """The query as the circle cache's key columns (``circles`` rows).
+
+        Returns
+        -------
+        dict
+            of, kinds, mode, budget_s, speed, access_m.
+        """
         return {
             "of": self.of,
             "kinds": self.kinds,
@@ -149,6 +172,13 @@ class Query:
         }
 
     def as_dict(self) -> dict[str, Any]:
+        """The query as an answer echoes it.
+
+        Returns
+        -------
+        dict
+            of, kind, minutes, distance_m, walk_speed_kmh, access_m.
+        """
         return {
             "of": self.of,
             "kind": self.kinds,
@@ -168,7 +198,33 @@ def make_query(
     walk_speed_kmh: float = 4.5,
     access_m: float = reach.DEFAULT_ACCESS_M,
 ) -> Query:
-    """Validate the inputs; minutes and distance_m exclude each other (default 15 minutes)."""
+    """Validate the inputs; minutes and distance_m exclude each other (default 15 minutes).
+
+    Parameters
+    ----------
+    of : {"red", "sites", "stations"}, default "red"
+        The venue set.
+    kinds : list of str, optional
+        Venue kinds allowed in that set.
+    minutes : object, optional
+        Walking time, minutes, up to ``MAX_MINUTES``.
+    distance_m : object, optional
+        Walking distance, metres, up to ``MAX_DISTANCE_M``.
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h, up to 20.
+    access_m : float, default reach.DEFAULT_ACCESS_M
+        The width around reached streets, metres.
+
+    Returns
+    -------
+    Query
+        The checked query.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown set or kind, both a time and a distance, or a value out of range.
+    """
     of = check_choice(of, "of", VENUE_SETS)
     if minutes is not None and distance_m is not None:
         raise InvalidInput("give minutes or distance_m, not both", field="minutes")
@@ -193,14 +249,21 @@ def make_query(
     )
 
 
-def _engine(session: Session, query: Query) -> tuple[Any, Any]:
+def _engine(
+    session: Session, query: Query
+) -> tuple[routing.StreetGraph, routing.sample.GridSamples]:
     """The street graph and the grids' sample points the circles are built on."""
     known = routing.versions(session)
     graph = routing.current_graph(session, known)
     return graph, routing.grid_samples(session, graph, query.access_m, known)
 
 
-def _circle(graph: Any, samples: Any, query: Query, start: routing.EdgePoints) -> dict:
+def _circle(
+    graph: routing.StreetGraph,
+    samples: routing.sample.GridSamples,
+    query: Query,
+    start: routing.EdgePoints,
+) -> dict:
     """The circle from one snapped venue (``start``: one point; not found: no circle)."""
     if not start.found[0]:  # no walkable street near the venue: no circle, recorded as such
         return {"start_edge": None, "start_fraction": None, "reached_edges": 0,
@@ -221,12 +284,27 @@ def _circle(graph: Any, samples: Any, query: Query, start: routing.EdgePoints) -
 
 
 def build_circle(session: Session, query: Query, lon: float, lat: float) -> dict:
-    """The circle of one venue at (lon, lat): start edge, reached edge count, residents,
-    WKB polygon (EPSG:4326).
+    """The circle of one venue at (lon, lat), not stored.
 
     The venue starts at its position along the nearest walkable edge of the network's
     main component (none within :data:`MAX_SNAP_M`: no circle); the walk to it is taken
     off the budget.
+
+    Parameters
+    ----------
+    session : Session
+        The database (graph and sample points, through the routing cache).
+    query : Query
+        The budget.
+    lon, lat : float
+        The venue, WGS 84 degrees.
+
+    Returns
+    -------
+    dict
+        ``start_edge`` (``road_edges.id``) and ``start_fraction``, ``reached_edges``,
+        ``population`` (residents inside) and ``wkb`` (MultiPolygon, EPSG:4326); None and 0
+        when no street is near.
     """
     graph, samples = _engine(session, query)
     start = snap.snap_lonlat(graph, MODE, lon, lat, max_distance_m=MAX_SNAP_M)
@@ -240,6 +318,15 @@ def build(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, int]:
     """Build the circles missing from the cache for the query's venues, and store them.
+
+    Parameters
+    ----------
+    session : Session
+        The database; the caller commits.
+    query : Query
+        Which venues and the budget.
+    progress : callable, optional
+        ``progress(done, total)``, called as circles are built.
 
     Returns
     -------
@@ -277,6 +364,18 @@ def circles(session: Session, query: Query) -> list[dict]:
     """One record per venue: venue, name, kind, area_km2, population, GeoJSON geometry.
 
     Builds missing circles first. A venue with no walkable street nearby has geometry None.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    query : Query
+        Which venues and the budget.
+
+    Returns
+    -------
+    list of dict
+        One per venue; lon/lat and the geometry in WGS 84.
     """
     build(session, query)
     rows = session.execute(CIRCLES_SQL, query.params()).mappings()
@@ -310,6 +409,20 @@ def union(session: Session, query: Query) -> dict:
     The union of every venue's circle is the reach of all venues at once (a place is
     within the budget of some venue exactly when its least cost from any venue is), so
     it is computed as one search from every venue, not as a union of polygons.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    query : Query
+        Which venues and the budget.
+
+    Returns
+    -------
+    dict
+        ``query``, ``circles`` (venues with a circle), ``population``,
+        ``covered_population``, ``covered_share``, ``geometry`` (GeoJSON, WGS 84) and
+        ``elapsed_ms``.
     """
     started = time.perf_counter()
     build(session, query)
@@ -345,7 +458,20 @@ def union(session: Session, query: Query) -> dict:
 
 
 def grid_rows(session: Session, query: Query) -> list[dict]:
-    """Per-grid coverage rows by the union of the query's circles."""
+    """Per-grid coverage rows by the union of the query's circles.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    query : Query
+        Which venues and the budget.
+
+    Returns
+    -------
+    list of dict
+        One row per grid, as :meth:`geomap.routing.sample.GridPoints.rows` gives them.
+    """
     if coverage.grid_srid(session) is None:
         return []
     return coverage.network_rows(
@@ -363,11 +489,36 @@ def circle_coverage(
     with_geometry: bool = False,
     grids: list[dict] | None = None,
 ) -> dict:
-    """Coverage of every unit at ``level`` by the union of circles: residents inside, the
-    share covered, the units left outside (``order="gaps"``: most residents outside first).
+    """Coverage of every unit at ``level`` by the union of circles.
 
-    The answer has the shape of :func:`geomap.analysis.coverage.coverage`. ``grids``: the
-    rows of :func:`grid_rows` for the same query, when already computed.
+    Residents inside, the share covered, the units left outside (``order="gaps"``: most
+    residents outside first). The answer has the shape of
+    :func:`geomap.analysis.coverage.coverage`.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    query : Query
+        Which venues and the budget.
+    level : {"grid", "community", "township", "district"}, default "grid"
+        The units rolled up to.
+    order : {"gaps", "code"}, default "gaps"
+        The units' order.
+    with_geometry : bool, default False
+        Whether each unit carries its outline (GeoJSON, WGS 84).
+    grids : list of dict, optional
+        The rows of :func:`grid_rows` for the same query, when already computed.
+
+    Returns
+    -------
+    dict
+        As :func:`geomap.analysis.coverage.coverage`.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown level or order.
     """
     level = check_choice(level, "level", coverage.LEVELS)
     order = check_choice(order, "order", ("code", "gaps"))

@@ -13,6 +13,10 @@ grid, so a grid's covered population is its population times its covered share o
 A grid counts as covered when at least half its area is. Levels above the grid add up the
 grids inside them (via the grid's community and the region chain): their area figures
 are those of their grids, i.e. of the gridded (urban) part of the unit.
+
+Longer than 600 lines: the three computations of one answer (discs, the in-memory network,
+the database reference) and the roll-up they share are read side by side, and a third of
+the file is their numpy docstrings.
 """
 
 from __future__ import annotations
@@ -169,7 +173,27 @@ GEOMETRY_SQL = {
 
 @dataclass(frozen=True)
 class Query:
-    """The normalised inputs of a coverage query (echoed in answers)."""
+    """The normalised inputs of a coverage query (echoed in answers).
+
+    Parameters
+    ----------
+    of : str
+        The providers (a key of ``PROVIDERS``, or ``red``).
+    kinds : list of str or None
+        Only providers of these kinds; all when None.
+    by : {"distance", "walk", "drive"}
+        The measure: a straight-line radius, or travel time on the network.
+    within_m : float or None
+        The radius, metres (``by="distance"``).
+    within_min : float or None
+        The travel time, minutes (the travel modes).
+    level : {"grid", "community", "township", "district"}
+        The units the answer rolls up to.
+    order : {"code", "gaps"}
+        The units' order (``gaps``: most residents outside first).
+    extra : dict
+        Not read by the computation; kept for callers.
+    """
 
     of: str
     kinds: list[str] | None
@@ -181,6 +205,13 @@ class Query:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
+        """The query as answers echo it.
+
+        Returns
+        -------
+        dict
+            of, kind, by, within_m, within_min, level, order.
+        """
         return {
             "of": self.of,
             "kind": self.kinds,
@@ -202,7 +233,36 @@ def make_query(
     level: str = "grid",
     order: str = "code",
 ) -> Query:
-    """Validate and normalise coverage inputs; every error names its parameter."""
+    """Validate and normalise coverage inputs; every error names its parameter.
+
+    Parameters
+    ----------
+    of : str, default "stations"
+        The providers (a key of ``PROVIDERS``).
+    kinds : list of str, optional
+        Provider kinds kept.
+    by : str, default "distance"
+        One of ``MODES``.
+    within_m : object, optional
+        The radius, metres, up to ``MAX_WITHIN_M``; required by ``by="distance"``.
+    within_min : object, optional
+        The travel time, minutes, up to ``MAX_WITHIN_MIN``; required by the travel modes.
+    level : str, default "grid"
+        One of ``LEVELS``.
+    order : str, default "code"
+        ``code`` or ``gaps``.
+
+    Returns
+    -------
+    Query
+        The checked query.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown value, both or neither of ``within_m``/``within_min``, the wrong one
+        for ``by``, or a value out of range.
+    """
     of = check_choice(of, "of", PROVIDERS)
     by = check_choice(by, "by", MODES)
     if (within_m is None) == (within_min is None):
@@ -288,7 +348,18 @@ def _distance_rows(
 
 
 def grid_srid(session: Session) -> int | None:
-    """A metric CRS (UTM zone) for the gridded area; None when there are no grids."""
+    """A metric CRS (UTM zone) for the gridded area; None when there are no grids.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+
+    Returns
+    -------
+    int or None
+        The EPSG code of the UTM zone holding the grids' centre.
+    """
     lon, lat = session.execute(CENTRE_SQL).one()
     return None if lon is None else metric_srid(lon, lat)
 
@@ -299,8 +370,24 @@ def area_coverage(
 ) -> list[dict]:  # fmt: skip
     """Per-grid rows for a reached area (WKB in EPSG:4326; None: nothing reached).
 
-    ``providers`` names a key of :data:`PROVIDER_SOURCES`, the venues whose nearest one is
-    measured from each grid.
+    Parameters
+    ----------
+    session : Session
+        The database.
+    area_wkb : bytes or None
+        The reached area, a WKB (Multi)Polygon in EPSG:4326.
+    providers : str
+        A key of :data:`PROVIDER_SOURCES`: the venues whose nearest one is measured from
+        each grid.
+    kinds : list of str or None
+        Only those providers' kinds.
+    srid : int
+        The metric CRS areas and distances are computed in.
+
+    Returns
+    -------
+    list of dict
+        code, name, community_code, population, area_m2, covered_m2, nearest_m per grid.
     """
     sql = AREA_SQL.format(**_provider_sql(providers))
     params = {"kinds": kinds, "srid": srid, "reach_wkb": area_wkb or EMPTY_WKB}
@@ -319,6 +406,22 @@ def grid_coverage(
     By distance: exact discs in a metric CRS (:func:`_distance_rows`). By travel time: the
     in-memory street graph and the grids' sample points (:func:`network_rows`); the same
     rule computed by PostGIS and pgRouting is :func:`database_rows`.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    query : Query
+        The providers and the reach.
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h.
+    access_m : float, default reach.DEFAULT_ACCESS_M
+        How far from a reached street a point counts as reached, metres.
+
+    Returns
+    -------
+    list of dict
+        One row per grid (areas in m², distances in metres).
     """
     srid = grid_srid(session)
     if srid is None:
@@ -345,13 +448,33 @@ def network_rows(
     walk_speed_kmh: float,
     access_m: float,
 ) -> list[dict]:
-    """Per-grid rows for the reach of ``places`` (lon/lat rows) within ``budget_s``.
+    """Per-grid rows for the reach of ``places`` within ``budget_s``.
 
     A place farther than :data:`MAX_SNAP_M` from a street usable in ``mode`` reaches
     nothing; the others start along their nearest edge with the access leg spent. A grid's
     covered share is the share of its sample points within ``access_m`` of a reached
     street (see :mod:`geomap.routing.sample`); ``nearest_m`` is the straight line from a
     point inside the grid to the nearest place.
+
+    Parameters
+    ----------
+    session : Session
+        The database (graph and samples, through the routing cache).
+    places : numpy.ndarray
+        The providers' points, shape (n, 2), lon/lat in WGS 84.
+    mode : {"walk", "drive"}
+        The travel mode.
+    budget_s : float
+        The travel time, seconds.
+    walk_speed_kmh : float
+        The walking speed, km/h.
+    access_m : float
+        The width around reached streets, metres.
+
+    Returns
+    -------
+    list of dict
+        One row per grid, as :func:`grid_coverage`.
     """
     if mode == "walk" and places.shape[0] <= KEPT_REACH_PLACES and budget_s <= KEPT_REACH_S:
         # Venue sets (red venues, station kinds): the reach sets kept per place (in the
@@ -375,7 +498,28 @@ def search_rows(
     walk_speed_kmh: float,
     access_m: float,
 ) -> list[dict]:
-    """:func:`network_rows` by one search from every place at once (no kept sets)."""
+    """:func:`network_rows` by one search from every place at once (no kept sets).
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    places : numpy.ndarray
+        The providers' points, shape (n, 2), lon/lat in WGS 84.
+    mode : {"walk", "drive"}
+        The travel mode.
+    budget_s : float
+        The travel time, seconds.
+    walk_speed_kmh : float
+        The walking speed, km/h.
+    access_m : float
+        The width around reached streets, metres.
+
+    Returns
+    -------
+    list of dict
+        One row per grid, as :func:`grid_coverage`.
+    """
     known = routing.versions(session)
     graph = routing.current_graph(session, known)
     samples = routing.grid_samples(session, graph, access_m, known)
@@ -396,9 +540,26 @@ def search_rows(
 def database_rows(
     session: Session, query: Query, *, walk_speed_kmh: float = 4.5
 ) -> list[dict]:
-    """The travel-time rows computed in the database: pgRouting from each provider's
-    nearest node, PostGIS buffers and intersections (the reference for tests and
-    benchmarks; seconds on a city where :func:`network_rows` takes milliseconds)."""
+    """The travel-time rows computed in the database: pgRouting and PostGIS.
+
+    pgRouting from each provider's nearest node, PostGIS buffers and intersections (the
+    reference for tests and benchmarks; seconds on a city where :func:`network_rows` takes
+    milliseconds).
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    query : Query
+        A travel-time query.
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h.
+
+    Returns
+    -------
+    list of dict
+        One row per grid, as :func:`grid_coverage`.
+    """
     srid = grid_srid(session)
     if srid is None:
         return []
@@ -430,8 +591,21 @@ def coverage(
 ) -> dict:
     """Coverage of every unit at ``query.level``, with a summary.
 
-    ``grids``: the rows of :func:`grid_coverage` for the same query, when already computed
-    (a report rolls one grid computation up to every level).
+    Parameters
+    ----------
+    session : Session
+        The database.
+    query : Query
+        The providers, the reach, the level and the order.
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h.
+    access_m : float, default reach.DEFAULT_ACCESS_M
+        How far from a reached street a point counts as reached, metres.
+    with_geometry : bool, default False
+        Whether each unit carries its outline.
+    grids : list of dict, optional
+        The rows of :func:`grid_coverage` for the same query, when already computed
+        (a report rolls one grid computation up to every level).
 
     Returns
     -------
@@ -440,7 +614,7 @@ def coverage(
         "covered_population", "covered_share"}, "units": [{"code", "name", "level",
         "population", "covered_population", "covered_share_area",
         "covered_share_population", "nearest_m", "covered"}], "elapsed_ms"}``; with
-        ``with_geometry`` each unit also has a GeoJSON ``geometry`` (simplified).
+        ``with_geometry`` each unit also has a GeoJSON ``geometry`` (simplified, WGS 84).
     """
     started = time.perf_counter()
     if grids is None:

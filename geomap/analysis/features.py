@@ -28,7 +28,26 @@ STREAM_BATCH = 500
 
 @dataclass(frozen=True)
 class Selection:
-    """Which features of a layer: bbox, equality filters, time, paging."""
+    """Which features of a layer: bbox, equality filters, time, paging.
+
+    Parameters
+    ----------
+    bbox : tuple of float, optional
+        ``(minlon, minlat, maxlon, maxlat)``, WGS 84 (see :func:`parse_bbox`).
+    filters : mapping of str to str, optional
+        Column → value, compared for equality (columns from :func:`filterable`).
+    interval : tuple, optional
+        ``(start, end)`` of the layer's time column, either end None for open.
+    limit : int, optional
+        The most features; all when None.
+    offset : int, default 0
+        Features skipped first (in id order).
+    simplify : bool, default True
+        Whether geometries are simplified for display.
+    simplify_m : float, optional
+        A tolerance coarser than the layer's ``simplify_m``, metres (geometry for a coarse
+        zoom); the layer's own when None or finer.
+    """
 
     bbox: tuple[float, float, float, float] | None = None
     filters: Mapping[str, str] | None = None
@@ -41,10 +60,25 @@ class Selection:
 
 
 def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    """``minlon,minlat,maxlon,maxlat`` (WGS84) → tuple; errors name the ``bbox`` field.
+    """``minlon,minlat,maxlon,maxlat`` (WGS 84) → tuple; errors name the ``bbox`` field.
 
     A box whose minlon is greater than its maxlon crosses the antimeridian (as OGC API -
     Features defines it): it is kept as given and matched as two boxes.
+
+    Parameters
+    ----------
+    text : str or None
+        The query argument.
+
+    Returns
+    -------
+    tuple of float or None
+        The box; None when no text is given.
+
+    Raises
+    ------
+    InvalidInput
+        Not four numbers, or out of range.
     """
     if text is None or text == "":
         return None
@@ -64,7 +98,18 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
 def bbox_boxes(
     bbox: tuple[float, float, float, float],
 ) -> list[tuple[float, float, float, float]]:
-    """The box as one or, across the antimeridian (minlon > maxlon), two boxes."""
+    """The box as one or, across the antimeridian (minlon > maxlon), two boxes.
+
+    Parameters
+    ----------
+    bbox : tuple of float
+        ``(minlon, minlat, maxlon, maxlat)``, WGS 84.
+
+    Returns
+    -------
+    list of tuple of float
+        One or two boxes, each with minlon ≤ maxlon.
+    """
     x0, y0, x1, y1 = bbox
     if x0 <= x1:
         return [bbox]
@@ -83,7 +128,23 @@ def _instant(text: str) -> dt.datetime | None:
 
 
 def parse_datetime(text: str | None) -> tuple[dt.datetime | None, dt.datetime | None] | None:
-    """An instant or an interval (``a/b``, ``../b``, ``a/..``) as (start, end)."""
+    """An instant or an interval (``a/b``, ``../b``, ``a/..``) as (start, end).
+
+    Parameters
+    ----------
+    text : str or None
+        The ``datetime`` query argument (RFC 3339).
+
+    Returns
+    -------
+    tuple or None
+        ``(start, end)``, an open end as None, an instant as ``(t, t)``; None when no text.
+
+    Raises
+    ------
+    InvalidInput
+        An unreadable time, or an interval that ends before it starts.
+    """
     if not text:
         return None
     if "/" in text:
@@ -97,7 +158,20 @@ def parse_datetime(text: str | None) -> tuple[dt.datetime | None, dt.datetime | 
 
 
 def filterable(layer: Layer, personal: bool) -> tuple[str, ...]:
-    """Columns that can be filtered by equality (scalar public properties)."""
+    """Columns that can be filtered by equality (scalar public properties).
+
+    Parameters
+    ----------
+    layer : Layer
+        A catalog layer.
+    personal : bool
+        Whether personal columns count.
+
+    Returns
+    -------
+    tuple of str
+        Column names.
+    """
     table = models.metadata.tables[layer.table]
     return tuple(
         c
@@ -158,7 +232,24 @@ def _geometry_sql(layer: Layer, selection: Selection) -> str:
 
 
 def count(session: Session, layer: Layer, selection: Selection, *, personal: bool = False) -> int:
-    """How many features match the selection (paging aside)."""
+    """How many features match the selection (paging aside).
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    layer : Layer
+        A catalog layer.
+    selection : Selection
+        Which features.
+    personal : bool, default False
+        Whether personal columns may be filtered on.
+
+    Returns
+    -------
+    int
+        The number of matching features.
+    """
     where, params = _where(layer, selection, personal)
     return session.execute(
         sa.text(f"SELECT count(*) FROM {layer.table} WHERE {where}"), params
@@ -180,8 +271,19 @@ def iter_features(
 
     Parameters
     ----------
+    session : Session
+        The database.
+    layer : Layer
+        A catalog layer.
+    selection : Selection
+        Which features, and the page.
     personal : bool
         Whether personal columns (``layer.personal``) may be included.
+
+    Yields
+    ------
+    dict
+        A Feature, geometry in WGS 84.
     """
     where, params = _where(layer, selection, personal)
     columns = layer.public_properties(personal)
@@ -209,7 +311,29 @@ def iter_features(
 
 
 def feature(session: Session, layer: Layer, feature_id: str, *, personal: bool = False) -> dict:
-    """One feature by id (its full geometry), or NotFound."""
+    """One feature by id (its full geometry), or NotFound.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    layer : Layer
+        A catalog layer.
+    feature_id : str
+        The id as given in the URL.
+    personal : bool, default False
+        Whether personal columns may be included.
+
+    Returns
+    -------
+    dict
+        A Feature, geometry in WGS 84, not simplified.
+
+    Raises
+    ------
+    NotFound
+        No feature has this id (or it is not of the id's type).
+    """
     id_type = models.metadata.tables[layer.table].columns[layer.id_column].type
     try:
         key: Any = int(feature_id) if isinstance(id_type, sa.Integer) else str(feature_id)
@@ -234,7 +358,20 @@ def feature(session: Session, layer: Layer, feature_id: str, *, personal: bool =
 
 
 def extent(session: Session, layer: Layer) -> tuple[float, float, float, float] | None:
-    """The layer's bounding box in WGS84 (None when it is empty)."""
+    """The layer's bounding box in WGS 84 (None when it is empty).
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    layer : Layer
+        A catalog layer.
+
+    Returns
+    -------
+    tuple of float or None
+        ``(minlon, minlat, maxlon, maxlat)``.
+    """
     where, params = _where(layer, Selection(), False)
     row = session.execute(
         sa.text(
@@ -252,6 +389,7 @@ def time_extent(session: Session, layer: Layer) -> tuple[dt.datetime, dt.datetim
     Parameters
     ----------
     session : Session
+        The database.
     layer : Layer
         A catalog layer; one without ``time_column`` has no temporal extent.
 
@@ -279,7 +417,9 @@ def sources(session: Session, layer: Layer) -> dict[str, int]:
     Parameters
     ----------
     session : Session
+        The database.
     layer : Layer
+        A catalog layer.
 
     Returns
     -------
@@ -303,6 +443,7 @@ def derived_sources(session: Session, layer: Layer) -> dict[str, int]:
     Parameters
     ----------
     session : Session
+        The database.
     layer : Layer
         Its ``derived_from`` names tables checked against the models by the catalog.
 
@@ -328,7 +469,9 @@ def tiled_summary(
     Parameters
     ----------
     session : Session
+        The database.
     layer : Layer
+        A catalog layer.
     classes : int
         Classes of the choropleths: the breaks are the quantiles between them.
     max_sources : int

@@ -27,7 +27,20 @@ COUNTS_SQL = sa.text(
 
 
 def counts(session: Session) -> dict[str, int]:
-    """Row counts: regions by level, grids, stations (and red stations), sites, teams,
-    team members (sum of headcounts), population, road nodes and edges, cases."""
+    """Row counts of what is loaded, for the command line and the health check.
+
+    Regions by level, grids, stations (and red stations), sites, teams, team members (sum
+    of headcounts), population, road nodes and edges, cases.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+
+    Returns
+    -------
+    dict of str to int
+        One count per name.
+    """
     row = session.execute(COUNTS_SQL).mappings().one()
     return {key: int(value) for key, value in row.items()}

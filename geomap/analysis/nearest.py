@@ -98,7 +98,27 @@ KNN_SQL = sa.text(
 
 @dataclass(frozen=True)
 class Query:
-    """The normalised inputs of a nearest-teams query (echoed in answers)."""
+    """The normalised inputs of a nearest-teams query (echoed in answers).
+
+    Parameters
+    ----------
+    lon, lat : float
+        The point, WGS 84 degrees.
+    k : int
+        How many teams, 1 to ``MAX_K``.
+    by : {"distance", "walk", "drive"}
+        The measure: geodesic metres, or travel time on the network.
+    kinds : list of str or None
+        Only teams of these kinds; all when None.
+    statuses : list of str
+        Only teams in these statuses (``["available"]`` unless given).
+    capability : str or None
+        Only teams with this capability.
+    max_distance_m : float
+        The farthest a team may be, geodesic metres.
+    route : bool
+        Whether each team carries its route (travel modes only).
+    """
 
     lon: float
     lat: float
@@ -111,6 +131,13 @@ class Query:
     route: bool
 
     def params(self) -> dict[str, Any]:
+        """The query's filters as the answer echoes them.
+
+        Returns
+        -------
+        dict
+            lon, lat, k, kinds, statuses, capability and ``max_m``.
+        """
         return {
             "lon": self.lon,
             "lat": self.lat,
@@ -134,7 +161,35 @@ def make_query(
     max_distance_m: Any = None,
     route: bool = False,
 ) -> Query:
-    """Validate and normalise the inputs; every error names its parameter."""
+    """Validate and normalise the inputs; every error names its parameter.
+
+    Parameters
+    ----------
+    lon, lat : object
+        The point, WGS 84 degrees (numbers or numeric text).
+    k : object, default 5
+        How many teams, 1 to ``MAX_K``.
+    by : str, default "distance"
+        One of ``MODES``.
+    kinds, statuses : list of str, optional
+        Team kinds and statuses kept (statuses default to ``available``).
+    capability : str, optional
+        A capability every team kept has; not blank.
+    max_distance_m : object, optional
+        The farthest a team may be, metres; ``MAX_DISTANCE_M`` when None.
+    route : bool, default False
+        Whether to answer each team's route.
+
+    Returns
+    -------
+    Query
+        The checked query.
+
+    Raises
+    ------
+    InvalidInput
+        A bad value, naming its parameter.
+    """
     lon_f, lat_f = check_lonlat(lon, lat)
     if capability is not None and not capability.strip():
         raise InvalidInput("capability must not be empty", field="capability")
@@ -163,9 +218,9 @@ def nearest_teams(session: Session, query: Query, *, walk_speed_kmh: float = 4.5
     session : Session
         An open session (or connection) on a geomap database.
     query : Query
-        Built by :func:`make_query` (coordinates already in WGS84).
+        Built by :func:`make_query` (coordinates already in WGS 84).
     walk_speed_kmh : float
-        Walking speed for ``by="walk"``.
+        Walking speed for ``by="walk"``, km/h.
 
     Returns
     -------
@@ -216,8 +271,20 @@ def rank_by_distance(session: Session, query: Query) -> list[dict]:
     Two passes, exact like :data:`KNN_SQL`: any k matching teams, here the k nearest on
     the sphere (a k-d tree of unit vectors), bound the answer by their largest geodesic
     distance; every team within that bound on the sphere (widened for the sphere's
-    error) is then measured on the WGS84 ellipsoid (pyproj's geodesics, GeographicLib,
+    error) is then measured on the WGS 84 ellipsoid (pyproj's geodesics, GeographicLib,
     as PostGIS's), and the k smallest win, ties by id.
+
+    Parameters
+    ----------
+    session : Session
+        The database (the team mirror).
+    query : Query
+        The point and the filters.
+
+    Returns
+    -------
+    list of dict
+        The teams, nearest first, each with ``distance_m``.
     """
     teams, known = routing.team_mirror(session)
     city.check_in_city(session, query.lon, query.lat, known=known)
@@ -301,8 +368,20 @@ def _network_rank(session: Session, query: Query, walk_speed_kmh: float) -> list
 class Ranking:
     """Teams ranked by travel time to a point: the answer rows, and what they came from.
 
-    ``chosen`` are row indices into ``teams`` (best first) and ``total_s`` their travel
-    times in seconds, access legs included.
+    Parameters
+    ----------
+    teams : TeamTable
+        The team mirror the ranking read.
+    known : dict
+        The data versions it saw.
+    graph : StreetGraph
+        The street graph searched.
+    chosen : numpy.ndarray
+        Row indices into ``teams``, best first.
+    total_s : numpy.ndarray
+        Their travel times, seconds, access legs included.
+    answer : list of dict
+        The answer rows, in the same order.
     """
 
     teams: routing.mirror.TeamTable
@@ -327,8 +406,6 @@ def rank_by_time(
 ) -> Ranking:
     """Rank teams by travel time to a point on the in-memory street graph.
 
-    ``keep(teams)`` says which rows of the team mirror may be ranked (a boolean array).
-
     A team's time is: its walk (or slow drive, ``search.DRIVE_ACCESS_KMH``) to its position
     along its nearest edge, the network from there to the point's position along its
     edge, and the point's access leg. One Dijkstra on the reversed graph from the point,
@@ -340,6 +417,35 @@ def rank_by_time(
     k-th best total is at most ``B + point access``, nothing outside can beat it; until
     then B doubles (and finally becomes unlimited: teams that cannot reach the point at
     all are simply absent).
+
+    Parameters
+    ----------
+    session : Session
+        The database (the graph and the team mirror, through the routing cache).
+    lon, lat : float
+        The point, WGS 84 degrees.
+    mode : {"walk", "drive"}
+        The travel mode.
+    k : int
+        How many teams, at most.
+    keep : callable
+        ``keep(teams)``: which rows of the team mirror may be ranked (a boolean array).
+    max_distance_m : float, default MAX_DISTANCE_M
+        The farthest a team may be in a straight line, metres.
+    route : bool, default False
+        Whether each answer row carries its route (GeoJSON, WGS 84).
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h.
+
+    Returns
+    -------
+    Ranking
+        The ranked teams.
+
+    Raises
+    ------
+    Unreachable
+        The point lies outside the city, or no road is within ``MAX_POINT_SNAP_M`` of it.
     """
     teams, known = routing.team_mirror(session)
     city.check_in_city(session, lon, lat, known=known)
@@ -411,8 +517,10 @@ def _route(
     team_lonlat: tuple[float, float],
     point_lonlat: tuple[float, float],
 ) -> dict | None:
-    """The route from a team to the point as a GeoJSON LineString: the team's access leg,
-    the streets, the point's access leg."""
+    """The route from a team to the point as a GeoJSON LineString.
+
+    The team's access leg, the streets, the point's access leg.
+    """
     coords = search.route_coords(found, team, via)
     if coords is None:
         return None

@@ -93,7 +93,15 @@ REACHED_EDGES_SQL = REACH_SQL + "SELECT id, share FROM segments ORDER BY id"
 
 @dataclass(frozen=True)
 class Reach:
-    """The area reached (WKB MultiPolygon in EPSG:4326, None when nothing is reached)."""
+    """The area reached (WKB MultiPolygon in EPSG:4326, None when nothing is reached).
+
+    Parameters
+    ----------
+    wkb : bytes or None
+        The polygon.
+    edges : int
+        How many edges were reached, wholly or in part.
+    """
 
     wkb: bytes | None
     edges: int
@@ -119,11 +127,16 @@ def reach_polygon(
 
     Parameters
     ----------
+    session : Session
+        The database (the routing tables, searched by pgRouting).
     start_nodes : list of int
         Road node ids to start from.
     budget_s : float
         Time budget in seconds.
     mode : {"walk", "drive"}
+        The travel mode.
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h.
     access_m : float
         Buffer around the reached segments, in metres.
     srid : int
@@ -131,6 +144,11 @@ def reach_polygon(
     bbox : tuple, optional
         Limit the edges read to this box (lon/lat); must contain every route within the
         budget (see :func:`geomap.network.bbox_around`).
+
+    Returns
+    -------
+    Reach
+        The area and the number of edges reached.
     """
     if not start_nodes:
         return Reach(None, 0)
@@ -152,7 +170,28 @@ def reached_edges(
     walk_speed_kmh: float = 4.5,
     bbox: tuple[float, float, float, float] | None = None,
 ) -> dict[int, float]:
-    """Edge id → share of its length reached (1.0 whole, less when the budget ends on it)."""
+    """Edge id → share of its length reached (1.0 whole, less when the budget ends on it).
+
+    Parameters
+    ----------
+    session : Session
+        The database (the routing tables, searched by pgRouting).
+    start_nodes : list of int
+        Road node ids to start from.
+    budget_s : float
+        Time budget in seconds.
+    mode : {"walk", "drive"}
+        The travel mode.
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h.
+    bbox : tuple, optional
+        Limit the edges read to this box (lon/lat).
+
+    Returns
+    -------
+    dict of int to float
+        ``road_edges.id`` → share, 0 to 1.
+    """
     if not start_nodes:
         return {}
     edges = network.edges_sql(mode, bbox=bbox, walk_speed_kmh=walk_speed_kmh)

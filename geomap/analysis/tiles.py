@@ -1,12 +1,11 @@
-"""Vector tiles of catalog layers, made by PostGIS (``ST_AsMVT``): for layers too big for
-one document.
+"""Vector tiles of catalog layers, made by PostGIS (``ST_AsMVT``).
 
-A city ten times Nanchang has 44,000 grids and 56,000 teams: one document each would be
-megabytes to send and seconds to draw. Above a size (the ``map_tiles_above`` setting) the
-maps draw such a layer from Mapbox Vector Tiles instead, in Web Mercator tiles
-``z/x/y``: the browser asks only for the tiles in view, each holding only the features
-that touch it, clipped and quantised to the tile's 4096-unit grid (which also simplifies
-polygons for the zoom).
+They are for layers too big for one document. A city ten times Nanchang has 44,000 grids
+and 56,000 teams: one document each would be megabytes to send and seconds to draw. Above
+a size (the ``map_tiles_above`` setting) the maps draw such a layer from Mapbox Vector
+Tiles instead, in Web Mercator tiles ``z/x/y``: the browser asks only for the tiles in
+view, each holding only the features that touch it, clipped and quantised to the tile's
+4096-unit grid (which also simplifies polygons for the zoom).
 
 A tile holds the layer's public map properties (no ``source``, never a personal field)
 and, for layers whose id is not an integer, the id as a property. Values MVT cannot hold
@@ -58,6 +57,13 @@ _WORLD_M = 40_075_016.685578488
 def check_tile(layer: Layer, z: int, x: int, y: int) -> None:
     """Refuse tiles that do not exist, or that the layer is not drawn at.
 
+    Parameters
+    ----------
+    layer : Layer
+        A catalog layer.
+    z, x, y : int
+        The tile (XYZ, Web Mercator).
+
     Raises
     ------
     InvalidInput
@@ -79,13 +85,37 @@ def check_tile(layer: Layer, z: int, x: int, y: int) -> None:
 
 
 def first_zoom(layer: Layer) -> int:
-    """The first tile zoom of a layer: its ``min_zoom``, one less for 512-pixel tiles."""
+    """The first tile zoom of a layer: its ``min_zoom``, one less for 512-pixel tiles.
+
+    Parameters
+    ----------
+    layer : Layer
+        A catalog layer.
+
+    Returns
+    -------
+    int
+        A tile zoom, at least 0.
+    """
     return max(0, layer.min_zoom - ZOOM_OFFSET)
 
 
 def tile_properties(layer: Layer) -> tuple[str, ...]:
-    """The columns a tile of ``layer`` carries: its public properties but ``source``, and
-    its id column when the id cannot be the MVT feature id (not an integer)."""
+    """The columns a tile of ``layer`` carries.
+
+    Its public properties but ``source``, and its id column when the id cannot be the MVT
+    feature id (not an integer).
+
+    Parameters
+    ----------
+    layer : Layer
+        A catalog layer.
+
+    Returns
+    -------
+    tuple of str
+        Column names.
+    """
     columns = [c for c in layer.public_properties(False) if c not in OMITTED]
     if not _integer_id(layer) and layer.id_column not in columns:
         columns.insert(0, layer.id_column)
@@ -107,8 +137,19 @@ def _select(layer: Layer, column: str) -> str:
 
 
 def tile_sql(layer: Layer) -> str:
-    """The SQL of a tile of ``layer`` (parameters ``z``, ``x``, ``y`` and the layer's
-    fixed filters ``where_<i>``)."""
+    """The SQL of a tile of ``layer``.
+
+    Parameters
+    ----------
+    layer : Layer
+        A catalog layer.
+
+    Returns
+    -------
+    str
+        A statement with the parameters ``z``, ``x``, ``y`` (the tile), ``margin``, ``name``
+        and the layer's fixed filters ``where_<i>``.
+    """
     where = ["t.geom && b.lonlat"]
     for i, column in enumerate(sorted(layer.where)):
         where.append(layer.where_sql(i, column, "t."))
@@ -132,12 +173,36 @@ def tile_sql(layer: Layer) -> str:
 
 
 def clustered(layer: Layer, z: int) -> bool:
-    """Whether tiles of ``layer`` at tile zoom ``z`` hold clusters rather than points."""
+    """Whether tiles of ``layer`` at tile zoom ``z`` hold clusters rather than points.
+
+    Parameters
+    ----------
+    layer : Layer
+        A catalog layer.
+    z : int
+        The tile zoom.
+
+    Returns
+    -------
+    bool
+        True for a clustered point layer below ``CLUSTER_BELOW_ZOOM`` (in 256-pixel zooms).
+    """
     return layer.geometry == "point" and layer.cluster and z + ZOOM_OFFSET < CLUSTER_BELOW_ZOOM
 
 
 def cluster_sql(layer: Layer) -> str:
-    """The SQL of a clustered tile (parameters as :func:`tile_sql`, and ``cell``)."""
+    """The SQL of a clustered tile (parameters as :func:`tile_sql`, and ``cell``).
+
+    Parameters
+    ----------
+    layer : Layer
+        A clustered point layer.
+
+    Returns
+    -------
+    str
+        The statement; ``cell`` is the clustering cell's size in Web Mercator metres.
+    """
     where = ["t.geom && b.lonlat"]
     for i, column in enumerate(sorted(layer.where)):
         where.append(layer.where_sql(i, column, "t."))
@@ -180,6 +245,12 @@ def layer_tile(session: Session, layer: Layer, z: int, x: int, y: int) -> bytes:
     Returns
     -------
     bytes
+        The tile, possibly empty.
+
+    Raises
+    ------
+    InvalidInput
+        As :func:`check_tile`.
     """
     check_tile(layer, z, x, y)
     params = {"z": z, "x": x, "y": y, "margin": BUFFER / EXTENT, "name": layer.id}

@@ -31,11 +31,15 @@ transaction is never shared: :func:`stamps` returns None then.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from geomap.layers import Layer
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 #: Data sets with a row in ``data_versions``.
 VERSIONED = ("grids", "regions", "network", "stations", "sites")
@@ -92,23 +96,26 @@ def layer_data_sets(layer: Layer) -> tuple[str, ...]:
     Parameters
     ----------
     layer : Layer
+        A catalog layer.
 
     Returns
     -------
     tuple of str
+        Names of :data:`DATA_SETS`.
     """
     name = TABLE_DATA_SETS.get(layer.table)
     return (name,) if name else ()
 
 
 def stamps(
-    conn: Any, names: Iterable[str], since: Mapping[str, Hashable] | None = None
+    conn: Connection | Session, names: Iterable[str], since: Mapping[str, Hashable] | None = None
 ) -> dict[str, Hashable] | None:
     """The stamps of data sets as ``conn``'s transaction sees them now.
 
     Parameters
     ----------
     conn : Connection or Session
+        The database.
     names : iterable of str
         Data sets, from :data:`DATA_SETS`.
     since : mapping, optional
@@ -153,7 +160,7 @@ def stamps(
     return out
 
 
-def _teams_stamp(conn: Any, since: Hashable | None) -> tuple | None:
+def _teams_stamp(conn: Connection | Session, since: Hashable | None) -> tuple | None:
     watermark = None
     if since is not None:
         _epoch, previous = since  # type: ignore[misc]

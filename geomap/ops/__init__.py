@@ -25,5 +25,11 @@ import datetime as dt
 
 
 def utc_now() -> dt.datetime:
-    """The service's clock: the current time, timezone-aware (UTC)."""
+    """The service's clock: the current time, timezone-aware (UTC).
+
+    Returns
+    -------
+    datetime.datetime
+        Now, with ``tzinfo=UTC``; every ``now`` parameter of :mod:`geomap.ops` takes one.
+    """
     return dt.datetime.now(dt.UTC)

@@ -14,17 +14,31 @@ import datetime as dt
 import getpass
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from geomap.errors import InvalidInput
 from geomap.params import check_int
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+
 
 @dataclass(frozen=True)
 class Actor:
-    """Who makes a write, as the audit log names them."""
+    """Who makes a write, as the audit log names them.
+
+    Parameters
+    ----------
+    name : str
+        The name recorded (an API key's name, ``<user> (command line)``, ``call:<code>``...).
+    role : str
+        The role the write was made with (``commander``, ``cli``, ``system``, ``public``...).
+    key_id : int, optional
+        The API key's id, when the write came through a key.
+    """
 
     name: str
     role: str
@@ -32,12 +46,30 @@ class Actor:
 
     @staticmethod
     def of(principal: Any) -> Actor:
-        """The actor of a request's principal (``geomap.auth.Principal``)."""
+        """The actor of a request's principal (``geomap.auth.Principal``).
+
+        Parameters
+        ----------
+        principal : Principal
+            Who the request is from: its ``name``, ``role`` and ``key_id``.
+
+        Returns
+        -------
+        Actor
+            Named by the principal's name, or by its role when it has none.
+        """
         return Actor(principal.name or principal.role, principal.role, principal.key_id)
 
     @staticmethod
     def cli() -> Actor:
-        """The person at the command line."""
+        """The person at the command line.
+
+        Returns
+        -------
+        Actor
+            The operating-system user, with the role ``cli`` (``unknown user`` when the uid has
+            no name, as in some containers).
+        """
         try:
             user = getpass.getuser()
         except (KeyError, OSError):  # no name for this uid (containers)
@@ -45,7 +77,20 @@ class Actor:
         return Actor(f"{user} (command line)", "cli")
 
     def same_as(self, name: str | None, key_id: int | None) -> bool:
-        """Whether this actor is the one recorded as ``name``/``key_id``."""
+        """Whether this actor is the one recorded as ``name``/``key_id``.
+
+        Parameters
+        ----------
+        name : str or None
+            The recorded name.
+        key_id : int or None
+            The recorded key id; when both sides have one, the ids decide, not the names.
+
+        Returns
+        -------
+        bool
+            True for the same actor.
+        """
         if self.key_id is not None and key_id is not None:
             return self.key_id == key_id
         return self.name == name
@@ -72,7 +117,7 @@ def _default(value: Any) -> Any:
 
 
 def record(
-    conn: Any,
+    conn: Connection | Session,
     actor: Actor,
     action: str,
     *,
@@ -84,9 +129,27 @@ def record(
 ) -> int:
     """Append an audit row in the caller's transaction; returns its id.
 
-    ``action`` is ``<subject>.<verb>`` (``case.create``, ``case.accept``,
-    ``dispatch.release``, ``team.update``, ``team.positions``, ``key.create``...);
-    ``changes`` says what changed (``{"status": [old, new]}``, the fields created...).
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database; the row commits with the write it records.
+    actor : Actor
+        Who made the write.
+    action : str
+        ``<subject>.<verb>`` (``case.create``, ``case.accept``, ``dispatch.release``,
+        ``team.update``, ``team.positions``, ``key.create``...).
+    at : datetime.datetime
+        When the write happened (the service's clock, timezone-aware).
+    changes : dict, optional
+        What changed (``{"status": [old, new]}``, the fields created...); datetimes are
+        stored as ISO text.
+    case_id, dispatch_id, team_id : int, optional
+        What the write was about, for :func:`query`'s filters.
+
+    Returns
+    -------
+    int
+        The audit row's id.
     """
     row = conn.execute(
         RECORD_SQL,
@@ -126,7 +189,7 @@ MAX_LIMIT = 1000
 
 
 def query(
-    conn: Any,
+    conn: Connection | Session,
     *,
     case_id: int | None = None,
     team_id: int | None = None,
@@ -137,7 +200,36 @@ def query(
     before: int | None = None,
     limit: int = 100,
 ) -> dict[str, Any]:
-    """Audit rows, newest first, filtered; ``next_before`` pages further back."""
+    """Audit rows, newest first, filtered; ``next_before`` pages further back.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    case_id, team_id : int, optional
+        Only rows about this case, this team.
+    key : str, optional
+        Only rows written by the actor of this name.
+    action : str, optional
+        Only rows of this action (``case.accept``...).
+    since, until : datetime.datetime, optional
+        Only rows with ``at`` in [since, until).
+    before : int, optional
+        Only rows with a smaller id (the previous page's ``next_before``).
+    limit : int, default 100
+        Most rows returned, 1 to ``MAX_LIMIT``.
+
+    Returns
+    -------
+    dict
+        ``entries`` (the rows, times as ISO text, the actor as ``key``: id, name, role) and
+        ``next_before`` (the id to pass as ``before`` for the next page, or None at the end).
+
+    Raises
+    ------
+    InvalidInput
+        ``limit`` out of range, or ``until`` not after ``since``.
+    """
     limit = check_int(limit, "limit", 1, MAX_LIMIT)
     if since is not None and until is not None and until <= since:
         raise InvalidInput("to must be after from", field="to")

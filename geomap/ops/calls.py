@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -22,6 +22,10 @@ from geomap.errors import InvalidInput, NotFound
 from geomap.ops import audit, cases
 from geomap.ops.rules import Rules
 from geomap.params import check_fields, check_text, check_typed_text
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 #: Most characters of the resident's text (a short note, typed on a phone).
 TEXT_MAX = 200
@@ -40,11 +44,26 @@ STATION_SQL = sa.text(
 )
 
 
-def station(conn: Any, code: str) -> dict[str, Any]:
+def station(conn: Connection | Session, code: str) -> dict[str, Any]:
     """The station with this code: id, code, name, kind, address, grid_code, lon, lat.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    code : str
+        The station's code, as printed on its call button (at most ``CODE_MAX`` characters
+        name a station).
+
+    Returns
+    -------
+    dict
+        The station's row; ``lon``/``lat`` in WGS 84 degrees.
 
     Raises
     ------
+    InvalidInput
+        ``code`` is not text.
     NotFound
         No station has this code.
     """
@@ -58,7 +77,24 @@ def station(conn: Any, code: str) -> dict[str, Any]:
 
 
 def parse_call(body: Any) -> dict[str, str | None]:
-    """The resident's optional ``text`` and callback ``phone``; each error names its field."""
+    """The resident's optional ``text`` and callback ``phone``; each error names its field.
+
+    Parameters
+    ----------
+    body : object
+        The decoded JSON body, or None for an empty one.
+
+    Returns
+    -------
+    dict
+        ``{"text": str or None, "phone": str or None}``, stripped.
+
+    Raises
+    ------
+    InvalidInput
+        The body is not an object, holds other keys, a value is too long (``TEXT_MAX``,
+        ``PHONE_MAX``) or the phone holds other characters than digits, spaces and ``+-()``.
+    """
     if body is None:
         body = {}
     if not isinstance(body, dict):
@@ -73,17 +109,54 @@ def parse_call(body: Any) -> dict[str, str | None]:
 
 
 def actor(code: str) -> audit.Actor:
-    """Who a call from this station is recorded as (nobody signs in to call)."""
+    """Who a call from this station is recorded as (nobody signs in to call).
+
+    Parameters
+    ----------
+    code : str
+        The station's code.
+
+    Returns
+    -------
+    audit.Actor
+        ``call:<code>`` with the role ``public``.
+    """
     return audit.Actor(f"call:{code}", "public")
 
 
 def source(code: str) -> str:
-    """The case's provenance: a real person pressed the button at this station."""
+    """The case's provenance: a real person pressed the button at this station.
+
+    Parameters
+    ----------
+    code : str
+        The station's code.
+
+    Returns
+    -------
+    str
+        The text stored in the case's ``source``.
+    """
     return f"real: one-click call (一键呼叫) at station {code}"
 
 
 def new_case(found: dict[str, Any], call: dict[str, str | None], now: dt.datetime) -> dict:
-    """The fields of the ``request`` case a call makes (as :func:`cases.parse_new` gives)."""
+    """The fields of the ``request`` case a call makes (as :func:`cases.parse_new` gives).
+
+    Parameters
+    ----------
+    found : dict
+        The station, as :func:`station` gives it.
+    call : dict
+        The resident's text and phone, as :func:`parse_call` gives them.
+    now : datetime.datetime
+        The time of the call (timezone-aware), the case's ``reported_at``.
+
+    Returns
+    -------
+    dict
+        A ``request`` case of medium severity at the station's point (WGS 84).
+    """
     title = f"一键呼叫：{found['name']}（{found['code']}）"
     return {
         "kind": "request",
@@ -100,7 +173,7 @@ def new_case(found: dict[str, Any], call: dict[str, str | None], now: dt.datetim
 
 
 def place(
-    conn: Any,
+    conn: Session,
     found: dict[str, Any],
     call: dict[str, str | None],
     *,
@@ -110,6 +183,24 @@ def place(
     """Record the call as a ``request`` case at the station; returns the case id.
 
     The caller commits (the case, its audit row and its event go together).
+
+    Parameters
+    ----------
+    conn : Session
+        The request's session; the case is written in its transaction.
+    found : dict
+        The station, as :func:`station` gives it.
+    call : dict
+        The resident's text and phone, as :func:`parse_call` gives them.
+    now : datetime.datetime
+        The time of the call (timezone-aware).
+    rules : Rules
+        The dispatch rules (escalation and resolution deadlines).
+
+    Returns
+    -------
+    int
+        The new case's id.
     """
     return cases.create(
         conn,

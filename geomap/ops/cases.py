@@ -18,13 +18,16 @@ Where a case is, is resolved from its point when it is created: the grid holding
 the grid's community, township and district; outside every grid, the smallest region
 holding it (a village is a community); failing that, the nearest grid. A point outside
 the city is refused (422).
+
+Longer than 600 lines: the lifecycle table, the writers that follow it and the readers
+that render a case are read together, and a third of the file is their numpy docstrings.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -40,6 +43,10 @@ from geomap.params import (
     check_lonlat,
     check_typed_text,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 #: The lifecycle: (status, action) → the status it leads to.
 STEPS: dict[tuple[str, str], str] = {
@@ -76,12 +83,45 @@ CLOCK_SKEW = dt.timedelta(minutes=2)
 
 
 def allowed(status: str, actions: tuple[str, ...] = ACTIONS) -> list[str]:
-    """The actions :data:`STEPS` allows from ``status``."""
+    """The actions :data:`STEPS` allows from ``status``.
+
+    Parameters
+    ----------
+    status : str
+        A case's status.
+    actions : tuple of str, default ACTIONS
+        The actions considered (``USER_ACTIONS`` and ``dispatch`` for what a page offers).
+
+    Returns
+    -------
+    list of str
+        The allowed ones, in their order.
+    """
     return lifecycle.allowed(STEPS, actions, status)
 
 
 def next_status(status: str, action: str) -> str:
-    """The status ``action`` leads to from ``status``; a Conflict naming what is allowed."""
+    """The status ``action`` leads to from ``status``; a Conflict naming what is allowed.
+
+    Parameters
+    ----------
+    status : str
+        The case's status.
+    action : str
+        The action asked for.
+
+    Returns
+    -------
+    str
+        The next status.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown action.
+    Conflict
+        ``status`` does not allow ``action``.
+    """
     return lifecycle.next_status(STEPS, ACTIONS, status, action,
                                  refusal="a {status} case cannot take the step {action!r}",
                                  finished="none (the case is finished)")  # fmt: skip
@@ -104,7 +144,27 @@ NEW_FIELDS = (
 
 
 def parse_new(body: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """Check a new case's fields; every error names its field."""
+    """Check a new case's fields; every error names its field.
+
+    Parameters
+    ----------
+    body : dict
+        The decoded JSON body: ``NEW_FIELDS``. The point is in ``crs`` (one of
+        ``POINT_CRS``, WGS 84 when absent); ``severity`` defaults to medium, ``reported_at``
+        to ``now``.
+    now : datetime.datetime
+        The service's clock; a ``reported_at`` later than it by ``CLOCK_SKEW`` is refused.
+
+    Returns
+    -------
+    dict
+        The case's fields, the point in WGS 84 and ``reported_at`` timezone-aware.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown field, kind, severity or CRS, a bad point, phone or time.
+    """
     check_fields(body, NEW_FIELDS)
     kind = body.get("kind")
     if not isinstance(kind, str):
@@ -180,9 +240,23 @@ CHAIN_SQL = sa.text(
 )
 
 
-def locate(conn: Any, lon: float, lat: float) -> dict[str, str | None]:
-    """The unit chain of a point: ``located`` and the grid, community, township and
-    district codes (see the module docstring)."""
+def locate(conn: Connection | Session, lon: float, lat: float) -> dict[str, str | None]:
+    """The unit chain of a point (see the module docstring).
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    lon, lat : float
+        The point, WGS 84 degrees.
+
+    Returns
+    -------
+    dict
+        ``located`` (``grid``, a region level, ``nearest_grid`` or ``none``) and the
+        ``grid_code``, ``community_code``, ``township_code`` and ``district_code`` (None
+        where unknown).
+    """
     units: dict[str, str | None] = {f"{level}_code": None for level in escalation.LEVELS}
     point = {"lon": lon, "lat": lat}
     grid = conn.execute(GRID_AT_SQL, point).first()
@@ -245,7 +319,7 @@ def _public(row: Any) -> dict[str, Any]:
 
 
 def create(
-    conn: Any,
+    conn: Connection | Session,
     new: dict[str, Any],
     *,
     actor: audit.Actor,
@@ -254,6 +328,29 @@ def create(
     source: str = API_SOURCE,
 ) -> int:
     """Record a case (fields from :func:`parse_new`); returns its id.
+
+    The case, its audit row (``case.create``) and its event (``case.created``) are written
+    in the caller's transaction; a case reported earlier gets the climbs already due.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database.
+    new : dict
+        The case's fields, as :func:`parse_new` gives them.
+    actor : audit.Actor
+        Who reports it.
+    now : datetime.datetime
+        The service's clock.
+    rules : Rules
+        The dispatch rules (the case's deadlines).
+    source : str, default API_SOURCE
+        The case's provenance.
+
+    Returns
+    -------
+    int
+        The new case's id.
 
     Raises
     ------
@@ -323,11 +420,30 @@ def create(
     return case_id
 
 
-def lock(conn: Any, case_id: int, now: dt.datetime | None = None) -> Any:
-    """The case's row, locked until the transaction ends (NotFound when there is none).
+def lock(conn: Connection | Session, case_id: int, now: dt.datetime | None = None) -> Any:
+    """The case's row, locked until the transaction ends.
 
     With ``now``, the climbs that fell due by then are recorded first (every writer does
     this before changing a case), and the row returned is the updated one.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, in the caller's transaction.
+    case_id : int
+        The case's id.
+    now : datetime.datetime, optional
+        The service's clock.
+
+    Returns
+    -------
+    RowMapping
+        Every column of ``cases``, with ``lon``/``lat`` (WGS 84).
+
+    Raises
+    ------
+    NotFound
+        No such case.
     """
     row = conn.execute(LOCK_SQL, {"id": case_id}).mappings().first()
     if row is None:
@@ -339,7 +455,7 @@ def lock(conn: Any, case_id: int, now: dt.datetime | None = None) -> Any:
 
 
 def take_step(
-    conn: Any,
+    conn: Connection | Session,
     row: Any,
     action: str,
     *,
@@ -348,8 +464,38 @@ def take_step(
     note: str | None = None,
     changes: dict[str, Any] | None = None,
 ) -> str:
-    """Move a locked case row by ``action`` (the table decides), stamping the times the
-    step sets; records the audit row and announces it. Returns the new status."""
+    """Move a locked case row by ``action`` (the table decides); returns the new status.
+
+    Stamps the times the step sets and records its audit row and event.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, in the caller's transaction.
+    row : Mapping
+        The case's row, as :func:`lock` gives it.
+    action : str
+        One of ``ACTIONS``.
+    actor : audit.Actor
+        Who takes the step.
+    now : datetime.datetime
+        The service's clock.
+    note : str, optional
+        The actor's note, kept in the audit row.
+    changes : dict, optional
+        More to record in the audit row.
+
+    Returns
+    -------
+    str
+        The case's new status.
+
+    Raises
+    ------
+    Conflict
+        The status does not allow ``action``, or a hazard would be closed by the key that
+        resolved it.
+    """
     new = next_status(row["status"], action)
     if (
         action == "close"
@@ -398,15 +544,39 @@ def take_step(
 
 
 def step(
-    conn: Any,
+    conn: Connection | Session,
     case_id: int,
     body: dict[str, Any],
     *,
     actor: audit.Actor,
     now: dt.datetime,
 ) -> None:
-    """A person's step on a case: ``{"action": "accept|resolve|close|reopen|cancel",
-    "note": ...}``."""
+    """A person's step on a case: ``{"action": "accept|resolve|close|reopen|cancel", ...}``.
+
+    Resolving, closing or cancelling releases the case's active dispatches.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, in the caller's transaction.
+    case_id : int
+        The case's id.
+    body : dict
+        The decoded JSON body: ``action`` (one of ``USER_ACTIONS``) and ``note``.
+    actor : audit.Actor
+        Who takes the step.
+    now : datetime.datetime
+        The service's clock.
+
+    Raises
+    ------
+    InvalidInput
+        A malformed body or an action not taken here.
+    NotFound
+        No such case.
+    Conflict
+        The case's status does not allow the action.
+    """
     from geomap.ops import dispatch
 
     check_fields(body, ("action", "note"))
@@ -473,7 +643,22 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 
 def overdue(row: Any, level: escalation.Level, now: dt.datetime) -> bool:
-    """Open and late: escalated without being accepted, or unresolved past its deadline."""
+    """Open and late: escalated without being accepted, or unresolved past its deadline.
+
+    Parameters
+    ----------
+    row : Mapping
+        A case row.
+    level : escalation.Level
+        Its level now (:func:`escalation.level_of`).
+    now : datetime.datetime
+        The service's clock.
+
+    Returns
+    -------
+    bool
+        True when the case is overdue.
+    """
     if row["status"] not in OPEN or row["status"] == "resolved":
         return False
     late_to_accept = row["accepted_at"] is None and level.escalated
@@ -481,8 +666,23 @@ def overdue(row: Any, level: escalation.Level, now: dt.datetime) -> bool:
 
 
 def render(row: Any, now: dt.datetime, *, personal: bool) -> dict[str, Any]:
-    """A case row (from :data:`CASES_SQL`) as the API answers it, its level computed from
-    the clock."""
+    """A case row (from :data:`CASES_SQL`) as the API answers it, its level from the clock.
+
+    Parameters
+    ----------
+    row : Mapping
+        The row, with its units' names and its dispatches.
+    now : datetime.datetime
+        The service's clock.
+    personal : bool
+        Whether the reader may see the reporter's name and phone.
+
+    Returns
+    -------
+    dict
+        The case: its fields, units, level, escalations, deadlines, times (ISO text),
+        dispatches and the actions it allows.
+    """
     level = escalation.level_of(row, now)
     units = {
         unit: (
@@ -528,8 +728,32 @@ def render(row: Any, now: dt.datetime, *, personal: bool) -> dict[str, Any]:
     return answer
 
 
-def get(conn: Any, case_id: int, *, now: dt.datetime, personal: bool) -> dict[str, Any]:
-    """One case, with its dispatches and its level now."""
+def get(
+    conn: Connection | Session, case_id: int, *, now: dt.datetime, personal: bool
+) -> dict[str, Any]:
+    """One case, with its dispatches and its level now.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    case_id : int
+        The case's id.
+    now : datetime.datetime
+        The service's clock.
+    personal : bool
+        Whether the reader may see the reporter.
+
+    Returns
+    -------
+    dict
+        As :func:`render`.
+
+    Raises
+    ------
+    NotFound
+        No such case.
+    """
     row = conn.execute(ONE_SQL, {"id": case_id}).mappings().first()
     if row is None:
         raise NotFound(f"no case {case_id}")
@@ -537,7 +761,7 @@ def get(conn: Any, case_id: int, *, now: dt.datetime, personal: bool) -> dict[st
 
 
 def list_cases(
-    conn: Any,
+    conn: Connection | Session,
     *,
     now: dt.datetime,
     personal: bool,
@@ -550,7 +774,32 @@ def list_cases(
     limit: int = 100,
     offset: int = 0,
 ) -> dict[str, Any]:
-    """Cases, latest reported first, filtered; ``total`` counts every match."""
+    """Cases, latest reported first, filtered; ``total`` counts every match.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    now : datetime.datetime
+        The service's clock.
+    personal : bool
+        Whether the reader may see the reporters.
+    statuses : list of str, optional
+        Only cases in one of these statuses.
+    kind, level : str, optional
+        Only cases of this kind, at this level now.
+    unit : str, optional
+        Only cases in this unit (a grid, community, township or district code).
+    since, until : datetime.datetime, optional
+        Only cases with ``reported_at`` in [since, until).
+    limit, offset : int
+        The page (checked by the caller).
+
+    Returns
+    -------
+    dict
+        ``total`` and ``cases`` (each as :func:`render`).
+    """
     params = {
         "statuses": statuses,
         "kind": kind,

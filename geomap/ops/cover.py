@@ -21,7 +21,7 @@ tests compare it with a full search without c (and the search with pgRouting).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,6 +32,10 @@ from geomap import routing
 from geomap.routing import search
 from geomap.routing.graph import StreetGraph
 from geomap.routing.snap import EdgePoints, snap_lonlat
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 MODE = "drive"
 _MIN_COST = 1e-9
@@ -47,7 +51,21 @@ GRID_POINTS_SQL = sa.text(
 
 @dataclass(frozen=True)
 class GridPoints:
-    """Every grid's inner point snapped to the drive network (arrays in code order)."""
+    """Every grid's inner point snapped to the drive network (arrays in code order).
+
+    Parameters
+    ----------
+    codes, names : numpy.ndarray
+        The grids' codes and names (objects).
+    population : numpy.ndarray
+        Residents per grid (int64).
+    lon, lat : numpy.ndarray
+        The inner points (``ST_PointOnSurface``), WGS 84 degrees.
+    points : EdgePoints
+        The inner points snapped to the drive network (``found`` False: no road near).
+    access_s : numpy.ndarray
+        Seconds of the access leg from the road to each point (``inf`` when not snapped).
+    """
 
     codes: np.ndarray
     names: np.ndarray
@@ -58,7 +76,19 @@ class GridPoints:
     access_s: np.ndarray
 
     def describe(self, which: np.ndarray) -> dict[str, Any]:
-        """The grids ``which`` (indices) as an answer: codes, names, residents."""
+        """The grids ``which`` (indices) as an answer: codes, names, residents.
+
+        Parameters
+        ----------
+        which : numpy.ndarray
+            Indices into the arrays.
+
+        Returns
+        -------
+        dict
+            ``grids`` (code, name, population; most residents first), ``grid_count`` and
+            ``residents`` (their sum).
+        """
         which = np.asarray(which, dtype=np.int64)
         order = which[np.argsort(-self.population[which], kind="stable")]
         return {
@@ -75,8 +105,26 @@ class GridPoints:
         }
 
 
-def grid_points(conn: Any, graph: StreetGraph, known: dict[str, Any] | None = None) -> GridPoints:
-    """The grids' inner points on ``graph`` (cached until the grids or the network change)."""
+def grid_points(
+    conn: Connection | Session, graph: StreetGraph, known: dict[str, Any] | None = None
+) -> GridPoints:
+    """The grids' inner points on ``graph`` (cached until the grids or the network change).
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction when the cache misses.
+    graph : StreetGraph
+        The street graph the points are snapped to.
+    known : dict, optional
+        The table versions already read in this request (:func:`routing.cache.versions`),
+        so the cache check costs no query.
+
+    Returns
+    -------
+    GridPoints
+        Every grid's inner point, snapped.
+    """
 
     def build() -> GridPoints:
         rows = conn.execute(GRID_POINTS_SQL).all()
@@ -103,9 +151,25 @@ def grid_points(conn: Any, graph: StreetGraph, known: dict[str, Any] | None = No
 class Cover:
     """Times from a set of teams (``starts``) to every node and every grid.
 
-    ``dist``/``src``: per node, the least time (seconds; ``inf`` beyond the budget) and the
-    start achieving it (-1: none). ``grid_time``/``grid_team``: the same per grid point,
-    access legs included.
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph searched (drive mode).
+    grids : GridPoints
+        The grids' inner points.
+    starts : EdgePoints
+        The teams' positions, snapped.
+    offsets_s : numpy.ndarray
+        Each start's head start in seconds (its access leg).
+    budget_s : float
+        The reach threshold, seconds.
+    arc_tail, arc_head, arc_cost : numpy.ndarray
+        The virtual arcs from each start (its index) to its edge's ends (node, seconds).
+    dist, src : numpy.ndarray
+        Per node, the least time (seconds; ``inf`` beyond the budget) and the start achieving
+        it (-1: none).
+    grid_time, grid_team : numpy.ndarray
+        The same per grid point, access legs included.
     """
 
     graph: StreetGraph
@@ -123,7 +187,7 @@ class Cover:
 
     @property
     def covered(self) -> np.ndarray:
-        """Which grids some start reaches within the budget."""
+        """Which grids some start reaches within the budget (a boolean mask)."""
         return self.grid_time <= self.budget_s
 
 
@@ -205,8 +269,33 @@ def cover(
     offsets_s: np.ndarray,
     budget_s: float,
 ) -> Cover:
-    """Times from the nearest of ``starts`` (snapped; each with its head start) to every
-    node and grid point, within ``budget_s``; see the module docstring."""
+    """Times from the nearest of ``starts`` to every node and grid point, within ``budget_s``.
+
+    One multi-source Dijkstra; see the module docstring.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph (drive mode).
+    grids : GridPoints
+        The grids' inner points.
+    starts : EdgePoints
+        The teams' positions, every one snapped.
+    offsets_s : numpy.ndarray
+        Each start's head start, seconds (its access leg).
+    budget_s : float
+        The reach threshold, seconds.
+
+    Returns
+    -------
+    Cover
+        Times and nearest starts per node and per grid.
+
+    Raises
+    ------
+    ValueError
+        A start is not snapped.
+    """
     if not starts.found.all():
         raise ValueError("every start must be snapped (take starts.found first)")
     n = graph.n_nodes
@@ -276,7 +365,22 @@ def _csr_min(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, size: int) ->
 
 
 def times_without(found: Cover, c: int, which: np.ndarray) -> np.ndarray:
-    """Least times to the grid points ``which`` when start ``c`` is taken away."""
+    """Least times to the grid points ``which`` when start ``c`` is taken away.
+
+    Parameters
+    ----------
+    found : Cover
+        The cover with every start.
+    c : int
+        The start taken away (an index into ``found.starts``).
+    which : numpy.ndarray
+        Indices of the grids asked about.
+
+    Returns
+    -------
+    numpy.ndarray
+        Seconds per grid of ``which``, access legs included (``inf`` beyond the budget).
+    """
     graph = found.graph
     cell = np.flatnonzero(found.src == c)
     dist = found.dist
@@ -315,7 +419,20 @@ def times_without(found: Cover, c: int, which: np.ndarray) -> np.ndarray:
 
 
 def loss(found: Cover, c: int) -> np.ndarray:
-    """Indices of the grids covered now that no other start covers without start ``c``."""
+    """Indices of the grids covered now that no other start covers without start ``c``.
+
+    Parameters
+    ----------
+    found : Cover
+        The cover with every start.
+    c : int
+        The start taken away.
+
+    Returns
+    -------
+    numpy.ndarray
+        Grid indices (int64), possibly empty.
+    """
     mine = np.flatnonzero((found.grid_team == c) & found.covered)
     if mine.size == 0:
         return mine

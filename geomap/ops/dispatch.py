@@ -25,7 +25,7 @@ when a case's last active team is released before it is resolved, the case goes 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -33,6 +33,10 @@ from geomap import events
 from geomap.errors import Conflict, InvalidInput, NotFound
 from geomap.ops import audit, cases, lifecycle
 from geomap.params import check_fields, check_ids, check_typed_text
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 #: A dispatch's lifecycle: (status, action) → the status it leads to.
 STEPS: dict[tuple[str, str], str] = {
@@ -51,12 +55,43 @@ SOURCE = "real: dispatched through the geomap API"
 
 
 def allowed(status: str) -> list[str]:
-    """The actions :data:`STEPS` allows from ``status``."""
+    """The actions :data:`STEPS` allows from ``status``.
+
+    Parameters
+    ----------
+    status : str
+        A dispatch's status.
+
+    Returns
+    -------
+    list of str
+        The allowed actions, in the order of :data:`ACTIONS`.
+    """
     return lifecycle.allowed(STEPS, ACTIONS, status)
 
 
 def next_status(status: str, action: str) -> str:
-    """The status ``action`` leads to; a Conflict naming the allowed actions otherwise."""
+    """The status ``action`` leads to; a Conflict naming the allowed actions otherwise.
+
+    Parameters
+    ----------
+    status : str
+        The dispatch's status.
+    action : str
+        The action asked for.
+
+    Returns
+    -------
+    str
+        The next status.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown action.
+    Conflict
+        ``status`` does not allow ``action``.
+    """
     return lifecycle.next_status(
         STEPS, ACTIONS, status, action,
         refusal="a dispatch that is {status} cannot take the step {action!r}",
@@ -105,7 +140,7 @@ def _busy_message(team: Any) -> str:
 
 
 def dispatch(
-    conn: Any,
+    conn: Connection | Session,
     case_id: int,
     body: dict[str, Any],
     *,
@@ -114,14 +149,34 @@ def dispatch(
     max_teams: int,
     eta_min: Any = None,
 ) -> list[int]:
-    """Send available teams to a case (``{"team_ids": [...], "note": ...}``); returns the
-    new dispatches' ids.
+    """Send available teams to a case; returns the new dispatches' ids.
+
+    The case is locked, then the teams in id order; each team taken becomes ``deployed``,
+    each dispatch gets an audit row and an event, and the case takes its ``dispatch`` step,
+    in the caller's transaction.
 
     Parameters
     ----------
+    conn : Connection or Session
+        The database.
+    case_id : int
+        The case's id.
+    body : dict
+        The decoded JSON body, ``{"team_ids": [...], "note": ...}``.
+    actor : audit.Actor
+        Who sends the teams.
+    now : datetime.datetime
+        The service's clock.
+    max_teams : int
+        The most teams one request may send.
     eta_min : callable, optional
         ``eta_min(conn, lon, lat, {team id: (lon, lat)}) -> {team id: minutes or None}``:
         the drive time of each team from where it is to the case, stored with its dispatch.
+
+    Returns
+    -------
+    list of int
+        The new dispatches' ids, in the order of ``team_ids``.
 
     Raises
     ------
@@ -220,7 +275,12 @@ def dispatch(
 
 
 def _release(
-    conn: Any, drow: Any, *, actor: audit.Actor, now: dt.datetime, reason: str | None
+    conn: Connection | Session,
+    drow: Any,
+    *,
+    actor: audit.Actor,
+    now: dt.datetime,
+    reason: str | None,
 ) -> None:
     """Release one locked dispatch row and free its team."""
     conn.execute(
@@ -276,9 +336,28 @@ ACTIVE_OF_CASE_SQL = sa.text(
 
 
 def release_all(
-    conn: Any, case_id: int, *, actor: audit.Actor, now: dt.datetime, reason: str
+    conn: Connection | Session, case_id: int, *, actor: audit.Actor, now: dt.datetime, reason: str
 ) -> int:
-    """Release every active dispatch of a case (its row locked by the caller)."""
+    """Release every active dispatch of a case (its row locked by the caller).
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, in the caller's transaction.
+    case_id : int
+        The case's id.
+    actor : audit.Actor
+        Who releases (the one closing or cancelling the case).
+    now : datetime.datetime
+        The service's clock.
+    reason : str
+        Why, recorded in each release's audit row.
+
+    Returns
+    -------
+    int
+        The number of dispatches released.
+    """
     rows = conn.execute(ACTIVE_OF_CASE_SQL, {"case_id": case_id}).mappings().all()
     for drow in rows:
         _release(conn, drow, actor=actor, now=now, reason=reason)
@@ -286,15 +365,46 @@ def release_all(
 
 
 def step(
-    conn: Any,
+    conn: Connection | Session,
     dispatch_id: int,
     body: dict[str, Any],
     *,
     actor: audit.Actor,
     now: dt.datetime,
 ) -> int:
-    """A step of a dispatch: ``{"action": "depart|arrive|release", "note": ...}``;
-    returns its case's id."""
+    """A step of a dispatch: ``{"action": "depart|arrive|release", "note": ...}``.
+
+    The case is locked first, as every writer does. A release frees the team and, when it
+    was the case's last active team before resolution, returns the case to ``accepted``; an
+    arrival moves the case on scene.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, in the caller's transaction.
+    dispatch_id : int
+        The dispatch's id.
+    body : dict
+        The decoded JSON body.
+    actor : audit.Actor
+        Who takes the step.
+    now : datetime.datetime
+        The service's clock.
+
+    Returns
+    -------
+    int
+        The id of the dispatch's case.
+
+    Raises
+    ------
+    InvalidInput
+        A malformed body or an unknown action.
+    NotFound
+        No such dispatch.
+    Conflict
+        The dispatch's status does not allow the action.
+    """
     check_fields(body, ("action", "note"))
     action = body.get("action")
     if not isinstance(action, str) or action not in ACTIONS:

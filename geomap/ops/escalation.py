@@ -26,12 +26,16 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from geomap import events
 from geomap.ops import audit
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,15 @@ START_LEVEL = {
 
 @dataclass(frozen=True)
 class Climb:
-    """One step up the chain: the level reached and when."""
+    """One step up the chain: the level reached and when.
+
+    Parameters
+    ----------
+    level : str
+        The level reached (one of ``LEVELS``).
+    at : datetime.datetime
+        When the acceptance deadline of the level below fell due.
+    """
 
     level: str
     at: dt.datetime
@@ -58,18 +70,25 @@ class Climb:
 def climbs(
     start_level: str, reported_at: dt.datetime, accept_minutes: list[int], until: dt.datetime
 ) -> tuple[list[Climb], dt.datetime | None]:
-    """The climbs due at or before ``until``, and when the next one falls due (None at
-    the top of the chain).
+    """The climbs due at or before ``until``, and when the next one falls due.
 
     Parameters
     ----------
     start_level : str
         Where the case started (:data:`START_LEVEL`).
-    reported_at : datetime
+    reported_at : datetime.datetime
+        When the case was reported; the first deadline counts from it.
     accept_minutes : list of int
         Minutes to accept at the grid, community and township levels.
-    until : datetime
+    until : datetime.datetime
         Now, or the moment the case stopped climbing (accepted, cancelled).
+
+    Returns
+    -------
+    climbs : list of Climb
+        The climbs due, lowest first.
+    next_at : datetime.datetime or None
+        When the next climb falls due; None at the top of the chain.
     """
     level = LEVELS.index(start_level)
     deadline = reported_at
@@ -84,7 +103,20 @@ def climbs(
 
 
 def stopped_at(row: Any, now: dt.datetime) -> dt.datetime:
-    """Until when a case could climb: its acceptance, its cancellation, or now."""
+    """Until when a case could climb: its acceptance, its cancellation, or now.
+
+    Parameters
+    ----------
+    row : Mapping
+        A case row with ``accepted_at`` and ``cancelled_at``.
+    now : datetime.datetime
+        The service's clock.
+
+    Returns
+    -------
+    datetime.datetime
+        The earlier of the moment it stopped and ``now``.
+    """
     for moment in (row["accepted_at"], row["cancelled_at"]):
         if moment is not None:
             return min(moment, now)
@@ -93,7 +125,19 @@ def stopped_at(row: Any, now: dt.datetime) -> dt.datetime:
 
 @dataclass(frozen=True)
 class Level:
-    """Where a case stands in the chain at a moment."""
+    """Where a case stands in the chain at a moment.
+
+    Parameters
+    ----------
+    level : str
+        The level it stands at.
+    since : datetime.datetime
+        When it reached that level (its report, or its last climb).
+    climbs : list of Climb
+        The climbs so far.
+    next_at : datetime.datetime or None
+        The next climb, if nobody accepts before; None when it climbs no more.
+    """
 
     level: str
     since: dt.datetime
@@ -102,11 +146,26 @@ class Level:
 
     @property
     def escalated(self) -> bool:
+        """Whether the case has climbed at least once."""
         return bool(self.climbs)
 
 
 def level_of(row: Any, now: dt.datetime) -> Level:
-    """The level of a case row at ``now``, computed from the clock (no write needed)."""
+    """The level of a case row at ``now``, computed from the clock (no write needed).
+
+    Parameters
+    ----------
+    row : Mapping
+        A case row: ``located``, ``reported_at``, ``accept_minutes``, ``accepted_at``,
+        ``cancelled_at``.
+    now : datetime.datetime
+        The service's clock.
+
+    Returns
+    -------
+    Level
+        Its level, since when, its climbs and the next one.
+    """
     start = START_LEVEL[row["located"]]
     done, next_at = climbs(
         start, row["reported_at"], list(row["accept_minutes"]), stopped_at(row, now)
@@ -146,9 +205,27 @@ DUE_SQL = sa.text(
 )
 
 
-def materialize_case(conn: Any, row: Any, now: dt.datetime) -> list[Climb]:
-    """Record the climbs of one case (its row locked by the caller) that fell due by
-    ``now``; returns the ones recorded by this call."""
+def materialize_case(conn: Connection | Session, row: Any, now: dt.datetime) -> list[Climb]:
+    """Record the climbs of one case that fell due by ``now``.
+
+    The case's row is locked by the caller. Each climb recorded gets an audit row
+    (``case.escalate``, by the system clock) and an event (``case.escalated``); the case's
+    level columns are brought up to date.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, in the caller's transaction.
+    row : Mapping
+        The case row, with the columns of ``DUE_SQL``.
+    now : datetime.datetime
+        The service's clock.
+
+    Returns
+    -------
+    list of Climb
+        The climbs recorded by this call (ones already recorded are left out).
+    """
     found = level_of(row, now)
     recorded = []
     for climb in found.climbs:
@@ -191,21 +268,66 @@ def materialize_case(conn: Any, row: Any, now: dt.datetime) -> list[Climb]:
 
 
 def is_due(row: Any, now: dt.datetime) -> bool:
-    """Whether a case row has a climb to record by ``now`` (its materialized deadline)."""
+    """Whether a case row has a climb to record by ``now`` (its materialized deadline).
+
+    Parameters
+    ----------
+    row : Mapping
+        A case row with ``status`` and ``escalate_at``.
+    now : datetime.datetime
+        The service's clock.
+
+    Returns
+    -------
+    bool
+        True for a reported case whose ``escalate_at`` has passed.
+    """
     return row["status"] == "reported" and row["escalate_at"] is not None and (
         row["escalate_at"] <= now
     )
 
 
-def materialize_due(conn: Any, now: dt.datetime, limit: int = 500) -> int:
-    """Record every climb due by ``now`` of the cases nobody else holds; returns how many."""
+def materialize_due(conn: Connection | Session, now: dt.datetime, limit: int = 500) -> int:
+    """Record every climb due by ``now`` of the cases nobody else holds; returns how many.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database; the cases are locked with ``SKIP LOCKED`` in its transaction.
+    now : datetime.datetime
+        The service's clock.
+    limit : int, default 500
+        The most cases handled in one call.
+
+    Returns
+    -------
+    int
+        The number of climbs recorded.
+    """
     rows = conn.execute(DUE_SQL, {"now": now, "limit": limit}).mappings().all()
     return sum(len(materialize_case(conn, row, now)) for row in rows)
 
 
-def ensure_partitions(conn: Any, now: dt.datetime, months_ahead: int = 3) -> int:
-    """Create the position history's monthly partitions from last month to
-    ``months_ahead`` ahead (0011_cases); returns how many were made."""
+def ensure_partitions(conn: Connection | Session, now: dt.datetime, months_ahead: int = 3) -> int:
+    """Create the position history's monthly partitions around ``now``; returns how many.
+
+    The partitions run from last month to ``months_ahead`` ahead (``team_positions_ensure``
+    of migration 0011_cases), one maker at a time.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, in the caller's transaction.
+    now : datetime.datetime
+        The service's clock.
+    months_ahead : int, default 3
+        How many months ahead of ``now`` to make.
+
+    Returns
+    -------
+    int
+        The number of partitions created.
+    """
     first = (now - dt.timedelta(days=31)).date()
     last = (now + dt.timedelta(days=31 * months_ahead)).date()
     # One maker at a time (each worker's loop starts by making them).
@@ -217,16 +339,24 @@ def ensure_partitions(conn: Any, now: dt.datetime, months_ahead: int = 3) -> int
 
 
 class Loop:
-    """The serving process's background loop: escalations as they fall due, and the
-    position history's partitions ahead of time.
+    """The serving process's background loop: escalations, and partitions ahead of time.
 
     One daemon thread per process (each gunicorn worker has its own; they never record
     a climb twice). :meth:`tick` is one round, callable directly (tests).
+
+    Parameters
+    ----------
+    engine : Engine
+        The database; each round opens its own transactions.
+    clock : callable
+        The service's clock, ``clock() -> datetime`` (timezone-aware).
+    interval_s : float
+        Seconds between rounds; 0 or less never starts the thread.
     """
 
     PARTITIONS_EVERY_S = 3600.0
 
-    def __init__(self, engine: Any, clock: Callable[[], dt.datetime], interval_s: float):
+    def __init__(self, engine: Engine, clock: Callable[[], dt.datetime], interval_s: float):
         self.engine = engine
         self.clock = clock
         self.interval_s = float(interval_s)
@@ -237,7 +367,13 @@ class Loop:
         self._partitions_at: dt.datetime | None = None
 
     def tick(self) -> int:
-        """One round: record due climbs (and, hourly, create partitions); returns climbs."""
+        """One round: record due climbs (and, hourly, create partitions); returns climbs.
+
+        Returns
+        -------
+        int
+            The number of climbs recorded.
+        """
         now = self.clock()
         with self.engine.begin() as conn:
             recorded = materialize_due(conn, now)
@@ -260,12 +396,20 @@ class Loop:
             self._stop.wait(self.interval_s)
 
     def start(self) -> Loop:
+        """Start the thread (once, and only with a positive interval).
+
+        Returns
+        -------
+        Loop
+            This loop.
+        """
         if self._thread is None and self.interval_s > 0:
             self._thread = threading.Thread(target=self._run, name="geomap-escalation", daemon=True)
             self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop the thread and wait for it (at most 5 s)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)

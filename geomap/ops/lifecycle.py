@@ -17,7 +17,22 @@ Steps = Mapping[tuple[str, str], str]
 
 
 def allowed(steps: Steps, actions: tuple[str, ...], status: str) -> list[str]:
-    """The ``actions`` that ``steps`` allows from ``status``, in their order."""
+    """The ``actions`` that ``steps`` allows from ``status``, in their order.
+
+    Parameters
+    ----------
+    steps : Steps
+        The lifecycle table, (state, action) → next state.
+    actions : tuple of str
+        Every action of the lifecycle, in the order they are offered.
+    status : str
+        The current state.
+
+    Returns
+    -------
+    list of str
+        The actions with a row for ``status`` in ``steps``; empty for a final state.
+    """
     return [a for a in actions if (status, a) in steps]
 
 
@@ -34,11 +49,24 @@ def next_status(
 
     Parameters
     ----------
+    steps : Steps
+        The lifecycle table, (state, action) → next state.
+    actions : tuple of str
+        Every action of the lifecycle; any other is bad input.
+    status : str
+        The current state.
+    action : str
+        The action asked for.
     refusal : str
         The conflict's opening, formatted with ``status`` and ``action``
         (e.g. ``"a {status} case cannot take the step {action!r}"``).
     finished : str
         What the message says is allowed when nothing is (a final state).
+
+    Returns
+    -------
+    str
+        The next state.
 
     Raises
     ------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -30,6 +30,10 @@ from geomap import crs, events
 from geomap.errors import GeomapError, InvalidInput, NotFound
 from geomap.ops import audit
 from geomap.params import check_datetime, check_fields, check_finite, check_id, check_typed_text
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 GEOD = Geod(ellps="WGS84")
 FIX_FIELDS = ("lon", "lat", "recorded_at", "accuracy_m", "crs")
@@ -48,8 +52,30 @@ class Refused(GeomapError):
 
 
 def parse_fixes(body: Any, max_fixes: int) -> tuple[list[dict[str, Any]], np.ndarray]:
-    """Check a batch's shape and values; returns the fixes (with their index in the batch)
-    and their WGS84 lon/lat."""
+    """Check a batch's shape and values; returns the fixes and their WGS 84 lon/lat.
+
+    Parameters
+    ----------
+    body : object
+        The decoded JSON body: ``{"fixes": [{lon, lat, recorded_at, accuracy_m?, crs?}],
+        "crs"?}``. A fix's ``crs`` overrides the batch's; both default to WGS 84 and must be
+        one of ``POINT_CRS``.
+    max_fixes : int
+        The most fixes a batch may hold.
+
+    Returns
+    -------
+    fixes : list of dict
+        Each fix's ``index`` in the batch, its ``lon``/``lat`` as sent, ``crs``,
+        ``accuracy_m`` (metres or None) and ``recorded_at`` (timezone-aware).
+    lonlat : numpy.ndarray
+        The fixes' points in WGS 84 degrees, shape (n, 2).
+
+    Raises
+    ------
+    InvalidInput
+        A malformed batch, naming the field (``fixes[i].lat``...).
+    """
     if not isinstance(body, dict):
         raise InvalidInput("the request body must be a JSON object", field="body")
     check_fields(body, ("fixes", "crs"))
@@ -160,7 +186,7 @@ def _speed_kmh(a: dict[str, Any], b: dict[str, Any]) -> float:
 
 
 def record(
-    conn: Any,
+    conn: Connection | Session,
     team_id: int,
     fixes: list[dict[str, Any]],
     *,
@@ -168,9 +194,41 @@ def record(
     max_speed_kmh: float | None,
     source: str = SOURCE,
 ) -> dict[str, Any]:
-    """Check ``fixes`` (WGS84, from :func:`parse_fixes`) against the clock and the team's
-    history, store the good ones, move the team when one is newer; no audit (callers
-    record one row for the whole change)."""
+    """Check ``fixes`` against the clock and the team's history and store the good ones.
+
+    The team moves when the newest accepted fix is newer than its current position. No
+    audit row is written: callers record one for the whole change.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database; written in the caller's transaction.
+    team_id : int
+        The team's id.
+    fixes : list of dict
+        Fixes as :func:`parse_fixes` gives them, with ``lon``/``lat`` already in WGS 84.
+    now : datetime.datetime
+        The service's clock; fixes later than it by more than ``CLOCK_SKEW`` are refused.
+    max_speed_kmh : float or None
+        The fastest believable speed between consecutive fixes, km/h; None checks no speed
+        (a position entered by hand).
+    source : str, default SOURCE
+        The provenance stored with each fix.
+
+    Returns
+    -------
+    dict
+        ``team_id``, ``accepted`` and ``duplicates`` (counts), ``refused`` (index, field,
+        code, message per fix), ``moved``, ``current`` (the team's position after, WGS 84)
+        and ``first_at``/``last_at`` (the accepted fixes' times, or None).
+
+    Raises
+    ------
+    NotFound
+        No team has this id.
+    Refused
+        Every fix was refused.
+    """
     team = conn.execute(TEAM_SQL, {"id": team_id}).mappings().first()
     if team is None:
         raise NotFound(f"no team {team_id}")
@@ -265,7 +323,7 @@ def record(
 
 
 def ingest(
-    conn: Any,
+    conn: Session,
     team_id: int,
     body: Any,
     *,
@@ -274,7 +332,42 @@ def ingest(
     max_speed_kmh: float,
     max_fixes: int,
 ) -> dict[str, Any]:
-    """``POST /api/teams/<id>/positions``: a batch of fixes (see the module docstring)."""
+    """``POST /api/teams/<id>/positions``: a batch of fixes (see the module docstring).
+
+    Records the fixes, one ``team.positions`` audit row and, when the team moved, a
+    ``team.moved`` event, in the caller's transaction.
+
+    Parameters
+    ----------
+    conn : Session
+        The request's session.
+    team_id : int
+        The team's id.
+    body : object
+        The decoded JSON body (see :func:`parse_fixes`).
+    actor : audit.Actor
+        Who sends the batch.
+    now : datetime.datetime
+        The service's clock.
+    max_speed_kmh : float
+        The fastest believable speed between fixes, km/h.
+    max_fixes : int
+        The most fixes a batch may hold.
+
+    Returns
+    -------
+    dict
+        As :func:`record`, with ``first_at``/``last_at`` as ISO text.
+
+    Raises
+    ------
+    InvalidInput
+        A malformed batch.
+    NotFound
+        No team has this id.
+    Refused
+        Every fix was refused.
+    """
     fixes, lonlat = parse_fixes(body, max_fixes)
     for fix, (lon, lat) in zip(fixes, lonlat, strict=True):
         fix["lon"], fix["lat"] = float(lon), float(lat)
@@ -311,15 +404,39 @@ MAX_TRACK_DAYS = 31
 
 
 def track(
-    conn: Any,
+    conn: Session,
     team_id: Any,
     *,
     since: dt.datetime,
     until: dt.datetime,
     max_points: int,
 ) -> dict[str, Any]:
-    """A team's fixes between ``since`` and ``until`` as a GeoJSON Feature (a LineString,
-    or a Point for a single fix), with each fix's time and accuracy."""
+    """A team's fixes between ``since`` and ``until`` as a GeoJSON Feature.
+
+    Parameters
+    ----------
+    conn : Session
+        The database, read in the caller's transaction.
+    team_id : object
+        The team's id as given (checked to be a positive integer).
+    since, until : datetime.datetime
+        The window of ``recorded_at``, at most ``MAX_TRACK_DAYS`` long.
+    max_points : int
+        The most fixes answered; more is an error, not a truncated track.
+
+    Returns
+    -------
+    dict
+        A Feature whose geometry is a LineString (WGS 84, 7 decimals), a Point for a single
+        fix or None for none, with each fix's time and accuracy in its properties.
+
+    Raises
+    ------
+    InvalidInput
+        A bad id, an empty or too long window, or more than ``max_points`` fixes.
+    NotFound
+        No team has this id.
+    """
     team_id = check_id(team_id, "team_id")
     if until <= since:
         raise InvalidInput("to must be after from", field="to")

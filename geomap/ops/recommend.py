@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -28,6 +28,10 @@ from geomap.routing import search
 from geomap.routing.mirror import TeamTable
 from geomap.routing.snap import snap_lonlat, snap_one
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
+
 MODE = "drive"
 CASE_SQL = sa.text(
     "SELECT id, kind, severity, status, ST_X(geom) AS lon, ST_Y(geom) AS lat "
@@ -35,15 +39,32 @@ CASE_SQL = sa.text(
 )
 
 
-def fit_mask(teams: TeamTable, rule: KindRule, statuses: tuple[str, ...] = ("available",)):
-    """Rows of the team mirror that fit a case kind (and have one of ``statuses``)."""
+def fit_mask(
+    teams: TeamTable, rule: KindRule, statuses: tuple[str, ...] = ("available",)
+) -> np.ndarray:
+    """Rows of the team mirror that fit a case kind (and have one of ``statuses``).
+
+    Parameters
+    ----------
+    teams : TeamTable
+        The team mirror.
+    rule : KindRule
+        The case kind's team kinds and capabilities (any one capability fits).
+    statuses : tuple of str, default ("available",)
+        The team statuses kept.
+
+    Returns
+    -------
+    numpy.ndarray
+        A boolean mask over the mirror's rows.
+    """
     keep = teams.mask(kinds=list(rule.team_kinds), statuses=list(statuses))
     if rule.capabilities:
         keep = keep & np.logical_or.reduce([teams.mask(capability=c) for c in rule.capabilities])
     return keep
 
 
-def _case(conn: Any, case_id: int) -> Any:
+def _case(conn: Connection | Session, case_id: int) -> Any:
     row = conn.execute(CASE_SQL, {"id": case_id}).mappings().first()
     if row is None:
         raise NotFound(f"no case {case_id}")
@@ -51,7 +72,7 @@ def _case(conn: Any, case_id: int) -> Any:
 
 
 def _fitting_cover(
-    conn: Any,
+    conn: Connection | Session,
     teams: TeamTable,
     graph: routing.StreetGraph,
     known: dict[str, Any],
@@ -67,8 +88,39 @@ def _fitting_cover(
     return rows, cover.cover(graph, grids, starts, offsets, reach_s)
 
 
-def recommend(conn: Any, case_id: int, *, k: int, rules: Rules, reach_min: float) -> dict:
-    """The k best teams for a case, with ETA, route and coverage loss (module docstring)."""
+def recommend(
+    conn: Connection | Session, case_id: int, *, k: int, rules: Rules, reach_min: float
+) -> dict:
+    """The k best teams for a case, with ETA, route and coverage loss (module docstring).
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    case_id : int
+        The case's id.
+    k : int
+        How many teams to answer, at most.
+    rules : Rules
+        The dispatch rules (which teams fit the case's kind).
+    reach_min : float
+        The coverage threshold, drive minutes: a grid is covered when a fitting available
+        team reaches its inner point within it.
+
+    Returns
+    -------
+    dict
+        ``case_id``, ``kind``, ``fits``, ``reach_min``, ``available_fitting_teams``,
+        ``covered`` (grids and residents covered now) and ``teams``, nearest first, each
+        with ``eta_min``, its route and its ``coverage_loss``.
+
+    Raises
+    ------
+    NotFound
+        No such case.
+    Unreachable
+        No road near the case.
+    """
     case = _case(conn, case_id)
     rule = rules.fit(case["kind"])
     ranking = nearest.rank_by_time(
@@ -105,10 +157,25 @@ def recommend(conn: Any, case_id: int, *, k: int, rules: Rules, reach_min: float
 
 
 def etas(
-    conn: Any, lon: float, lat: float, positions: dict[int, tuple[float, float]]
+    conn: Connection | Session, lon: float, lat: float, positions: dict[int, tuple[float, float]]
 ) -> dict[int, float | None]:
-    """Drive minutes from each team's position (``{id: (lon, lat)}``) to (lon, lat), access
-    legs included (None: no road near the case or the team, or no way there)."""
+    """Drive minutes from each team's position to (lon, lat), access legs included.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database (the street graph).
+    lon, lat : float
+        The case's point, WGS 84 degrees.
+    positions : dict of int to (float, float)
+        Each team's position, ``{team id: (lon, lat)}`` in WGS 84 degrees.
+
+    Returns
+    -------
+    dict of int to float or None
+        Minutes per team; None when no road is near the case or the team, or there is no
+        way there.
+    """
     if not positions:
         return {}
     graph = routing.current_graph(conn)
@@ -148,7 +215,9 @@ MAX_POSITIONS = 20
 TEAMS_PER_POSITION = 5
 
 
-def move_up(conn: Any, case_id: int, *, n: int, rules: Rules, reach_min: float) -> dict:
+def move_up(
+    conn: Connection | Session, case_id: int, *, n: int, rules: Rules, reach_min: float
+) -> dict:
     """Repositionings that restore the coverage the case's active dispatches took away.
 
     Coverage *before* counts the case's dispatched teams at the positions they left from;
@@ -156,6 +225,31 @@ def move_up(conn: Any, case_id: int, *, n: int, rules: Rules, reach_min: float) 
     the nearest available fitting teams are priced for a move to its inner point: the
     lost grids that point reaches within the threshold, minus what the team's leaving
     uncovers. The best moves are taken greedily (a team and a grid at most once).
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    case_id : int
+        The case's id.
+    n : int
+        The most suggestions answered.
+    rules : Rules
+        The dispatch rules (which teams fit the case's kind).
+    reach_min : float
+        The coverage threshold, drive minutes.
+
+    Returns
+    -------
+    dict
+        ``case_id``, ``reach_min``, ``lost`` (the grids uncovered) and ``suggestions``: per
+        move the team, where to (WGS 84 and the grid), ``travel_min``, ``restores``,
+        ``leaves_uncovered``, ``net_residents`` and the ``accept`` request that makes it.
+
+    Raises
+    ------
+    NotFound
+        No such case.
     """
     case = _case(conn, case_id)
     rule = rules.fit(case["kind"])

@@ -20,7 +20,7 @@ import datetime as dt
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,10 @@ from geomap.importers.encoding import detect_encoding
 from geomap.ops import audit, cases
 from geomap.ops.rules import Rules
 from geomap.params import CST, check_datetime
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 ACCEPTED_CRS = ("EPSG:4326", "EPSG:4490", "GCJ02", "BD09")
 MAX_ROWS = 50_000
@@ -59,7 +63,17 @@ _LABELS = {
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What an import wrote."""
+    """What an import wrote.
+
+    Parameters
+    ----------
+    rows : int
+        The number of cases created.
+    case_ids : list of int
+        Their ids, in the file's row order.
+    crs : str
+        The CRS the coordinates were read in (one of ``ACCEPTED_CRS``).
+    """
 
     rows: int
     case_ids: list[int]
@@ -113,7 +127,25 @@ def _read_xlsx(path: Path) -> pd.DataFrame:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """The file's rows as a frame of raw values (strings for CSV, cell values for XLSX)."""
+    """The file's rows as a frame of raw values (strings for CSV, cell values for XLSX).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A ``.csv``/``.txt`` file (UTF-8 or GB18030/GBK, separated by ``,``, tab, ``;`` or
+        ``|``) or an ``.xlsx`` file (its first sheet).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per data row, columns named by the header row.
+
+    Raises
+    ------
+    InvalidFile
+        No such file, an unsupported type, an unreadable or empty file, or more than
+        ``MAX_ROWS`` rows.
+    """
     path = Path(path)
     if not path.exists() or path.is_dir():
         raise _fail(path, "no such file")
@@ -183,8 +215,30 @@ def read(
 ) -> tuple[list[tuple[int, dict[str, Any]]], str]:
     """Read and check every row; returns [(row number, case fields)] and the CRS used.
 
+    Parameters
+    ----------
+    path : pathlib.Path
+        The register (see :func:`read_table`).
+    crs_name : str or None
+        The CRS of its coordinates (one of ``ACCEPTED_CRS``); WGS 84 when None. Points are
+        returned in WGS 84.
+    default_kind : str
+        The kind of rows that give none.
+    now : datetime.datetime
+        The import's time, the ``reported_at`` of rows that give none.
+
+    Returns
+    -------
+    rows : list of (int, dict)
+        The row number among the data rows (from 1) and the case's fields as
+        :func:`cases.parse_new` gives them.
+    crs : str
+        The CRS name used.
+
     Raises
     ------
+    InvalidInput
+        ``crs_name`` is not accepted for registers.
     InvalidFile
         Naming the bad rows and columns (up to ten), or what is wrong with the file.
     """
@@ -227,7 +281,7 @@ def read(
 
 
 def import_file(
-    conn: Any,
+    conn: Connection | Session,
     path: Path,
     *,
     actor: audit.Actor,
@@ -237,7 +291,45 @@ def import_file(
     default_kind: str = "hazard",
     source: str | None = None,
 ) -> ImportReport:
-    """Import a register into ``cases`` in one all-or-nothing step (a savepoint)."""
+    """Import a register into ``cases`` in one all-or-nothing step (a savepoint).
+
+    Every point must lie in the city. Each case is created as through the API (its unit
+    chain, deadlines, audit row and event), then one ``cases.import`` audit row names the
+    file; the caller commits.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database; the import is a savepoint of the caller's transaction.
+    path : pathlib.Path
+        The register (see :func:`read_table`).
+    actor : audit.Actor
+        Who imports.
+    now : datetime.datetime
+        The import's time (timezone-aware).
+    rules : Rules
+        The dispatch rules (deadlines of the cases).
+    crs_name : str, optional
+        The CRS of the coordinates (one of ``ACCEPTED_CRS``); WGS 84 when None.
+    default_kind : str, default "hazard"
+        The kind of rows that give none.
+    source : str, optional
+        The cases' provenance, starting ``real:`` or ``synthetic:``; ``real: <file name>``
+        when None.
+
+    Returns
+    -------
+    ImportReport
+        The number of cases, their ids and the CRS used.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown ``default_kind``, a bad ``source`` or ``crs_name``.
+    InvalidFile
+        A bad file or bad rows (see :func:`read`), or points outside the city; nothing is
+        written.
+    """
     path = Path(path)
     if default_kind not in vocab.CASE_KINDS:
         raise InvalidInput(f"unknown kind {default_kind!r}", field="kind")

@@ -23,7 +23,19 @@ DEADLINE_LEVELS = ("grid", "community", "township")
 
 @dataclass(frozen=True)
 class KindRule:
-    """The teams that fit one case kind."""
+    """The teams that fit one case kind.
+
+    Parameters
+    ----------
+    kind : str
+        The case kind (a key of ``vocab.CASE_KINDS``).
+    zh, en : str
+        The kind's name in Chinese and in English.
+    team_kinds : tuple of str
+        The team kinds that may be sent (keys of ``vocab.TEAM_KINDS``).
+    capabilities : tuple of str
+        A team fits if it has any of them; empty when no capability is needed.
+    """
 
     kind: str
     zh: str
@@ -34,7 +46,21 @@ class KindRule:
 
 @dataclass(frozen=True)
 class Rules:
-    """The dispatch rules in force."""
+    """The dispatch rules in force.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file they were read from.
+    kinds : dict of str to KindRule
+        The team filter of every case kind.
+    accept : dict
+        The ``[accept]`` tables: minutes to accept per level, by kind and severity, with a
+        ``default``.
+    resolve : dict
+        The ``[resolve]`` tables: ``hours`` to resolution, by kind and severity, with a
+        ``default``.
+    """
 
     path: Path
     kinds: dict[str, KindRule]
@@ -42,19 +68,67 @@ class Rules:
     resolve: dict[str, Any]
 
     def fit(self, kind: str) -> KindRule:
-        """The team filter of a case kind."""
+        """The team filter of a case kind.
+
+        Parameters
+        ----------
+        kind : str
+            A case kind.
+
+        Returns
+        -------
+        KindRule
+            The team kinds and capabilities that fit it.
+        """
         return self.kinds[kind]
 
     def accept_minutes(self, kind: str, severity: str) -> list[int]:
-        """Minutes to accept at the grid, community and township levels."""
+        """Minutes to accept at the grid, community and township levels.
+
+        Parameters
+        ----------
+        kind, severity : str
+            The case's kind and severity; the most specific table that gives the minutes wins
+            (kind and severity, then kind, then ``default``).
+
+        Returns
+        -------
+        list of int
+            One number per level of ``DEADLINE_LEVELS``, in order.
+        """
         table = _lookup(self.accept, kind, severity, "grid")
         return [int(table[level]) for level in DEADLINE_LEVELS]
 
     def resolve_hours(self, kind: str, severity: str) -> float:
-        """Hours from report to resolution before an open case is overdue."""
+        """Hours from report to resolution before an open case is overdue.
+
+        Parameters
+        ----------
+        kind, severity : str
+            The case's kind and severity (looked up as in :meth:`accept_minutes`).
+
+        Returns
+        -------
+        float
+            The hours.
+        """
         return float(_lookup(self.resolve, kind, severity, "hours")["hours"])
 
     def resolve_by(self, kind: str, severity: str, reported_at: dt.datetime) -> dt.datetime:
+        """The time by which a case reported at ``reported_at`` should be resolved.
+
+        Parameters
+        ----------
+        kind, severity : str
+            The case's kind and severity.
+        reported_at : datetime.datetime
+            When the case was reported.
+
+        Returns
+        -------
+        datetime.datetime
+            ``reported_at`` plus :meth:`resolve_hours`.
+        """
         return reported_at + dt.timedelta(hours=self.resolve_hours(kind, severity))
 
 
@@ -100,6 +174,16 @@ def _check_deadlines(path: Path, name: str, section: Any, keys: tuple[str, ...])
 
 def load(path: Path) -> Rules:
     """Read and check a rules file.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The TOML file (``data/dispatch.toml`` or ``GEOMAP_DISPATCH_RULES``).
+
+    Returns
+    -------
+    Rules
+        The checked rules.
 
     Raises
     ------
@@ -148,7 +232,23 @@ _lock = threading.Lock()
 
 
 def rules(path: Path) -> Rules:
-    """The rules of ``path``, read again when the file changes."""
+    """The rules of ``path``, read again when the file changes.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The rules file; its modification time decides whether the cached copy holds.
+
+    Returns
+    -------
+    Rules
+        The checked rules, as :func:`load` gives them.
+
+    Raises
+    ------
+    ConfigError
+        As :func:`load`.
+    """
     path = Path(path)
     try:
         stamp = path.stat().st_mtime

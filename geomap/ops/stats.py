@@ -18,13 +18,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from geomap import vocab
 from geomap.errors import InvalidInput
 from geomap.params import check_choice
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 LEVEL_COLUMNS = {
     "grid": "grid_code",
@@ -98,7 +102,7 @@ def _figures(row: Any) -> dict[str, Any]:
 
 
 def stats(
-    conn: Any,
+    conn: Connection | Session,
     *,
     level: str = "district",
     kind: str | None = None,
@@ -106,7 +110,32 @@ def stats(
     until: dt.datetime,
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """The figures per unit of ``level`` for cases reported in [since, until)."""
+    """The figures per unit of ``level`` for cases reported in [since, until).
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    level : {"grid", "community", "township", "district"}
+        The unit the cases are grouped by (the unit each case was attached to).
+    kind : str, optional
+        Only cases of this kind (one of ``vocab.CASE_KINDS``); all kinds when None.
+    since, until : datetime.datetime
+        The window of ``reported_at``, ``since`` included, ``until`` excluded.
+    now : datetime.datetime
+        The time ``open`` and ``overdue`` are counted at.
+
+    Returns
+    -------
+    dict
+        ``query`` (the parameters, ISO times), ``summary`` (the totals) and ``units`` (one
+        dict per unit: code, name and the figures of the module's docstring).
+
+    Raises
+    ------
+    InvalidInput
+        An unknown level or kind, or ``until`` not after ``since``.
+    """
     check_choice(level, "level", LEVEL_COLUMNS)
     if kind is not None:
         check_choice(kind, "kind", vocab.CASE_KINDS)
@@ -144,7 +173,19 @@ def _figures_empty() -> dict[str, Any]:
 
 
 def to_csv(answer: dict[str, Any]) -> str:
-    """The units of :func:`stats` as CSV (one row per unit, then the total)."""
+    """The units of :func:`stats` as CSV (one row per unit, then the total).
+
+    Parameters
+    ----------
+    answer : dict
+        What :func:`stats` returned.
+
+    Returns
+    -------
+    str
+        The CSV text: a header (``level`` and ``COLUMNS``), the units, then a ``total`` row;
+        missing figures are empty cells.
+    """
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["level", *COLUMNS])

@@ -13,7 +13,7 @@ One audit row and one event per change, in the same transaction.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -21,6 +21,10 @@ from geomap import crs, events, vocab
 from geomap.errors import Conflict, InvalidInput, NotFound
 from geomap.ops import audit, positions
 from geomap.params import check_choice, check_datetime, check_fields, check_lonlat, check_typed_text
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 FIELDS = ("status", "lon", "lat", "position_at", "crs", "standby_lon", "standby_lat")
 SOURCE = "real: entered by a commander through the geomap API"
@@ -37,8 +41,28 @@ ACTIVE_SQL = sa.text(
 )
 
 
-def describe(conn: Any, team_id: int) -> dict[str, Any]:
-    """A team as the API answers a change to it."""
+def describe(conn: Connection | Session, team_id: int) -> dict[str, Any]:
+    """A team as the API answers a change to it.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database, read in the caller's transaction.
+    team_id : int
+        The team's id.
+
+    Returns
+    -------
+    dict
+        id, code, name, kind, status, the position (``lon``/``lat``, WGS 84, and
+        ``position_at`` as ISO text or None) and the standby position (``standby_lon``/
+        ``standby_lat``).
+
+    Raises
+    ------
+    NotFound
+        No team has this id.
+    """
     row = conn.execute(TEAM_SQL, {"id": team_id}).mappings().first()
     if row is None:
         raise NotFound(f"no team {team_id}")
@@ -73,14 +97,46 @@ def _point(body: dict[str, Any], lon_key: str, lat_key: str) -> tuple[float, flo
 
 
 def update(
-    conn: Any,
+    conn: Connection | Session,
     team_id: int,
     body: dict[str, Any],
     *,
     actor: audit.Actor,
     now: dt.datetime,
 ) -> dict[str, Any]:
-    """Apply a commander's change to a team (see the module docstring)."""
+    """Apply a commander's change to a team (see the module docstring).
+
+    The team's row is locked; the change, its audit row (``team.update``) and its event
+    (``team.changed``) are written in the caller's transaction, which the caller commits.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database.
+    team_id : int
+        The team's id.
+    body : dict
+        The decoded JSON body: any of ``FIELDS``. Points are in ``crs`` (one of
+        ``positions.POINT_CRS``, WGS 84 when absent) and stored in WGS 84.
+    actor : audit.Actor
+        Who makes the change.
+    now : datetime.datetime
+        The service's clock; a hand-entered fix without ``position_at`` is dated now.
+
+    Returns
+    -------
+    dict
+        The team after the change, as :func:`describe` gives it.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown field, a bad status, half a point, or nothing to change.
+    NotFound
+        No team has this id.
+    Conflict
+        A status other than ``deployed`` for a team on an active dispatch.
+    """
     check_fields(body, FIELDS)
     status = body.get("status")
     if status is not None:

@@ -28,8 +28,16 @@ from geomap.planning.models import Instance
 class Demand:
     """An :class:`Instance` with the way back to the sample points.
 
-    ``points``: the sample points in the units; ``unit_of``: each of those points' unit.
-    ``site_points``: candidates × all sample points (CSR, 0/1): each candidate's reach.
+    Parameters
+    ----------
+    instance : Instance
+        The units × candidates cover and the units' weights (residents).
+    points : numpy.ndarray
+        The sample points in the units (indices).
+    unit_of : numpy.ndarray
+        Each of those points' unit.
+    site_points : scipy.sparse.csr_matrix
+        Candidates × all sample points (0/1): each candidate's reach.
     """
 
     instance: Instance
@@ -39,7 +47,20 @@ class Demand:
 
 
 def site_matrix(sets: list[np.ndarray], n_points: int) -> sp.csr_matrix:
-    """Candidates × sample points, from each candidate's covered points."""
+    """Candidates × sample points, from each candidate's covered points.
+
+    Parameters
+    ----------
+    sets : list of numpy.ndarray
+        Per candidate, the indices of the sample points it covers.
+    n_points : int
+        The number of sample points.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix
+        0/1 (int8), one row per candidate.
+    """
     indptr = np.zeros(len(sets) + 1, dtype=np.int64)
     np.cumsum([s.size for s in sets], out=indptr[1:])
     indices = np.concatenate(sets) if sets else np.zeros(0, dtype=np.int64)
@@ -88,8 +109,22 @@ def _group_rows(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build(site_points: sp.csr_matrix, point_weight: np.ndarray, base: np.ndarray) -> Demand:
-    """Demand units from the candidates' reach (``site_points``), the residents of each
-    sample point and the points the locked venues already cover (``base``)."""
+    """Demand units from the candidates' reach and the residents of each sample point.
+
+    Parameters
+    ----------
+    site_points : scipy.sparse.csr_matrix
+        Candidates × sample points (0/1), as :func:`site_matrix` gives it.
+    point_weight : numpy.ndarray
+        Residents each sample point stands for.
+    base : numpy.ndarray
+        The points the locked venues already cover (indices), left out.
+
+    Returns
+    -------
+    Demand
+        One unit per distinct set of candidates reaching some open point.
+    """
     by_point = site_points.T.tocsr()
     by_point.sort_indices()
     open_ = np.ones(site_points.shape[1], dtype=bool)

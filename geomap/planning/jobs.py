@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,6 +29,9 @@ from sqlalchemy.orm import Session
 from geomap.errors import GeomapError, NotFound
 from geomap.planning.suggest import Progress
 from geomap.routing.index import Cancelled
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,24 @@ def _view(row: Any, *, with_result: bool = True) -> dict:
 
 
 def create(session: Session, owner: str, kind: str, params: dict) -> str:
-    """A new queued job; returns its id (random, unguessable)."""
+    """A new queued job; returns its id (random, unguessable).
+
+    Parameters
+    ----------
+    session : Session
+        The database; the caller commits.
+    owner : str
+        Who may see the job (``key:<id>``, ``local`` or a role).
+    kind : str
+        What the job runs (``plan``: a site suggestion).
+    params : dict
+        Its inputs, stored as JSON.
+
+    Returns
+    -------
+    str
+        The job's id.
+    """
     job_id = secrets.token_urlsafe(12)
     session.execute(INSERT_SQL, {"id": job_id, "owner": owner, "kind": kind,
                                  "params": json.dumps(params, ensure_ascii=False)})  # fmt: skip
@@ -97,7 +117,32 @@ def create(session: Session, owner: str, kind: str, params: dict) -> str:
 
 
 def get(session: Session, job_id: str, owner: str | None, *, with_result: bool = True) -> dict:
-    """A job as its owner sees it (NotFound for anyone else's: no existence leak)."""
+    """A job as its owner sees it (NotFound for anyone else's: no existence leak).
+
+    A job that claims to run but whose heartbeat is older than :data:`STALE_S` is
+    answered as failed (``worker_lost``).
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    job_id : str
+        The job's id.
+    owner : str or None
+        Who asks; None for anyone (the service itself).
+    with_result : bool, default True
+        Whether the answer carries the result.
+
+    Returns
+    -------
+    dict
+        The job's columns, times as ISO text.
+
+    Raises
+    ------
+    NotFound
+        No such job, or another owner's.
+    """
     row = session.execute(GET_SQL, {"id": job_id}).first()
     if row is None or (owner is not None and row.owner != owner):
         raise NotFound(f"no job {job_id!r}", field="id")
@@ -105,13 +150,48 @@ def get(session: Session, job_id: str, owner: str | None, *, with_result: bool =
 
 
 def list_jobs(session: Session, owner: str, limit: int = 50) -> list[dict]:
+    """The owner's jobs, newest first, without their results.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    owner : str
+        Whose jobs.
+    limit : int, default 50
+        The most jobs listed.
+
+    Returns
+    -------
+    list of dict
+        As :func:`get` with ``with_result=False``.
+    """
     return [_view(r, with_result=False)
             for r in session.execute(LIST_SQL, {"owner": owner, "limit": limit})]  # fmt: skip
 
 
 def cancel(session: Session, job_id: str, owner: str | None) -> dict | None:
-    """Ask a queued or running job to stop (its state, now), or delete a finished one
-    (None)."""
+    """Ask a queued or running job to stop, or delete a finished one.
+
+    Parameters
+    ----------
+    session : Session
+        The database; the caller commits.
+    job_id : str
+        The job's id.
+    owner : str or None
+        Who asks; None for anyone.
+
+    Returns
+    -------
+    dict or None
+        The job's state now, when it was asked to stop; None when it was deleted.
+
+    Raises
+    ------
+    NotFound
+        No such job, or another owner's.
+    """
     job = get(session, job_id, owner, with_result=False)
     if job["status"] in ("queued", "running"):
         session.execute(CANCEL_SQL, {"id": job_id})
@@ -124,9 +204,20 @@ Work = Callable[[Session, Progress], dict]
 
 
 def execute(session: Session, job_id: str, work: Work, reporter: Session | None = None) -> None:
-    """Run ``work`` for a job in ``session``; progress and the outcome go through
-    ``reporter`` (a session of its own that commits each write; ``session`` itself when
-    the job runs inline)."""
+    """Run ``work`` for a job in ``session``; progress and the outcome go to ``reporter``.
+
+    Parameters
+    ----------
+    session : Session
+        The session the work runs in.
+    job_id : str
+        The job's id; only a queued job is run.
+    work : Work
+        ``work(session, progress) -> result``.
+    reporter : Session, optional
+        A session of its own that commits each write of progress and outcome; ``session``
+        itself when the job runs inline.
+    """
     reporter = reporter or session
     own = reporter is not session
     last = [0.0, False]
@@ -170,9 +261,25 @@ def execute(session: Session, job_id: str, work: Work, reporter: Session | None 
                        "result": result_json, "error": error_json})  # fmt: skip
 
 
-def start(bind: Any, job_id: str, work: Work) -> threading.Thread:
-    """Run a job in a daemon thread with two sessions of its own on ``bind`` (an engine):
-    one for the work, one for progress."""
+def start(bind: Engine, job_id: str, work: Work) -> threading.Thread:
+    """Run a job in a daemon thread with two sessions of its own on ``bind``.
+
+    One session for the work, one for progress.
+
+    Parameters
+    ----------
+    bind : Engine
+        The database engine.
+    job_id : str
+        The job's id.
+    work : Work
+        ``work(session, progress) -> result``.
+
+    Returns
+    -------
+    threading.Thread
+        The started thread.
+    """
 
     def main() -> None:
         with Session(bind) as session, Session(bind) as reporter:

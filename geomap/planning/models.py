@@ -57,7 +57,15 @@ class Stop(Exception):
 
 @dataclass
 class Instance:
-    """Demand units × candidate sites (``cover``, CSR, 0/1) and residents per unit."""
+    """Demand units × candidate sites (``cover``, CSR, 0/1) and residents per unit.
+
+    Parameters
+    ----------
+    cover : scipy.sparse.csr_matrix
+        Units × sites, 0/1: unit ``k`` is covered by site ``j``.
+    weight : numpy.ndarray
+        Residents per unit.
+    """
 
     cover: sp.csr_matrix
     weight: np.ndarray
@@ -65,25 +73,50 @@ class Instance:
 
     @property
     def n_units(self) -> int:
+        """The number of demand units."""
         return int(self.cover.shape[0])
 
     @property
     def n_sites(self) -> int:
+        """The number of candidate sites."""
         return int(self.cover.shape[1])
 
     @property
     def by_site(self) -> sp.csr_matrix:
-        """Sites × units."""
+        """Sites × units (``cover`` transposed, built once)."""
         if self._by_site is None:
             self._by_site = self.cover.T.tocsr()
         return self._by_site
 
     def units_of(self, site: int) -> np.ndarray:
+        """The units a site covers.
+
+        Parameters
+        ----------
+        site : int
+            A candidate's index.
+
+        Returns
+        -------
+        numpy.ndarray
+            Unit indices.
+        """
         m = self.by_site
         return m.indices[m.indptr[site] : m.indptr[site + 1]]
 
     def value(self, sites: list[int] | np.ndarray) -> float:
-        """Residents covered by ``sites``."""
+        """Residents covered by ``sites``.
+
+        Parameters
+        ----------
+        sites : list of int or numpy.ndarray
+            Candidate indices.
+
+        Returns
+        -------
+        float
+            The weight of the units any of them covers.
+        """
         covered = np.zeros(self.n_units, dtype=bool)
         for j in sites:
             covered[self.units_of(int(j))] = True
@@ -92,7 +125,27 @@ class Instance:
 
 @dataclass
 class Solution:
-    """Chosen sites (in order of marginal gain) and how good the answer is known to be."""
+    """Chosen sites (in order of marginal gain) and how good the answer is known to be.
+
+    Parameters
+    ----------
+    sites : list of int
+        The chosen candidates, the largest marginal gain first.
+    gains : list of float
+        What each adds to those before it: residents (for p-median, weighted seconds saved).
+    value : float
+        Residents covered (maximal coverage, set covering) or the total travel time
+        (p-median, seconds × residents).
+    bound : float
+        The best bound known on ``value`` (on the number of sites for set covering);
+        NaN for a heuristic.
+    status : str
+        ``optimal``, ``time_limit``, ``heuristic`` or ``infeasible``.
+    seconds : dict of str to float
+        Time spent per step (``bound``, ``core``, ``solve``...).
+    details : dict
+        Figures of the run (sites fixed, core size...), for the report.
+    """
 
     sites: list[int]
     gains: list[float]
@@ -111,7 +164,22 @@ class Solution:
 
 
 def greedy(inst: Instance, n: int, *, target: float | None = None) -> Solution:
-    """The site adding most residents, ``n`` times (or until ``target`` residents)."""
+    """The site adding most residents, ``n`` times (or until ``target`` residents).
+
+    Parameters
+    ----------
+    inst : Instance
+        The coverage instance.
+    n : int
+        The most sites chosen (without ``target``).
+    target : float, optional
+        Instead of ``n``: stop once this many residents are covered.
+
+    Returns
+    -------
+    Solution
+        Status ``heuristic``, no bound.
+    """
     started = time.perf_counter()
     covered = np.zeros(inst.n_units, dtype=bool)
     gain = np.asarray(inst.by_site @ inst.weight).ravel().astype(float)
@@ -141,7 +209,22 @@ def greedy(inst: Instance, n: int, *, target: float | None = None) -> Solution:
 
 
 def by_gain(inst: Instance, sites: list[int]) -> tuple[list[int], list[float]]:
-    """``sites`` ordered by marginal gain (greedy within the set), with the gains."""
+    """``sites`` ordered by marginal gain (greedy within the set), with the gains.
+
+    Parameters
+    ----------
+    inst : Instance
+        The coverage instance.
+    sites : list of int
+        Candidate indices.
+
+    Returns
+    -------
+    sites : list of int
+        The same sites, largest marginal gain first.
+    gains : list of float
+        Residents each adds.
+    """
     if not sites:
         return [], []
     sub = Instance(inst.cover[:, sites].tocsr(), inst.weight)
@@ -165,9 +248,33 @@ def lagrangian(
 ) -> tuple[float, float, list[int], np.ndarray, np.ndarray]:  # fmt: skip
     """Lagrangian bound of maximal coverage and fixing of sites.
 
-    Returns ``(bound, lower, best_sites, drop, keep)``: the best bound, the best solution
-    seen (value and sites), and the sites proven out of (``drop``) and in (``keep``) every
-    solution better than ``lower``.
+    Parameters
+    ----------
+    inst : Instance
+        The coverage instance.
+    n : int
+        The number of sites.
+    lower : float
+        The best value known (residents), e.g. greedy's.
+    best_sites : list of int
+        The sites achieving it.
+    max_iterations : int, default 4000
+        The most subgradient steps.
+    time_limit_s : float, default 30.0
+        The most seconds spent.
+    check : callable, optional
+        ``check(share done)``; raises :class:`Stop` to stop the run.
+
+    Returns
+    -------
+    bound : float
+        The best bound.
+    lower : float
+        The best value seen.
+    best_sites : list of int
+        Its sites.
+    drop, keep : numpy.ndarray
+        The sites proven out of and in every solution better than ``lower`` (masks).
     """
     w = inst.weight
     total = float(w.sum())
@@ -296,8 +403,27 @@ def maximal_coverage(
     inst: Instance, n: int, *, time_limit_s: float = 60.0,
     check: Callable[[float], None] | None = None,
 ) -> Solution:  # fmt: skip
-    """The ``n`` sites covering the most residents, solved to optimality (see the module
-    docstring), ordered by marginal gain."""
+    """The ``n`` sites covering the most residents, solved to optimality.
+
+    See the module docstring; the sites are ordered by marginal gain.
+
+    Parameters
+    ----------
+    inst : Instance
+        The coverage instance.
+    n : int
+        The number of sites.
+    time_limit_s : float, default 60.0
+        The most seconds spent (bound and core solve); past it the best solution found is
+        answered with status ``time_limit``.
+    check : callable, optional
+        ``check(share done)``; raises :class:`Stop` to stop the run.
+
+    Returns
+    -------
+    Solution
+        The sites, their value and the bound.
+    """
     if n < 1:
         raise InvalidInput("n must be at least 1", field="n")
     seconds: dict[str, float] = {}
@@ -344,8 +470,27 @@ def set_covering(
     inst: Instance, target: float, *, time_limit_s: float = 60.0,
     check: Callable[[float], None] | None = None,
 ) -> Solution:  # fmt: skip
-    """The fewest sites covering at least ``target`` residents (exactly: the least ``n``
-    whose maximal coverage reaches it)."""
+    """The fewest sites covering at least ``target`` residents.
+
+    Exactly: the least ``n`` whose maximal coverage reaches it.
+
+    Parameters
+    ----------
+    inst : Instance
+        The coverage instance.
+    target : float
+        Residents to cover.
+    time_limit_s : float, default 60.0
+        The most seconds per maximal coverage solved.
+    check : callable, optional
+        ``check(share done)``; raises :class:`Stop` to stop the run.
+
+    Returns
+    -------
+    Solution
+        The sites; ``bound`` is the least number of sites proven needed; status
+        ``infeasible`` when the candidates cannot reach ``target``.
+    """
     started = time.perf_counter()
     reachable = float(inst.weight[np.asarray(inst.cover.sum(axis=1)).ravel() > 0].sum())
     if target > reachable * (1 + TOLERANCE):
@@ -389,8 +534,24 @@ def p_median(
 ) -> Solution:  # fmt: skip
     """The ``n`` sites minimising residents' total travel time to their nearest site.
 
-    ``cost_s``: units × candidates (seconds, capped); ``base_s``: each unit's time to the
-    nearest existing venue (capped), an extra column that is always open.
+    Parameters
+    ----------
+    cost_s : numpy.ndarray
+        Units × candidates, travel time in seconds (capped).
+    weight : numpy.ndarray
+        Residents per unit.
+    base_s : numpy.ndarray
+        Each unit's time to the nearest existing venue (capped), seconds: an extra column
+        that is always open.
+    n : int
+        The number of sites.
+    time_limit_s : float, default 60.0
+        The solver's time limit, seconds.
+
+    Returns
+    -------
+    Solution
+        The sites, ordered by gain; ``value`` is the total weighted time.
     """
     import pulp
     from spopt.locate import PMedian

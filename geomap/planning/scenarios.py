@@ -51,7 +51,25 @@ def _view(row: Any) -> dict:
 
 
 def check(body: dict) -> dict:
-    """A scenario's fields, validated (each error names its field)."""
+    """A scenario's fields, validated (each error names its field).
+
+    Parameters
+    ----------
+    body : dict
+        The decoded JSON body: ``name``, ``description``, ``of``, ``kind``, ``added``
+        (places ``{"name", "lon", "lat"}``, WGS 84), ``removed`` (venues
+        ``{"venue_table", "venue_id"}``), at most ``MAX_CHANGES`` of them.
+
+    Returns
+    -------
+    dict
+        ``name``, ``description``, ``venue_set`` (``of``, ``kind``), ``added``, ``removed``.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown field or a bad value.
+    """
     if not isinstance(body, dict):
         raise InvalidInput("the scenario must be a JSON object", field="body")
     unknown = sorted(set(body) - {"name", "description", "of", "kind", "added", "removed",
@@ -101,7 +119,29 @@ def check(body: dict) -> dict:
 
 
 def create(session: Session, owner: str, fields: dict, origin: str | None = None) -> dict:
-    """Save a scenario (validated by :func:`check`); a name is unique per owner."""
+    """Save a scenario (validated by :func:`check`); a name is unique per owner.
+
+    Parameters
+    ----------
+    session : Session
+        The database; the caller commits.
+    owner : str
+        Who the scenario belongs to (``key:<id>``, ``local`` or a role).
+    fields : dict
+        As :func:`check` gives them.
+    origin : str, optional
+        Where it came from (``job:<id>`` for a suggestion saved as a scenario).
+
+    Returns
+    -------
+    dict
+        The saved scenario, with its id and times (ISO text).
+
+    Raises
+    ------
+    InvalidInput
+        The owner already has a scenario of that name.
+    """
     row = session.execute(INSERT_SQL, {
         "owner": owner, "name": fields["name"], "description": fields["description"],
         "venue_set": json.dumps(fields["venue_set"]),
@@ -114,7 +154,20 @@ def create(session: Session, owner: str, fields: dict, origin: str | None = None
 
 
 def from_plan(answer: dict, name: str) -> dict:
-    """The fields of a scenario adding a suggestion's sites to its venue set."""
+    """The fields of a scenario adding a suggestion's sites to its venue set.
+
+    Parameters
+    ----------
+    answer : dict
+        A suggestion run's answer (:func:`geomap.planning.suggest.run`).
+    name : str
+        The scenario's name.
+
+    Returns
+    -------
+    dict
+        As :func:`check` gives them.
+    """
     query = answer["query"]
     return check({"name": name, "of": query["of"], "kind": query["kinds"],
                   "description": f"{answer['model']}: {len(answer['sites'])} sites, "
@@ -124,6 +177,27 @@ def from_plan(answer: dict, name: str) -> dict:
 
 
 def get(session: Session, scenario_id: int, owner: str) -> dict:
+    """One of the owner's scenarios.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    scenario_id : int
+        The scenario's id.
+    owner : str
+        Who asks.
+
+    Returns
+    -------
+    dict
+        The scenario.
+
+    Raises
+    ------
+    NotFound
+        No such scenario, or another owner's.
+    """
     row = session.execute(GET_SQL, {"id": scenario_id, "owner": owner}).first()
     if row is None:
         raise NotFound(f"no scenario {scenario_id}", field="id")
@@ -131,16 +205,61 @@ def get(session: Session, scenario_id: int, owner: str) -> dict:
 
 
 def list_scenarios(session: Session, owner: str) -> list[dict]:
+    """The owner's scenarios, in id order.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    owner : str
+        Whose scenarios.
+
+    Returns
+    -------
+    list of dict
+        The scenarios.
+    """
     return [_view(r) for r in session.execute(LIST_SQL, {"owner": owner})]
 
 
 def delete(session: Session, scenario_id: int, owner: str) -> None:
+    """Delete one of the owner's scenarios; the caller commits.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    scenario_id : int
+        The scenario's id.
+    owner : str
+        Who asks.
+
+    Raises
+    ------
+    NotFound
+        No such scenario, or another owner's.
+    """
     if session.execute(DELETE_SQL, {"id": scenario_id, "owner": owner}).first() is None:
         raise NotFound(f"no scenario {scenario_id}", field="id")
 
 
 def venues_of(session: Session, scenario: dict) -> tuple[list[dict], list[dict]]:
-    """(the baseline venues, the scenario's venues)."""
+    """The baseline venues and the scenario's venues.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    scenario : dict
+        A saved scenario.
+
+    Returns
+    -------
+    baseline : list of dict
+        The venue set's venues as they are.
+    scenario : list of dict
+        Those not removed, then the added places (``venue_table`` ``"scenario"``).
+    """
     venue_set = scenario["venue_set"]
     base = suggest.venues(session, venue_set["of"], venue_set.get("kind"))
     gone = {(r["venue_table"], r["venue_id"]) for r in scenario["removed"]}
@@ -160,6 +279,37 @@ def evaluate(
     The answer has the shape of ``/api/coverage`` (its ``units`` are the scenario's) plus,
     per unit, ``baseline_covered_population``, ``baseline_covered_share_population`` and
     ``gained``, and a ``baseline`` summary.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    scenario : dict
+        A saved scenario.
+    level : str, default "grid"
+        One of ``coverage.LEVELS``.
+    mode : {"walk", "drive"}, default "walk"
+        The travel mode.
+    minutes : object, optional
+        The travel time, minutes (15 when neither it nor ``distance_m`` is given).
+    distance_m : object, optional
+        A walking distance, metres, walked at ``walk_speed_kmh`` (``mode="walk"`` only).
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h.
+    access_m : float, default 50.0
+        How far from a reached street a point counts as reached, metres.
+    with_geometry : bool, default False
+        Whether each unit carries its outline (GeoJSON, WGS 84).
+
+    Returns
+    -------
+    dict
+        As :func:`geomap.analysis.coverage.coverage`, with the baseline beside it.
+
+    Raises
+    ------
+    InvalidInput
+        A bad level, mode or budget.
     """
     started = time.perf_counter()
     level = check_choice(level, "level", coverage.LEVELS)

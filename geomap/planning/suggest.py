@@ -1,5 +1,6 @@
-"""Site suggestions: where the next stations should go (``POST /api/plans``, ``geomap plan
-sites``).
+"""Site suggestions: where the next stations should go.
+
+Asked by ``POST /api/plans`` and ``geomap plan sites``.
 
 The venues of a set (red culture venues by default: every red culture site and red
 station) are **locked**: they stay, and the residents they cover are covered whatever is
@@ -14,6 +15,9 @@ Phases (their times are part of the answer): *matrix* (each candidate's reach: o
 bounded search per candidate, or the kept sets of :mod:`geomap.routing.index`), *model*
 (demand units and the instance), *solve* (the model), *greedy* (the greedy heuristic on
 the same instance, reported beside the model's answer).
+
+Longer than 600 lines: one run, from the question to the answer, is read in one place, and
+a quarter of the file is its numpy docstrings.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import shapely
@@ -36,6 +40,9 @@ from geomap.params import check_choice, check_choices, check_int, check_lonlat, 
 from geomap.planning import demand as demand_mod
 from geomap.planning import models
 from geomap.routing import index
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 MODELS = ("coverage", "covering", "median")
 CANDIDATE_SOURCES = ("stations", "layer")
@@ -80,7 +87,41 @@ AREA_GRIDS_SQL = sa.text(
 
 @dataclass(frozen=True)
 class Plan:
-    """The normalised question of a suggestion run (echoed in answers)."""
+    """The normalised question of a suggestion run (echoed in answers).
+
+    Parameters
+    ----------
+    of : str, default "red"
+        The venue set locked in (one of ``circles.VENUE_SETS``).
+    kinds : list of str, optional
+        Only venues of these kinds.
+    candidates : {"stations", "layer"}, default "stations"
+        Where candidate sites come from: the stations not in the venue set, or ``layer``.
+    candidate_kinds : list of str, optional
+        Only stations of these kinds as candidates.
+    layer : list of dict, optional
+        Uploaded candidates (:func:`check_layer`), WGS 84.
+    area : str, optional
+        A region code: candidates and the residents counted are inside it.
+    mode : {"walk", "drive"}, default "walk"
+        The travel mode.
+    minutes : float or None, default 15.0
+        The travel time, minutes (None when ``distance_m`` is given).
+    distance_m : float, optional
+        A walking distance, metres, walked at ``walk_speed_kmh``.
+    model : {"coverage", "covering", "median"}, default "coverage"
+        Maximal coverage, set covering or p-median (:mod:`geomap.planning.models`).
+    n : int, default 5
+        Sites to choose (coverage and median), 1 to ``MAX_N``.
+    target_share : float, optional
+        The share of reachable residents to cover (covering; 1 when not given).
+    walk_speed_kmh : float, default 4.5
+        The walking speed, km/h.
+    access_m : float, default 50.0
+        How far from a reached street a point counts as reached, metres.
+    time_limit_s : float, default 60.0
+        The solver's time limit, seconds.
+    """
 
     of: str = "red"
     kinds: list[str] | None = None
@@ -100,23 +141,48 @@ class Plan:
 
     @property
     def budget_s(self) -> float:
+        """The travel budget in seconds (a distance is walked at the walking speed)."""
         if self.minutes is not None:
             return self.minutes * 60.0
         return self.distance_m / (self.walk_speed_kmh / 3.6)
 
     @property
     def reach(self) -> index.Reach:
+        """The reach rule of the plan, as the routing index keeps reach sets."""
         return index.Reach(self.mode, self.budget_s, self.walk_speed_kmh, self.access_m)
 
     def as_dict(self) -> dict[str, Any]:
+        """The plan as answers echo it (the layer as its number of points).
+
+        Returns
+        -------
+        dict
+            Every field.
+        """
         out = asdict(self)
         out["layer"] = None if self.layer is None else len(self.layer)
         return out
 
 
 def check_layer(features: Any) -> list[dict]:
-    """An uploaded candidate layer: a GeoJSON FeatureCollection of points in WGS84, or a
-    list of ``{"name", "lon", "lat"}``; every bad feature is named by its number."""
+    """An uploaded candidate layer, checked; every bad feature is named by its number.
+
+    Parameters
+    ----------
+    features : object
+        A GeoJSON FeatureCollection of points in WGS 84, or a list of
+        ``{"name", "lon", "lat"}``; at most ``MAX_LAYER_POINTS``.
+
+    Returns
+    -------
+    list of dict
+        ``name``, ``kind``, ``lon``, ``lat`` per candidate.
+
+    Raises
+    ------
+    InvalidInput
+        Not a collection of points, another CRS, too many points or a bad point.
+    """
     if isinstance(features, dict):
         if features.get("type") != "FeatureCollection" or not isinstance(
             features.get("features"), list
@@ -162,7 +228,31 @@ def make_plan(
     n: Any = 5, target_share: Any = None, walk_speed_kmh: float = 4.5, access_m: float = 50.0,
     time_limit_s: Any = 60.0,
 ) -> Plan:  # fmt: skip
-    """Validate a suggestion's inputs; every error names its field."""
+    """Validate a suggestion's inputs; every error names its field.
+
+    Parameters
+    ----------
+    of, kind : see :class:`Plan`
+        The venue set (``of``, ``kinds``).
+    candidates, candidate_kind, layer, area : see :class:`Plan`
+        The candidates.
+    mode, minutes, distance_m, walk_speed_kmh, access_m : see :class:`Plan`
+        The reach; ``minutes`` up to ``circles.MAX_MINUTES``, ``distance_m`` up to
+        ``circles.MAX_DISTANCE_M``, ``walk_speed_kmh`` up to 20.
+    model, n, target_share, time_limit_s : see :class:`Plan`
+        The model; ``time_limit_s`` up to 600.
+
+    Returns
+    -------
+    Plan
+        The checked question.
+
+    Raises
+    ------
+    InvalidInput
+        A bad value, or values that do not go together (a layer without
+        ``candidates="layer"``, a distance when driving, ``target_share`` without covering).
+    """
     of = check_choice(of, "of", circles.VENUE_SETS)
     allowed = {"red": {**vocab.SITE_KINDS, "red_station": None}, "sites": vocab.SITE_KINDS,
                "stations": vocab.STATION_KINDS}[of]  # fmt: skip
@@ -202,13 +292,28 @@ def make_plan(
     )  # fmt: skip
 
 
-def venues(session: Any, of: str, kinds: list[str] | None) -> list[dict]:
-    """The venues of a set (locked in every suggestion), with positions."""
+def venues(session: Session, of: str, kinds: list[str] | None) -> list[dict]:
+    """The venues of a set (locked in every suggestion), with positions.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    of : str
+        The venue set (one of ``circles.VENUE_SETS``).
+    kinds : list of str or None
+        Only venues of these kinds.
+
+    Returns
+    -------
+    list of dict
+        ``venue_table``, ``venue_id``, ``name``, ``kind``, ``lon``, ``lat`` (WGS 84).
+    """
     rows = session.execute(VENUES_SQL, {"of": of, "kinds": kinds}).mappings()
     return [dict(r) for r in rows]
 
 
-def _candidates(session: Any, plan: Plan, locked: list[dict]) -> tuple[list[dict], int]:
+def _candidates(session: Session, plan: Plan, locked: list[dict]) -> tuple[list[dict], int]:
     """The candidate sites, and how many uploaded ones were dropped as locked venues."""
     if plan.candidates == "stations":
         rows = session.execute(CANDIDATES_SQL, {
@@ -241,8 +346,16 @@ def _places(rows: list[dict]) -> np.ndarray:
 
 
 class Progress:
-    """Reports a run's progress as (share done, message) through ``report``, and stops it
-    (:class:`geomap.routing.index.Cancelled`) when ``cancelled`` says so."""
+    """Reports a run's progress as (share done, message) and stops it when asked.
+
+    Parameters
+    ----------
+    report : callable, optional
+        ``report(share, message)``, the share clipped to 0..1.
+    cancelled : callable, optional
+        ``cancelled() -> bool``; when it says so, the next report raises
+        :class:`geomap.routing.index.Cancelled`.
+    """
 
     def __init__(self, report: Callable[[float, str], None] | None = None,
                  cancelled: Callable[[], bool] | None = None) -> None:  # fmt: skip
@@ -250,13 +363,27 @@ class Progress:
         self.cancelled = cancelled
 
     def __call__(self, share: float, message: str) -> None:
+        """Report ``share`` done with ``message``, unless the run was cancelled.
+
+        Parameters
+        ----------
+        share : float
+            The share of the run done, clipped to 0..1.
+        message : str
+            What the run is doing.
+
+        Raises
+        ------
+        Cancelled
+            ``cancelled()`` says so.
+        """
         if self.cancelled is not None and self.cancelled():
             raise index.Cancelled()
         if self.report is not None:
             self.report(max(0.0, min(1.0, share)), message)
 
 
-def _district_table(session: Any, plan: Plan, before: list[dict], after: list[dict]) -> list:
+def _district_table(session: Session, plan: Plan, before: list[dict], after: list[dict]) -> list:
     query = coverage.Query(of=plan.of, kinds=plan.kinds, by=plan.mode, within_m=None,
                            within_min=plan.minutes, level="district", order="code")  # fmt: skip
     b = coverage.coverage(session, query, grids=before)["units"]
@@ -291,9 +418,36 @@ def _circle(graph: Any, plan: Plan, lon: float, lat: float) -> dict | None:
     return shapely.geometry.mapping(shapely.from_wkb(wkb)) if wkb else None
 
 
-def run(session: Any, plan: Plan, progress: Progress | None = None) -> dict:
-    """Run a suggestion: the model's answer and the greedy one, with coverage before and
-    after per grid and district. ``progress`` reports and may stop the run."""
+def run(session: Session, plan: Plan, progress: Progress | None = None) -> dict:
+    """Run a suggestion: the model's answer and the greedy one, with coverage around it.
+
+    Coverage before and after per grid and district. ``progress`` reports and may stop
+    the run.
+
+    Parameters
+    ----------
+    session : Session
+        The database.
+    plan : Plan
+        The question, from :func:`make_plan`.
+    progress : Progress, optional
+        Reports the run's progress; may stop it.
+
+    Returns
+    -------
+    dict
+        ``query``, ``model``, ``status``, ``gap``, ``objective``, ``bound``, the candidate
+        and demand counts, ``sites`` (rank, venue, lon/lat, gain, circle), coverage
+        ``before``/``after``, ``gained``, ``greedy`` and the per-grid and per-district
+        tables.
+
+    Raises
+    ------
+    InvalidInput
+        An unknown area, or no candidate.
+    Cancelled
+        The progress said the run was cancelled.
+    """
     progress = progress or Progress()
     started = time.perf_counter()
     phases: dict[str, float] = {}

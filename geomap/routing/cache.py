@@ -18,13 +18,18 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from geomap.routing.graph import StreetGraph, load_graph
 from geomap.routing.mirror import TeamMirror, TeamTable
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from geomap.routing.sample import GridSamples
 
 VERSIONS_SQL = sa.text(
     """
@@ -45,14 +50,37 @@ _mirrors: dict[tuple[Any, ...], TeamMirror] = {}
 T = TypeVar("T")
 
 
-def database_key(conn: Any) -> str:
-    """What identifies ``conn``'s database in the caches (its URL, without password)."""
+def database_key(conn: Connection | Session) -> str:
+    """What identifies ``conn``'s database in the caches (its URL, without password).
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        A handle on the database.
+
+    Returns
+    -------
+    str
+        The engine's URL with the password hidden.
+    """
     bind = conn.get_bind() if isinstance(conn, Session) else conn
     return bind.engine.url.render_as_string(hide_password=True)
 
 
-def versions(conn: Any) -> dict[str, tuple[int, bool]]:
-    """``{name: (version, changed by this transaction)}`` plus ``"db"``: the database."""
+def versions(conn: Connection | Session) -> dict[str, tuple[int, bool]]:
+    """``{name: (version, changed by this transaction)}`` plus ``"db"``: the database.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database; the versions are those its transaction sees.
+
+    Returns
+    -------
+    dict
+        One entry per row of ``data_versions`` (``network``, ``grids``...), and ``"db"``:
+        ``(database_key(conn), None)``.
+    """
     rows = conn.execute(VERSIONS_SQL).all()
     found: dict[str, Any] = {name: (int(version), bool(mine)) for name, version, mine in rows}
     found["db"] = (database_key(conn), None)
@@ -79,14 +107,23 @@ def _cached(key: tuple[Any, ...], build: Callable[[], T]) -> T:
         return value
 
 
-def current_graph(conn: Any, known: dict[str, Any] | None = None) -> StreetGraph:
+def current_graph(conn: Connection | Session, known: dict[str, Any] | None = None) -> StreetGraph:
     """The street graph of the network ``conn``'s transaction sees.
+
+    Shared between requests per network version; a transaction that changed the network
+    itself gets a private graph.
 
     Parameters
     ----------
     conn : Connection or Session
+        The database.
     known : dict, optional
         The result of :func:`versions` when the caller already has it.
+
+    Returns
+    -------
+    StreetGraph
+        The graph of the network version in force.
     """
     known = known or versions(conn)
     version, mine = known["network"]
@@ -95,9 +132,23 @@ def current_graph(conn: Any, known: dict[str, Any] | None = None) -> StreetGraph
     return _cached(("graph", known["db"], version), lambda: load_graph(conn, version=version))
 
 
-def team_mirror(conn: Any) -> tuple[TeamTable, dict[str, Any]]:
-    """The teams as ``conn``'s transaction sees them (see :mod:`geomap.routing.mirror`),
-    and the data versions (as :func:`versions` returns them), in one round trip."""
+def team_mirror(conn: Connection | Session) -> tuple[TeamTable, dict[str, Any]]:
+    """The teams as ``conn``'s transaction sees them, and the data versions.
+
+    One round trip gives both (see :mod:`geomap.routing.mirror`).
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database.
+
+    Returns
+    -------
+    teams : TeamTable
+        The teams, in arrays.
+    known : dict
+        The data versions, as :func:`versions` returns them.
+    """
     database = database_key(conn)
     with _lock:
         mirror = _mirrors.get(database) or _mirrors.setdefault(database, TeamMirror())
@@ -106,10 +157,29 @@ def team_mirror(conn: Any) -> tuple[TeamTable, dict[str, Any]]:
     return table, known
 
 
-def derived(conn: Any, name: str, depends_on: tuple[str, ...], build: Callable[[], T],
-            known: dict[str, Any] | None = None) -> T:  # fmt: skip
-    """A value derived from data sets (``depends_on``: names in ``data_versions``), cached
-    until one of them changes; built privately when this transaction changed one."""
+def derived(conn: Connection | Session, name: str, depends_on: tuple[str, ...],
+            build: Callable[[], T], known: dict[str, Any] | None = None) -> T:  # fmt: skip
+    """A value derived from data sets, cached until one of them changes.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database.
+    name : str
+        What the value is, unique per kind of value and its inputs (``grid_points:<v>``).
+    depends_on : tuple of str
+        The names in ``data_versions`` the value is derived from.
+    build : callable
+        ``build() -> T``, called when the cache misses; built privately (never shared) when
+        this transaction changed one of ``depends_on``.
+    known : dict, optional
+        The result of :func:`versions` when the caller already has it.
+
+    Returns
+    -------
+    T
+        What ``build`` returned, now or for an earlier request.
+    """
     known = known or versions(conn)
     if any(known[d][1] for d in depends_on):
         return build()
@@ -117,9 +187,27 @@ def derived(conn: Any, name: str, depends_on: tuple[str, ...], build: Callable[[
     return _cached(key, build)
 
 
-def grid_samples(conn: Any, graph: StreetGraph, access_m: float,
-                 known: dict[str, Any] | None = None) -> Any:  # fmt: skip
-    """The residents' sample points of the current grids, with the streets near each."""
+def grid_samples(conn: Connection | Session, graph: StreetGraph, access_m: float,
+                 known: dict[str, Any] | None = None) -> GridSamples:  # fmt: skip
+    """The residents' sample points of the current grids, with the streets near each.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database.
+    graph : StreetGraph
+        The street graph the streets are taken from.
+    access_m : float
+        How far from a sample point a street may be, metres.
+    known : dict, optional
+        The result of :func:`versions` when the caller already has it.
+
+    Returns
+    -------
+    GridSamples
+        As :func:`geomap.routing.sample.build` gives them, cached until the grids or the
+        network change.
+    """
     from geomap.routing import sample
 
     known = known or versions(conn)

@@ -13,7 +13,7 @@ snapping and isochrones work on arrays without building a shapely object per edg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ from sqlalchemy.orm import Session
 
 from geomap.modes import MODES, cost_columns
 from geomap.params import metric_srid
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 #: Cost given to an arc whose stored cost is 0: scipy treats a stored 0 as "no arc" in some
 #: conversions, and a nanosecond changes no answer.
@@ -45,12 +48,26 @@ EDGES_SQL = sa.text(
 class ModeGraph:
     """The directed graph of one travel mode.
 
-    ``fw_s``/``bw_s`` are per-edge costs (seconds; ``inf`` where the edge is barred in that
-    direction). ``forward`` holds an arc u→v per traversable direction (``forward_edge``:
-    the edge index of each stored arc); ``backward`` is its transpose (arcs turned around:
-    one search on it gives costs *to* its start). ``main``
-    marks the edges of the largest strongly connected component: the only ones points snap
-    to, so that every snapped point can reach, and be reached from, every other.
+    ``main`` marks the edges of the largest strongly connected component: the only ones
+    points snap to, so that every snapped point can reach, and be reached from, every other.
+
+    Parameters
+    ----------
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    fw_s, bw_s : numpy.ndarray
+        Per-edge costs along and against the edge, seconds (``inf`` where the edge is barred
+        in that direction).
+    forward : scipy.sparse.csr_matrix
+        An arc u→v per traversable direction, costs in seconds.
+    backward : scipy.sparse.csr_matrix
+        Its transpose (arcs turned around: one search on it gives costs *to* its start).
+    forward_edge : numpy.ndarray
+        The edge index of each stored arc of ``forward``.
+    main_node, main_edge : numpy.ndarray
+        Boolean masks of the nodes and edges of the main component.
+    components : int
+        How many strongly connected components the mode's used nodes form.
     """
 
     mode: str
@@ -78,6 +95,28 @@ class StreetGraph:
 
     Node and edge *indices* (0-based positions in these arrays) are what the searches use;
     ``node_id``/``edge_id`` map them back to the tables' ids.
+
+    Parameters
+    ----------
+    version : int
+        The network version the arrays were read at (``data_versions``).
+    srid : int
+        The metric CRS of every ``_xy`` array and length (a UTM zone).
+    node_id, node_xy : numpy.ndarray
+        ``road_nodes.id`` and the nodes' metric coordinates, shape (N, 2).
+    edge_id, edge_u, edge_v : numpy.ndarray
+        ``road_edges.id`` and each edge's first and last node (indices).
+    length_m : numpy.ndarray
+        Each edge's length, metres.
+    road_class : numpy.ndarray
+        Each edge's OSM ``highway`` class.
+    coords_xy, offsets : numpy.ndarray
+        Every edge's vertices (metric), edge after edge, and where each edge's vertices
+        start (shape (E + 1,)).
+    cum_m : numpy.ndarray
+        The length along its edge at each vertex, metres.
+    modes : dict of str to ModeGraph
+        The graph of each travel mode.
     """
 
     version: int
@@ -97,33 +136,62 @@ class StreetGraph:
 
     @property
     def n_nodes(self) -> int:
+        """The number of nodes."""
         return int(self.node_id.size)
 
     @property
     def n_edges(self) -> int:
+        """The number of edges."""
         return int(self.edge_id.size)
 
     def mode(self, mode: str) -> ModeGraph:
-        """The graph of ``mode`` ("walk" or "drive"); an unknown mode names field ``by``."""
+        """The graph of ``mode`` ("walk" or "drive"); an unknown mode names field ``by``.
+
+        Parameters
+        ----------
+        mode : str
+            The travel mode.
+
+        Returns
+        -------
+        ModeGraph
+            Its directed graph.
+
+        Raises
+        ------
+        InvalidInput
+            An unknown mode.
+        """
         cost_columns(mode)  # raises InvalidInput(field="by") for unknown modes
         return self.modes[mode]
 
     @property
     def to_metric(self) -> Transformer:
-        """lon/lat (EPSG:4326) → this graph's metric CRS."""
+        """lon/lat (EPSG:4326) → this graph's metric CRS (``always_xy``)."""
         if "to_metric" not in self._lazy:
             self._lazy["to_metric"] = Transformer.from_crs(4326, self.srid, always_xy=True)
         return self._lazy["to_metric"]
 
     @property
     def to_lonlat(self) -> Transformer:
-        """This graph's metric CRS → lon/lat (EPSG:4326)."""
+        """The graph's metric CRS → lon/lat (EPSG:4326, ``always_xy``)."""
         if "to_lonlat" not in self._lazy:
             self._lazy["to_lonlat"] = Transformer.from_crs(self.srid, 4326, always_xy=True)
         return self._lazy["to_lonlat"]
 
     def edge_lines(self, edges: np.ndarray | None = None) -> np.ndarray:
-        """Shapely LineStrings (metric) of ``edges`` (indices; all when None)."""
+        """Shapely LineStrings (metric) of ``edges`` (indices; all when None).
+
+        Parameters
+        ----------
+        edges : numpy.ndarray, optional
+            Edge indices.
+
+        Returns
+        -------
+        numpy.ndarray
+            LineStrings in the graph's metric CRS, built once per graph.
+        """
         if edges is None:
             if "lines" not in self._lazy:
                 self._lazy["lines"] = _lines(self.coords_xy, self.offsets)
@@ -131,8 +199,22 @@ class StreetGraph:
         return self.edge_lines()[np.asarray(edges)]
 
     def lazy(self, key: str, build: Any) -> Any:
-        """A derived structure built once per graph (indexes, samples), thread-safe enough:
-        two threads may both build it, one result wins; both are equal."""
+        """A derived structure built once per graph (indexes, samples).
+
+        Thread-safe enough: two threads may both build it, one result wins; both are equal.
+
+        Parameters
+        ----------
+        key : str
+            What the structure is.
+        build : callable
+            ``build()``, called when it is not built yet.
+
+        Returns
+        -------
+        object
+            The structure.
+        """
         if key not in self._lazy:
             self._lazy[key] = build()
         return self._lazy[key]
@@ -162,10 +244,23 @@ def _csr(
 
 
 def main_component(n: int, tails: np.ndarray, heads: np.ndarray) -> tuple[np.ndarray, int]:
-    """The largest strongly connected component of the arcs ``tails[i]`` → ``heads[i]``
-    among ``n`` nodes: a mask of its nodes, and how many components the used nodes form.
+    """The largest strongly connected component of the arcs ``tails[i]`` → ``heads[i]``.
 
     Nodes no arc touches are in no component (and not in the mask).
+
+    Parameters
+    ----------
+    n : int
+        The number of nodes.
+    tails, heads : numpy.ndarray
+        The arcs' first and last node indices.
+
+    Returns
+    -------
+    mask : numpy.ndarray
+        Boolean, the nodes of the largest component.
+    components : int
+        How many components the used nodes form.
     """
     if tails.size == 0:
         return np.zeros(n, dtype=bool), 0
@@ -212,17 +307,22 @@ def from_frames(
 
     Parameters
     ----------
-    nodes : DataFrame
+    nodes : pandas.DataFrame
         ``id``, ``lon``, ``lat``, sorted by id.
-    edges : DataFrame
+    edges : pandas.DataFrame
         ``id``, ``source_node``, ``target_node``, ``length_m``, ``walk_s``,
         ``walk_reverse_s``, ``drive_s``, ``drive_reverse_s``, ``road_class``.
-    edge_coords_lonlat : ndarray, shape (P, 2)
+    edge_coords_lonlat : numpy.ndarray, shape (P, 2)
         Every edge's vertices, edge after edge, in EPSG:4326.
-    edge_offsets : ndarray, shape (E + 1,)
+    edge_offsets : numpy.ndarray, shape (E + 1,)
         Where each edge's vertices start in ``edge_coords_lonlat``.
     version : int
         The network version the arrays were read at.
+
+    Returns
+    -------
+    StreetGraph
+        The graph, in the UTM zone of the network's centre.
     """
     node_id = nodes["id"].to_numpy(dtype=np.int64)
     lon, lat = nodes["lon"].to_numpy(float), nodes["lat"].to_numpy(float)
@@ -269,8 +369,21 @@ def from_frames(
     )
 
 
-def load_graph(conn: Any, version: int = 0) -> StreetGraph:
-    """Read the routing tables through ``conn`` (a Connection or Session) into a graph."""
+def load_graph(conn: Connection | Session, version: int = 0) -> StreetGraph:
+    """Read the routing tables through ``conn`` into a graph.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database; ``road_nodes``/``road_edges`` as its transaction sees them.
+    version : int, default 0
+        The network version being read (stored in the graph).
+
+    Returns
+    -------
+    StreetGraph
+        The network in arrays.
+    """
     node_columns = ["id", "lon", "lat"]
     edge_columns = [
         "id", "source_node", "target_node", "length_m", "walk_s", "walk_reverse_s", "drive_s",
@@ -287,9 +400,11 @@ def load_graph(conn: Any, version: int = 0) -> StreetGraph:
     return from_frames(pd.DataFrame(nodes), pd.DataFrame(edges), coords, offsets, version=version)
 
 
-def _fetch(conn: Any, statement: sa.TextClause) -> list[tuple]:
-    """All rows as plain tuples, through the driver's cursor: SQLAlchemy's Row objects
-    cost more than the query for the ~100,000 rows of a city network."""
+def _fetch(conn: Connection | Session, statement: sa.TextClause) -> list[tuple]:
+    """All rows as plain tuples, through the driver's cursor.
+
+    SQLAlchemy's Row objects cost more than the query for the ~100,000 rows of a city network.
+    """
     if isinstance(conn, Session):
         conn = conn.connection()
     cursor = conn.connection.dbapi_connection.cursor()

@@ -77,8 +77,19 @@ REACH_PUT_SQL = sa.text(
 
 @dataclass(frozen=True)
 class Reach:
-    """How far a place reaches: ``mode`` (walk|drive), a budget in seconds, the walking
-    speed, and the access width around reached streets (metres)."""
+    """How far a place reaches.
+
+    Parameters
+    ----------
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    budget_s : float
+        The travel budget, seconds.
+    walk_speed_kmh : float
+        The walking speed, km/h.
+    access_m : float
+        The access width around reached streets, metres.
+    """
 
     mode: str
     budget_s: float
@@ -98,9 +109,11 @@ def _unpack(blob: bytes) -> np.ndarray:
 
 @dataclass
 class SampleIndex(sample_mod.GridPoints):
-    """The grids' sample points as coverage needs them: each point's grid, each grid's
-    residents, area and inner point (all in grid code order); shares, residents and rows
-    as :class:`geomap.routing.sample.GridPoints` reads them."""
+    """The grids' sample points as coverage needs them.
+
+    Each point's grid, each grid's residents, area and inner point (all in grid code order);
+    shares, residents and rows as :class:`geomap.routing.sample.GridPoints` reads them.
+    """
 
     key: str
     srid: int
@@ -115,10 +128,12 @@ class SampleIndex(sample_mod.GridPoints):
 
     @property
     def n_points(self) -> int:
+        """How many sample points the lattice has."""
         return int(self.point_grid.size)
 
     @property
     def to_metric(self) -> Transformer:
+        """Lon/lat (EPSG:4326) to the lattice's metric CRS (``srid``), made on first use."""
         if "to_metric" not in self._lazy:
             self._lazy["to_metric"] = Transformer.from_crs(4326, self.srid, always_xy=True)
         return self._lazy["to_metric"]
@@ -146,18 +161,42 @@ class Engine:
         self.lock = threading.Lock()
 
     # -- the street graph and the full samples: only when a place must be computed
-    def full(self, session: Any) -> tuple[Any, Any]:
+    def full(self, session: Session) -> tuple[Any, Any]:
+        """The street graph and the full grid samples ``session`` sees (built on demand).
+
+        Parameters
+        ----------
+        session : Session
+            The caller's session; its transaction decides the data versions.
+
+        Returns
+        -------
+        tuple
+            ``(StreetGraph, GridSamples)``.
+        """
         known = routing.versions(session)
         graph = routing.current_graph(session, known)
         return graph, routing.grid_samples(session, graph, self.access_m, known)
 
-    def sample_index(self, session: Any) -> SampleIndex:
+    def sample_index(self, session: Session) -> SampleIndex:
+        """The kept sample lattice, loaded from the database once per engine.
+
+        Parameters
+        ----------
+        session : Session
+            Where the lattice is read (or built and written) from.
+
+        Returns
+        -------
+        SampleIndex
+            The lattice.
+        """
         if self.samples is None:
             self.samples = _load_samples(session, self)
         return self.samples
 
     def reach_sets(
-        self, session: Any, places: np.ndarray, reach: Reach, *,
+        self, session: Session, places: np.ndarray, reach: Reach, *,
         persist: bool = True,
         progress: Callable[[int, int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
@@ -228,15 +267,30 @@ MAX_ENGINES = 4
 
 
 def samples_key(known: dict[str, Any], access_m: float) -> tuple[str, bool]:
-    """The lattice's key from the data versions, and whether it is private (this
-    transaction changed the grids or the network)."""
+    """The lattice's key from the data versions, and whether it is private.
+
+    Private means this transaction changed the grids or the network, so what it builds is
+    never kept for others.
+
+    Parameters
+    ----------
+    known : dict
+        ``routing.versions``: per data set, ``(version, changed by this transaction)``.
+    access_m : float
+        The access width around reached streets, metres.
+
+    Returns
+    -------
+    tuple
+        ``(key, private)``.
+    """
     grids_v, grids_mine = known["grids"]
     net_v, net_mine = known["network"]
     key = f"g{grids_v}:n{net_v}:a{float(access_m):g}:s{sample_mod.SPACING_M:g}"
     return key, bool(grids_mine or net_mine)
 
 
-def engine(session: Any, access_m: float) -> Engine:
+def engine(session: Session, access_m: float) -> Engine:
     """The engine of the lattice ``session``'s transaction sees."""
     known = routing.versions(session)
     key, private = samples_key(known, access_m)
@@ -259,7 +313,7 @@ def clear() -> None:
         _engines.clear()
 
 
-def _load_samples(session: Any, eng: Engine) -> SampleIndex:
+def _load_samples(session: Session, eng: Engine) -> SampleIndex:
     grids = session.execute(GRIDS_SQL).all()
     codes = np.array([g.code for g in grids], dtype=object)
     stored = None if eng.private else session.execute(SAMPLES_GET_SQL, {"key": eng.key}).first()
@@ -300,7 +354,7 @@ def union(sets: list[np.ndarray], n_points: int) -> np.ndarray:
 
 
 def covered_points(
-    session: Any, places: np.ndarray, reach: Reach
+    session: Session, places: np.ndarray, reach: Reach
 ) -> tuple[SampleIndex, np.ndarray]:
     """The sample index and the points covered by any of ``places`` (lon/lat rows)."""
     eng = engine(session, reach.access_m)
@@ -311,7 +365,23 @@ def covered_points(
 
 
 def grid_rows(session: Session, places: np.ndarray, reach: Reach) -> list[dict]:
-    """Per-grid coverage rows for the reach of ``places`` (lon/lat rows): the answer of
-    :func:`geomap.analysis.coverage.network_rows`, from the kept reach sets."""
+    """Per-grid coverage rows for the reach of ``places``, from the kept reach sets.
+
+    The same answer as :func:`geomap.analysis.coverage.network_rows`.
+
+    Parameters
+    ----------
+    session : Session
+        The caller's session.
+    places : numpy.ndarray
+        ``(n, 2)`` lon/lat rows (EPSG:4326).
+    reach : Reach
+        How far each place reaches.
+
+    Returns
+    -------
+    list of dict
+        One row per grid, in grid code order.
+    """
     samples, points = covered_points(session, places, reach)
     return samples.rows(samples.grid_shares(points), samples.nearest_m(places))

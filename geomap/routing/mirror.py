@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -32,6 +32,10 @@ from scipy.spatial import cKDTree
 from geomap import db
 from geomap.routing.graph import StreetGraph
 from geomap.routing.snap import EdgePoints, snap_lonlat
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 COLUMNS = (
     "id", "code", "name", "kind", "status", "headcount", "unit", "capabilities", "lon", "lat",
@@ -67,7 +71,19 @@ SYNC_SQL = sa.text(
 
 @dataclass(frozen=True)
 class Routable:
-    """Teams ready for ranking by travel time (see :meth:`TeamTable.routable`)."""
+    """Teams ready for ranking by travel time (see :meth:`TeamTable.routable`).
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        The mirror rows kept (indices).
+    points : EdgePoints
+        Their positions along their edges.
+    edge_u, edge_v : numpy.ndarray
+        The end nodes of those edges.
+    tree : scipy.spatial.cKDTree or None
+        A k-d tree of their metric positions (None when no row is kept).
+    """
 
     #: Row indices into the table.
     rows: np.ndarray
@@ -88,7 +104,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TeamTable:
-    """An immutable snapshot of the teams: one array per column, rows in id order."""
+    """An immutable snapshot of the teams: one array per column, rows in id order.
+
+    Parameters
+    ----------
+    columns : dict of str to numpy.ndarray
+        One array per name of ``COLUMNS`` (``lon``/``lat`` in WGS 84 degrees).
+    """
 
     columns: dict[str, np.ndarray]
     #: (graph version, mode) → (the graph, every row's snap on it)
@@ -112,7 +134,20 @@ class TeamTable:
         statuses: list[str] | None = None,
         capability: str | None = None,
     ) -> np.ndarray:
-        """Rows matching the filters (None: no filter on that column); read-only."""
+        """Rows matching the filters (None: no filter on that column); read-only.
+
+        Parameters
+        ----------
+        kinds, statuses : list of str, optional
+            Only teams of one of these kinds, in one of these statuses.
+        capability : str, optional
+            Only teams with this capability.
+
+        Returns
+        -------
+        numpy.ndarray
+            A boolean mask over the rows.
+        """
         key = ("mask", tuple(kinds or ()), tuple(statuses or ()), capability)
         if key not in self._derived:
             self._derived[key] = self._mask(kinds, statuses, capability)
@@ -120,7 +155,18 @@ class TeamTable:
         return self._derived[key]
 
     def xy(self, graph: StreetGraph) -> np.ndarray:
-        """Positions in the graph's metric CRS."""
+        """Positions in the graph's metric CRS.
+
+        Parameters
+        ----------
+        graph : StreetGraph
+            The graph whose CRS is wanted.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (n, 2), metres.
+        """
         key = ("xy", graph.srid)
         if key not in self._derived:
             x, y = graph.to_metric.transform(self.columns["lon"], self.columns["lat"])
@@ -128,17 +174,38 @@ class TeamTable:
         return self._derived[key]
 
     def sphere(self) -> np.ndarray:
-        """Positions as unit vectors (n × 3) on the sphere: the larger the dot product of
-        two, the shorter the great circle between them."""
+        """Positions as unit vectors (n × 3) on the sphere.
+
+        The larger the dot product of two, the shorter the great circle between them.
+
+        Returns
+        -------
+        numpy.ndarray
+            Shape (n, 3).
+        """
         if ("sphere",) not in self._derived:
             self._derived[("sphere",)] = unit_vectors(self.columns["lon"], self.columns["lat"])
         return self._derived[("sphere",)]
 
     def sphere_index(self, keep: np.ndarray) -> tuple[np.ndarray, cKDTree | None]:
-        """The rows selected by ``keep`` and a k-d tree of their unit vectors (kept per
-        selection, see :meth:`_selected`: ~1 ms to build for 5,000 teams, then nearest-k
-        and within-radius queries in microseconds). Distances in the tree are chords:
-        they grow with the great-circle distance."""
+        """The rows selected by ``keep`` and a k-d tree of their unit vectors.
+
+        The tree is kept per selection (see :meth:`_selected`: ~1 ms to build for 5,000 teams,
+        then nearest-k and within-radius queries in microseconds). Distances in the tree are
+        chords: they grow with the great-circle distance.
+
+        Parameters
+        ----------
+        keep : numpy.ndarray
+            A boolean mask over the rows.
+
+        Returns
+        -------
+        rows : numpy.ndarray
+            The indices kept.
+        tree : scipy.spatial.cKDTree or None
+            Their unit vectors; None when none is kept.
+        """
 
         def build(rows: np.ndarray) -> tuple[np.ndarray, cKDTree | None]:
             return rows, cKDTree(self.sphere()[rows]) if rows.size else None
@@ -160,7 +227,20 @@ class TeamTable:
         return keep
 
     def snaps(self, graph: StreetGraph, mode: str) -> EdgePoints:
-        """Every team's position along its nearest edge of ``mode`` (on ``graph``)."""
+        """Every team's position along its nearest edge of ``mode`` (on ``graph``).
+
+        Parameters
+        ----------
+        graph : StreetGraph
+            The street graph.
+        mode : str
+            ``"walk"`` or ``"drive"``.
+
+        Returns
+        -------
+        EdgePoints
+            One position per row, kept with the snapshot per graph and mode.
+        """
         key = (graph.version, mode)
         if key not in self._snaps:
             points = snap_lonlat(graph, mode, self.columns["lon"], self.columns["lat"])
@@ -171,9 +251,25 @@ class TeamTable:
         return self._snaps[key][1]
 
     def routable(self, graph: StreetGraph, mode: str, keep: np.ndarray) -> Routable:
-        """The rows selected by ``keep`` that snapped in ``mode``, ready for ranking:
-        their snaps, the end nodes of their edges and a k-d tree of their positions
-        (kept per network version, mode and selection, see :meth:`_selected`)."""
+        """The rows selected by ``keep`` that snapped in ``mode``, ready for ranking.
+
+        Their snaps, the end nodes of their edges and a k-d tree of their positions, kept per
+        network version, mode and selection (see :meth:`_selected`).
+
+        Parameters
+        ----------
+        graph : StreetGraph
+            The street graph.
+        mode : str
+            ``"walk"`` or ``"drive"``.
+        keep : numpy.ndarray
+            A boolean mask over the rows.
+
+        Returns
+        -------
+        Routable
+            The teams ready for ranking.
+        """
         snaps = self.snaps(graph, mode)
 
         def build(rows: np.ndarray) -> Routable:
@@ -185,9 +281,11 @@ class TeamTable:
         return self._selected(("routable", graph.version, mode), keep & snaps.found, build)
 
     def _selected(self, what: tuple, keep: np.ndarray, build: Callable[[np.ndarray], T]) -> T:
-        """``build(rows)`` for the rows ``keep`` selects, kept for this snapshot of the
-        table per ``what`` and selection; the oldest go beyond :data:`_SELECTIONS_KEPT`
-        (a few are in use: the filters of the nearest panel, the cases' rules)."""
+        """``build(rows)`` for the rows ``keep`` selects, kept for this snapshot of the table.
+
+        Kept per ``what`` and selection; the oldest go beyond :data:`_SELECTIONS_KEPT` (a few
+        are in use: the filters of the nearest panel, the cases' rules).
+        """
         key = ("selected", *what, np.packbits(keep).tobytes())
         found = self._derived.get(key)
         if found is None:
@@ -199,13 +297,35 @@ class TeamTable:
         return found
 
     def row(self, i: int) -> dict[str, Any]:
-        """Row ``i`` as a dict of plain Python values."""
+        """Row ``i`` as a dict of plain Python values.
+
+        Parameters
+        ----------
+        i : int
+            The row index.
+
+        Returns
+        -------
+        dict
+            One value per column.
+        """
         row = {name: values[i] for name, values in self.columns.items()}
         return {k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
 
 
 def unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Unit vectors (n × 3) of lon/lat degrees on the sphere."""
+    """Unit vectors (n × 3) of lon/lat degrees on the sphere.
+
+    Parameters
+    ----------
+    lon, lat : numpy.ndarray
+        WGS 84 degrees.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (n, 3).
+    """
     lam, phi = np.radians(lon), np.radians(lat)
     return np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
 
@@ -299,24 +419,51 @@ class TeamMirror:
         self._looking = False
         self._last_look: tuple[int, TeamTable, Versions] | None = None
 
-    def view(self, conn: Any) -> tuple[TeamTable, Versions]:
-        """The teams as ``conn``'s transaction sees them (fetching what changed), and the
-        data versions it sees (as :func:`geomap.routing.cache.versions` reads them)."""
+    def view(self, conn: Connection | Session) -> tuple[TeamTable, Versions]:
+        """The teams as ``conn``'s transaction sees them, and the data versions it sees.
+
+        Only what changed since the last look is fetched; the versions are as
+        :func:`geomap.routing.cache.versions` reads them.
+
+        Parameters
+        ----------
+        conn : Connection or Session
+            The database.
+
+        Returns
+        -------
+        teams : TeamTable
+            The snapshot.
+        known : Versions
+            The data versions.
+        """
         if _outside_transaction(conn):
             return self.shared_view(conn)
         return self.look(conn)
 
-    def shared_view(self, conn: Any) -> tuple[TeamTable, Versions]:
-        """:meth:`look` for a caller outside any transaction: one look serves every caller
-        that asked before it started.
+    def shared_view(self, conn: Connection | Session) -> tuple[TeamTable, Versions]:
+        """:meth:`look` for a caller outside any transaction: one look serves many callers.
 
-        Such a caller has nothing uncommitted and needs only to see every commit made
-        before it asked, so any look whose snapshot is taken after that will do. A
-        caller takes the result of the first look *started* after it arrived, running
-        that look itself when none is running; callers arriving meanwhile wait for it or
-        for the next one. Under load the threads of a process share the round trip
-        instead of making one each (a round trip costs a busy worker ~0.3 ms of CPU, in
-        psycopg and in handing the GIL between threads; the look itself 0.03 ms).
+        One look serves every caller that asked before it started. Such a caller has nothing
+        uncommitted and needs only to see every commit made before it asked, so any look whose
+        snapshot is taken after that will do. A caller takes the result of the first look
+        *started* after it arrived, running that look itself when none is running; callers
+        arriving meanwhile wait for it or for the next one. Under load the threads of a process
+        share the round trip instead of making one each (a round trip costs a busy worker
+        ~0.3 ms of CPU, in psycopg and in handing the GIL between threads; the look itself
+        0.03 ms).
+
+        Parameters
+        ----------
+        conn : Connection or Session
+            The database, outside any transaction.
+
+        Returns
+        -------
+        teams : TeamTable
+            The snapshot.
+        known : Versions
+            The data versions.
         """
         with self._looks:
             wanted = self._looks_started + 1  # the first look that starts after now
@@ -341,13 +488,25 @@ class TeamMirror:
                     self._last_look = (number, *found)
                 self._looks.notify_all()
 
-    def look(self, conn: Any) -> tuple[TeamTable, Versions]:
+    def look(self, conn: Connection | Session) -> tuple[TeamTable, Versions]:
         """The teams and versions as ``conn``'s transaction sees them, by a query of its own.
 
         The query runs outside the lock, so the threads of a busy process do not queue
         behind one another's round trips: each reads from the (table, watermark) pair it
         started from, and publishes its result only if no other thread published since;
         otherwise its view is its own (the next call starts from the newer pair).
+
+        Parameters
+        ----------
+        conn : Connection or Session
+            The database.
+
+        Returns
+        -------
+        teams : TeamTable
+            The snapshot.
+        known : Versions
+            The data versions.
         """
         with self._lock:
             table, watermark, epoch = self._table, self._watermark, self._epoch
@@ -372,9 +531,11 @@ class TeamMirror:
         return (_merged(fresh, mine) if mine else fresh), versions
 
 
-def _outside_transaction(conn: Any) -> bool:
-    """Whether ``conn`` runs each statement on its own (a connection in autocommit): no
-    transaction whose snapshot or uncommitted rows a shared look could miss."""
+def _outside_transaction(conn: Connection | Session) -> bool:
+    """Whether ``conn`` runs each statement on its own (a connection in autocommit).
+
+    Then there is no transaction whose snapshot or uncommitted rows a shared look could miss.
+    """
     if not isinstance(conn, sa.Connection):
         return False  # an ORM session always works in a transaction
     return bool(getattr(conn.connection.driver_connection, "autocommit", False))

@@ -48,6 +48,13 @@ class Reached:
 
     An edge appears once per reached stretch (twice when reached from both ends without
     meeting, or around a start lying on it).
+
+    Parameters
+    ----------
+    edge : numpy.ndarray
+        Edge indices.
+    start, end : numpy.ndarray
+        Fractions of each edge's length from its first vertex, ``start <= end``.
     """
 
     edge: np.ndarray
@@ -56,10 +63,17 @@ class Reached:
 
     @property
     def whole(self) -> np.ndarray:
+        """Which stretches cover their whole edge (a boolean mask)."""
         return (self.start <= 0.0) & (self.end >= 1.0)
 
     def shares(self) -> dict[int, float]:
-        """Edge index → share of its length reached."""
+        """Edge index → share of its length reached.
+
+        Returns
+        -------
+        dict of int to float
+            Shares from 0 to 1, stretches of one edge added up (at most 1).
+        """
         out: dict[int, float] = {}
         for e, a, b in zip(self.edge.tolist(), self.start.tolist(), self.end.tolist(),
                            strict=True):  # fmt: skip
@@ -77,11 +91,34 @@ def from_places(
     walk_speed_kmh: float,
     max_snap_m: float,
 ) -> tuple[EdgePoints, Search, Reached]:
-    """What is reached within ``budget_s`` from any of some places (lon/lat arrays).
+    """What is reached within ``budget_s`` from any of some places.
 
     Each place snaps to its nearest usable edge (none beyond ``max_snap_m``: such places
-    reach nothing); the access leg to it is spent from its budget. Returns the snaps, the
-    search and the reached stretches.
+    reach nothing); the access leg to it is spent from its budget.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    lon, lat : numpy.ndarray
+        The places, WGS 84 degrees.
+    budget_s : float
+        The travel time, seconds.
+    walk_speed_kmh : float
+        The walking speed, km/h (walk costs and every access leg).
+    max_snap_m : float
+        The farthest a place may be from the network, metres.
+
+    Returns
+    -------
+    snaps : EdgePoints
+        The places snapped.
+    found : Search
+        The search from all of them.
+    stretches : Reached
+        The reached stretches of edges.
     """
     snaps = snap_places(graph, mode, lon, lat, max_snap_m)
     offsets = snaps.distance_m / access_speed_ms(mode, walk_speed_kmh)
@@ -97,9 +134,27 @@ _SNAPPED_SETS = 16
 def snap_places(
     graph: StreetGraph, mode: str, lon: np.ndarray, lat: np.ndarray, max_snap_m: float
 ) -> EdgePoints:
-    """:func:`~geomap.routing.snap.snap_lonlat`, remembered per graph for each set of
-    places: asking again about the same venues reuses their snaps; a venue that moved is a
-    new set, snapped afresh."""
+    """:func:`~geomap.routing.snap.snap_lonlat`, remembered per graph for each set of places.
+
+    Asking again about the same venues reuses their snaps; a venue that moved is a new set,
+    snapped afresh.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    lon, lat : numpy.ndarray
+        The places, WGS 84 degrees.
+    max_snap_m : float
+        The farthest a place may be from the network, metres.
+
+    Returns
+    -------
+    EdgePoints
+        One position per place.
+    """
     lon, lat = np.ascontiguousarray(lon, dtype=float), np.ascontiguousarray(lat, dtype=float)
     key = (mode, float(max_snap_m), lon.tobytes(), lat.tobytes())
     known = graph.lazy("snapped_places", dict)
@@ -115,6 +170,18 @@ def to_lonlat_wkb(graph: StreetGraph, shape: shapely.Geometry | None) -> bytes |
 
     The grid is the precision GeoJSON carries; reducing to it here, with validity kept,
     means no later rounding can make the polygon invalid.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The graph whose metric CRS ``shape`` is in.
+    shape : shapely.Geometry or None
+        A polygon or multipolygon.
+
+    Returns
+    -------
+    bytes or None
+        The WKB; None for no shape, or an empty one.
     """
     if shape is None or shape.is_empty:
         return None
@@ -134,7 +201,20 @@ def to_lonlat_wkb(graph: StreetGraph, shape: shapely.Geometry | None) -> bytes |
 
 
 def incident_edges(graph: StreetGraph, nodes: np.ndarray) -> np.ndarray:
-    """Indices of the edges with an end among ``nodes`` (node indices)."""
+    """Indices of the edges with an end among ``nodes`` (node indices).
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    nodes : numpy.ndarray
+        Node indices.
+
+    Returns
+    -------
+    numpy.ndarray
+        Edge indices, sorted, each once.
+    """
     index = graph.lazy("incidence", lambda: _incidence(graph))
     ptr, edges = index
     nodes = np.asarray(nodes, dtype=np.int64)
@@ -146,8 +226,23 @@ def incident_edges(graph: StreetGraph, nodes: np.ndarray) -> np.ndarray:
 
 
 def edge_set(graph: StreetGraph, *edges: np.ndarray) -> np.ndarray:
-    """The distinct edge indices among ``edges``, sorted (a mark per edge of the graph:
-    several times cheaper than sorting them when a search touched a few hundred)."""
+    """The distinct edge indices among ``edges``, sorted.
+
+    A mark per edge of the graph: several times cheaper than sorting them when a search
+    touched a few hundred.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    *edges : numpy.ndarray
+        Arrays of edge indices.
+
+    Returns
+    -------
+    numpy.ndarray
+        The distinct indices, ascending.
+    """
     mark = np.zeros(graph.n_edges, dtype=bool)
     for some in edges:
         mark[some] = True
@@ -164,7 +259,18 @@ def _incidence(graph: StreetGraph) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reached(found: Search) -> Reached:
-    """The stretches of edges reached within ``found``'s budget (a forward search)."""
+    """The stretches of edges reached within ``found``'s budget (a forward search).
+
+    Parameters
+    ----------
+    found : Search
+        A forward search.
+
+    Returns
+    -------
+    Reached
+        The reached stretches.
+    """
     if found.reverse:
         raise ValueError("reached() needs a forward search (from the starts)")
     graph, budget = found.graph, found.budget_s
@@ -224,6 +330,18 @@ def segments(graph: StreetGraph, stretches: Reached) -> tuple[np.ndarray, np.nda
 
     Each edge is a chain of vertex pairs; a pair is kept where it overlaps its stretch,
     clipped to it.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    stretches : Reached
+        The reached stretches.
+
+    Returns
+    -------
+    a, b : numpy.ndarray
+        The pieces' start and end points, shape (k, 2), the graph's metric CRS.
     """
     if stretches.edge.size == 0:
         return np.zeros((0, 2)), np.zeros((0, 2))
@@ -250,8 +368,9 @@ def segments(graph: StreetGraph, stretches: Reached) -> tuple[np.ndarray, np.nda
 def _distance_field(
     a: np.ndarray, b: np.ndarray, reach_m: float, cell_m: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distance (m) from each lattice point to the nearest segment ``a[i]``-``b[i]``,
-    exact where it decides the contour at ``reach_m``.
+    """Distance (m) from each lattice point to the nearest segment ``a[i]``-``b[i]``.
+
+    Exact where it decides the contour at ``reach_m``.
 
     Marching squares places the contour between neighbouring lattice points from their
     values; points farther from it only need to be on the right side. So: mark the cells
@@ -324,6 +443,10 @@ def polygon(
 
     Parameters
     ----------
+    a, b : numpy.ndarray
+        The segments' ends, shape (k, 2), in a metric CRS.
+    access_m : float
+        The width around each segment, metres.
     method : {"field", "buffer"}
         ``"field"`` (default): contour of the exact distance field on a lattice;
         ``"buffer"``: GEOS, each segment buffered then the union (the reference).
@@ -334,7 +457,8 @@ def polygon(
 
     Returns
     -------
-    shapely Polygon or MultiPolygon (valid), or None when there is no segment.
+    shapely.Polygon or shapely.MultiPolygon or None
+        Valid, in the segments' CRS; None when there is no segment.
     """
     if a.shape[0] == 0 or access_m <= 0:
         return None

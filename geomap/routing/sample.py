@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
@@ -27,6 +27,10 @@ import sqlalchemy as sa
 
 from geomap.routing.graph import StreetGraph
 from geomap.routing.reach import Reached
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 #: Lattice step of the sample points (metres); coarser when the grids would need more
 #: than :data:`MAX_POINTS` points.
@@ -40,16 +44,18 @@ GRIDS_SQL = sa.text(
 
 
 class GridPoints:
-    """What coverage reads off a grid's sample points, for any holder of the arrays
-    ``codes``, ``names``, ``community_codes``, ``population``, ``area_m2`` (per grid, in
-    code order) and ``point_grid`` (each point's grid): :class:`GridSamples` here, the
-    kept reach sets (:class:`geomap.routing.index.SampleIndex`) there.
+    """What coverage reads off a grid's sample points, for any holder of the arrays.
+
+    The holder has ``codes``, ``names``, ``community_codes``, ``population``, ``area_m2``
+    (per grid, in code order) and ``point_grid`` (each point's grid): :class:`GridSamples`
+    here, the kept reach sets (:class:`geomap.routing.index.SampleIndex`) there.
 
     ``covered`` points are a boolean mask over the points or their indices.
     """
 
     @functools.cached_property
     def points_per_grid(self) -> np.ndarray:
+        """Sample points per grid (int, in code order)."""
         return np.bincount(self.point_grid, minlength=self.codes.size)
 
     @functools.cached_property
@@ -60,16 +66,51 @@ class GridPoints:
         ]
 
     def grid_shares(self, covered: np.ndarray) -> np.ndarray:
-        """Share of each grid's sample points that are ``covered`` (of its area)."""
+        """Share of each grid's sample points that are ``covered`` (of its area).
+
+        Parameters
+        ----------
+        covered : numpy.ndarray
+            A boolean mask over the points, or their indices.
+
+        Returns
+        -------
+        numpy.ndarray
+            One share per grid, 0 to 1 (0 for a grid without points).
+        """
         hits = np.bincount(self.point_grid[covered], minlength=self.codes.size)
         return hits / np.maximum(self.points_per_grid, 1)
 
     def population_of(self, covered: np.ndarray) -> float:
-        """Residents represented by the ``covered`` points."""
+        """Residents represented by the ``covered`` points.
+
+        Parameters
+        ----------
+        covered : numpy.ndarray
+            A boolean mask over the points, or their indices.
+
+        Returns
+        -------
+        float
+            The sum of their weights.
+        """
         return float(self.point_weight[covered].sum())
 
     def rows(self, shares: np.ndarray, nearest_m: np.ndarray | None = None) -> list[dict]:
-        """Per-grid rows in the shape coverage rolls up (``area_m2``, ``covered_m2``...)."""
+        """Per-grid rows in the shape coverage rolls up (``area_m2``, ``covered_m2``...).
+
+        Parameters
+        ----------
+        shares : numpy.ndarray
+            Covered share per grid, as :meth:`grid_shares` gives it.
+        nearest_m : numpy.ndarray, optional
+            Per grid, the distance to the nearest place, metres (NaN: unknown).
+
+        Returns
+        -------
+        list of dict
+            code, name, community_code, population, area_m2, covered_m2 and nearest_m per grid.
+        """
         nearest = np.full(self.codes.size, np.nan) if nearest_m is None else nearest_m
         return [
             {
@@ -89,12 +130,23 @@ class GridPoints:
 class GridSamples(GridPoints):
     """Sample points of every grid and the reachable street stretches near each point.
 
-    Grid arrays (one entry per grid, in code order): ``codes``, ``names``,
-    ``community_codes``, ``population``, ``area_m2``, ``inner_xy`` (a point inside each
-    grid). Point arrays: ``point_grid`` (grid index), ``point_xy``. Pair arrays (one per
-    point and nearby segment): ``pair_point``, ``pair_edge``, ``pair_lo``, ``pair_hi``
-    (the stretch of the edge within ``access_m`` of the point, as fractions), sorted by
-    edge; ``edge_ptr[e]:edge_ptr[e + 1]`` are edge ``e``'s pairs.
+    Metric arrays are in the graph's CRS.
+
+    Parameters
+    ----------
+    access_m : float
+        How far from a point a street counts, metres.
+    spacing_m : float
+        The lattice step of the sample points, metres.
+    codes, names, community_codes, population, area_m2, inner_xy : numpy.ndarray
+        Per grid, in code order (``inner_xy``: a point inside each grid).
+    point_grid, point_xy : numpy.ndarray
+        Per point: its grid index and position.
+    pair_point, pair_edge, pair_lo, pair_hi : numpy.ndarray
+        Per point and nearby edge, sorted by edge: the stretch of the edge within
+        ``access_m`` of the point, as fractions.
+    edge_ptr : numpy.ndarray
+        ``edge_ptr[e]:edge_ptr[e + 1]`` are edge ``e``'s pairs.
     """
 
     access_m: float
@@ -114,11 +166,20 @@ class GridSamples(GridPoints):
     edge_ptr: np.ndarray
 
     def covered(self, stretches: Reached) -> np.ndarray:
-        """Which sample points (a boolean mask) lie within the access width of a reached
-        stretch.
+        """Which sample points lie within the access width of a reached stretch.
 
         Pairs are stored grouped by edge (``edge_ptr``), so only the pairs of reached
         edges are read: a circle touches a few thousand, the whole city's reach ~10⁶.
+
+        Parameters
+        ----------
+        stretches : Reached
+            What a search reached.
+
+        Returns
+        -------
+        numpy.ndarray
+            A boolean mask over the points.
         """
         mask = np.zeros(self.point_grid.size, dtype=bool)
         if stretches.edge.size == 0 or self.pair_edge.size == 0:
@@ -251,8 +312,23 @@ def _pairs(
     )
 
 
-def build(conn: Any, graph: StreetGraph, access_m: float) -> GridSamples:
-    """Sample the current grids (read through ``conn``) and pair the points with streets."""
+def build(conn: Connection | Session, graph: StreetGraph, access_m: float) -> GridSamples:
+    """Sample the current grids (read through ``conn``) and pair the points with streets.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+        The database; the grids as its transaction sees them.
+    graph : StreetGraph
+        The street graph the streets are taken from.
+    access_m : float
+        How far from a point a street counts, metres.
+
+    Returns
+    -------
+    GridSamples
+        The sample points and their pairs.
+    """
     rows = conn.execute(GRIDS_SQL).all()
     codes = np.array([r.code for r in rows], dtype=object)
     names = np.array([r.name for r in rows], dtype=object)

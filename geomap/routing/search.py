@@ -34,8 +34,11 @@ _NO_PRED = -9999
 
 
 def _part(share: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Cost of travelling ``share`` of an edge whose full cost is ``cost`` (``inf`` when
-    barred): nothing for no distance, even against a one-way street."""
+    """Cost of travelling ``share`` of an edge whose full cost is ``cost``.
+
+    ``cost`` is ``inf`` when the edge is barred: nothing for no distance, even against a
+    one-way street.
+    """
     with np.errstate(invalid="ignore"):
         return np.where(share > 0, share * cost, 0.0)
 
@@ -60,12 +63,38 @@ DRIVE_ACCESS_KMH = 15.0
 
 
 def access_speed_ms(mode: str, walk_speed_kmh: float = BASE_WALK_KMH) -> float:
-    """Speed (m/s) of the access legs between places and the network in ``mode``."""
+    """Speed (m/s) of the access legs between places and the network in ``mode``.
+
+    Parameters
+    ----------
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    walk_speed_kmh : float, default BASE_WALK_KMH
+        The walking speed, km/h.
+
+    Returns
+    -------
+    float
+        Metres per second: the walking speed on foot, ``DRIVE_ACCESS_KMH`` by car.
+    """
     return (walk_speed_kmh if mode == "walk" else DRIVE_ACCESS_KMH) / 3.6
 
 
 def seconds_factor(mode: str, walk_speed_kmh: float = BASE_WALK_KMH) -> float:
-    """Multiplier from stored costs to seconds at ``walk_speed_kmh`` (1 when driving)."""
+    """Multiplier from stored costs to seconds at ``walk_speed_kmh`` (1 when driving).
+
+    Parameters
+    ----------
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    walk_speed_kmh : float, default BASE_WALK_KMH
+        The walking speed, km/h; the stored walk costs are at ``BASE_WALK_KMH``.
+
+    Returns
+    -------
+    float
+        The factor.
+    """
     if mode != "walk":
         return 1.0
     return BASE_WALK_KMH / float(walk_speed_kmh)
@@ -75,9 +104,27 @@ def seconds_factor(mode: str, walk_speed_kmh: float = BASE_WALK_KMH) -> float:
 class Search:
     """The result of :func:`search`: every node's cost (seconds) from/to the starts.
 
-    ``cost_s[i]`` is ``inf`` for nodes not reached within the budget. ``pred`` (when asked
-    for) is scipy's predecessor array on the searched graph, where ``graph.n_nodes`` is the
-    virtual start node.
+    Parameters
+    ----------
+    graph : StreetGraph
+        The graph searched.
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    reverse : bool
+        Whether the costs are *to* the starts.
+    factor : float
+        Stored costs to seconds (:func:`seconds_factor`).
+    budget_s : float
+        The budget, seconds.
+    cost_s : numpy.ndarray
+        Per node, seconds; ``inf`` for nodes not reached within the budget.
+    pred : numpy.ndarray or None
+        When asked for, scipy's predecessor array on the searched graph, where
+        ``graph.n_nodes`` is the virtual start node.
+    starts : EdgePoints
+        The snapped starts.
+    start_offset_s : numpy.ndarray
+        Each start's head start, seconds.
     """
 
     graph: StreetGraph
@@ -102,10 +149,16 @@ class Search:
         reverse search, the cost *from* each point to the nearest start. Points not
         snapped, or not reached, cost ``inf``.
 
+        Parameters
+        ----------
+        points : EdgePoints
+            The points, snapped on the same graph and mode.
+
         Returns
         -------
-        cost_s : ndarray
-        via : ndarray of int
+        cost_s : numpy.ndarray
+            Seconds per point.
+        via : numpy.ndarray of int
             0: through the edge's first node ``u``; 1: through its last node ``v``;
             2: along the edge itself, from (or to) a start on the same edge.
         """
@@ -137,9 +190,21 @@ class Search:
         return cost, via
 
     def touches(self, edge: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """Which of these edges (with their end nodes ``u``, ``v``) the search touched: an
-        end settled within the budget, or a start lying on the edge. Points on the other
-        edges cost more than the budget."""
+        """Which of these edges (with their end nodes ``u``, ``v``) the search touched.
+
+        An edge is touched when an end settled within the budget or a start lies on it;
+        points on the other edges cost more than the budget.
+
+        Parameters
+        ----------
+        edge, u, v : numpy.ndarray
+            Edge indices and their first and last nodes.
+
+        Returns
+        -------
+        numpy.ndarray
+            A boolean mask over ``edge``.
+        """
         return (np.isfinite(self.cost_s[u]) | np.isfinite(self.cost_s[v])
                 | np.isin(edge, self.starts.edge))  # fmt: skip
 
@@ -168,8 +233,11 @@ class Search:
 def _pairs_by_edge(
     start_edges: np.ndarray, point_edges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The starts sorted by edge (``order``), and for each point the first position in
-    that order of a start on its edge and how many there are."""
+    """The starts sorted by edge (``order``), and where each point's edge is in that order.
+
+    For each point: the first position in ``order`` of a start on its edge and how many
+    there are.
+    """
     order = np.argsort(start_edges, kind="stable")
     ranked = start_edges[order]
     first = np.searchsorted(ranked, point_edges, side="left")
@@ -210,23 +278,26 @@ def search(
     Parameters
     ----------
     graph : StreetGraph
+        The street graph.
     mode : {"walk", "drive"}
+        The travel mode.
     starts : EdgePoints
         Snapped start positions; points that did not snap are ignored.
-    offsets_s : ndarray, optional
+    offsets_s : numpy.ndarray, optional
         A head start per point, seconds (e.g. the access walk): a start begins at that cost.
     budget_s : float
         Stop at this cost (seconds); nodes beyond it are ``inf``.
     reverse : bool
         Costs *to* the starts instead of *from* them.
     walk_speed_kmh : float
-        Walking speed for ``mode="walk"``.
+        Walking speed for ``mode="walk"``, km/h.
     predecessors : bool
         Keep the search tree (for :func:`route_coords`).
 
     Returns
     -------
     Search
+        Every node's cost.
     """
     factor = seconds_factor(mode, walk_speed_kmh)
     found = starts.found
@@ -270,8 +341,23 @@ def search(
 
 
 def edge_piece(graph: StreetGraph, edge: int, start: float, end: float) -> np.ndarray:
-    """Metric coordinates of ``edge`` from fraction ``start`` to ``end`` (reversed when
-    ``end < start``), with interpolated ends."""
+    """Metric coordinates of ``edge`` from fraction ``start`` to ``end``, ends interpolated.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    edge : int
+        The edge index.
+    start, end : float
+        Fractions of the edge's length from its first vertex; reversed when
+        ``end < start``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (k, 2), the graph's metric CRS.
+    """
     lo, hi = sorted((start, end))
     a, b = graph.offsets[edge], graph.offsets[edge + 1]
     xy, cum = graph.coords_xy[a:b], graph.cum_m[a:b]
@@ -294,10 +380,21 @@ def _arc_edge(graph: StreetGraph, mode: str, a: int, b: int) -> int:
 
 
 def route_coords(found: Search, point: EdgePoints, via: int) -> np.ndarray | None:
-    """The route between a single-start search's start and ``point`` (one point), as
-    metric coordinates in travel direction; None when the point was not reached.
+    """The route between a single-start search's start and ``point``, in travel direction.
 
-    ``via`` is what :meth:`Search.cost_at` said for the point.
+    Parameters
+    ----------
+    found : Search
+        A search from (or, reversed, to) one start, with ``predecessors=True``.
+    point : EdgePoints
+        One point.
+    via : int
+        What :meth:`Search.cost_at` said for the point.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        Metric coordinates, shape (k, 2); None when the point was not reached.
     """
     if found.pred is None or len(found.starts) != 1:
         raise ValueError("route_coords needs a single-start search with predecessors")

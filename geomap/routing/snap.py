@@ -23,9 +23,16 @@ from geomap.routing.graph import StreetGraph
 class EdgePoints:
     """Positions along edges (arrays of one length, one entry per point).
 
-    ``edge`` is an edge index (``-1``: the point found no edge within reach),
-    ``fraction`` the share of the edge's length from its first vertex, ``distance_m`` the
-    straight line from the original point, ``xy`` the position (the graph's metric CRS).
+    Parameters
+    ----------
+    edge : numpy.ndarray
+        An edge index per point (``-1``: the point found no edge within reach).
+    fraction : numpy.ndarray
+        The share of the edge's length from its first vertex, 0 to 1.
+    distance_m : numpy.ndarray
+        The straight line from the original point to the position, metres.
+    xy : numpy.ndarray
+        The position, shape (n, 2), in the graph's metric CRS.
     """
 
     edge: np.ndarray
@@ -38,17 +45,35 @@ class EdgePoints:
 
     @property
     def found(self) -> np.ndarray:
-        """Which points snapped to an edge."""
+        """Which points snapped to an edge (a boolean mask)."""
         return self.edge >= 0
 
     def take(self, which: np.ndarray) -> EdgePoints:
-        """The points selected by an index array or boolean mask."""
+        """The points selected by an index array or boolean mask.
+
+        Parameters
+        ----------
+        which : numpy.ndarray
+            Indices or a mask over the points.
+
+        Returns
+        -------
+        EdgePoints
+            The selected points, in that order.
+        """
         return EdgePoints(
             self.edge[which], self.fraction[which], self.distance_m[which], self.xy[which]
         )
 
     @staticmethod
     def empty() -> EdgePoints:
+        """No points at all.
+
+        Returns
+        -------
+        EdgePoints
+            Arrays of length 0.
+        """
         return EdgePoints(
             np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros((0, 2))
         )
@@ -69,7 +94,22 @@ def snap_xy(
 ) -> EdgePoints:
     """Snap metric points (the graph's CRS) to the mode's main component.
 
-    Points with no edge within ``max_distance_m`` get ``edge == -1`` and NaN fields.
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    xy : numpy.ndarray
+        Points, shape (n, 2), in the graph's metric CRS.
+    max_distance_m : float, default inf
+        The farthest an edge may be, metres.
+
+    Returns
+    -------
+    EdgePoints
+        One position per point; points with no edge within ``max_distance_m`` get
+        ``edge == -1`` and NaN fields.
     """
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     n = len(xy)
@@ -105,7 +145,24 @@ def snap_lonlat(
     *,
     max_distance_m: float = np.inf,
 ) -> EdgePoints:
-    """Snap lon/lat points (EPSG:4326); see :func:`snap_xy`."""
+    """Snap lon/lat points (EPSG:4326); see :func:`snap_xy`.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    lon, lat : numpy.ndarray or float
+        The points, WGS 84 degrees.
+    max_distance_m : float, default inf
+        The farthest an edge may be, metres.
+
+    Returns
+    -------
+    EdgePoints
+        One position per point (``edge == -1``: none within reach).
+    """
     x, y = graph.to_metric.transform(np.atleast_1d(lon), np.atleast_1d(lat))
     return snap_xy(graph, mode, np.column_stack([x, y]), max_distance_m=max_distance_m)
 
@@ -113,7 +170,29 @@ def snap_lonlat(
 def snap_one(
     graph: StreetGraph, mode: str, lon: float, lat: float, *, max_distance_m: float
 ) -> EdgePoints:
-    """Snap one point, or raise :class:`Unreachable` saying how far the network is."""
+    """Snap one point, or raise :class:`Unreachable` saying how far the network is.
+
+    Parameters
+    ----------
+    graph : StreetGraph
+        The street graph.
+    mode : str
+        ``"walk"`` or ``"drive"``.
+    lon, lat : float
+        The point, WGS 84 degrees.
+    max_distance_m : float
+        The farthest an edge may be, metres.
+
+    Returns
+    -------
+    EdgePoints
+        One position.
+
+    Raises
+    ------
+    Unreachable
+        No edge of the mode's main component within ``max_distance_m``.
+    """
     point = snap_lonlat(graph, mode, lon, lat, max_distance_m=max_distance_m)
     if point.edge[0] < 0:
         nearest = snap_lonlat(graph, mode, lon, lat)
