@@ -30,8 +30,9 @@ from geomap import config, create_app, crs, db
 from geomap.analysis import circles
 from geomap.errors import ConfigError, InvalidInput
 from geomap.layers import load_catalog
-from geomap.maps import assets, battle, compact, page, security
+from geomap.maps import assets, battle, compact, page
 from geomap.maps.cli import map_group
+from geomap.web import security
 from tests.browser import launch_browser, open_page, requires_chromium, serve_app
 
 FRAMERS = ("'self'", "https://portal.example.gov.cn")
