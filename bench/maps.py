@@ -42,9 +42,9 @@ from bench._env import line, settings_for
 from bench._server import gunicorn
 from geomap import create_app, db
 from geomap.analysis import circles, coverage, features
-from geomap.api.spec import endpoint
 from geomap.layers import load_catalog
 from geomap.maps import assets
+from geomap.web.spec import endpoint
 from tests.browser import launch_browser, open_page
 
 WARM_LOADS = 5

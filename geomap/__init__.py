@@ -10,7 +10,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__version__ = "0.1.0"
+from geomap.version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(test_config: Mapping[str, Any] | None = None):  # -> flask.Flask
@@ -24,8 +26,9 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # -> flask.Flask
     """
     from flask import Flask
 
-    from geomap import api, config, db
-    from geomap.jsonio import OrjsonProvider
+    from geomap import api, config, db, web
+    from geomap.maps import views as maps_views
+    from geomap.ogc import views as ogc_views
 
     settings = config.load(test_config)
     logging.basicConfig(
@@ -34,9 +37,11 @@ def create_app(test_config: Mapping[str, Any] | None = None):  # -> flask.Flask
     _redact_request_lines()
     app = Flask(__name__)
     app.config["GEOMAP"] = settings
-    app.json = OrjsonProvider(app)  # UTF-8 (Chinese names readable), key order kept
     db.init_app(app)
+    web.init_app(app)  # the machinery every face shares: before any face's views
     api.init_app(app)
+    app.register_blueprint(ogc_views.bp)
+    app.register_blueprint(maps_views.bp)
     return app
 
 

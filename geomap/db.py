@@ -185,10 +185,6 @@ def is_connect_error(exc: sa.exc.OperationalError) -> bool:
     )
 
 
-#: The name geomap.api.errors imports; drop it once that imports is_connect_error.
-_is_connect_error = is_connect_error
-
-
 def _first_line(exc: Any) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 

@@ -3,7 +3,7 @@
 Every error a user can cause or needs to act on is a :class:`GeomapError` carrying an HTTP
 status, a stable machine-readable ``code`` and, where it applies, the ``field`` (query
 parameter, file column, setting) at fault. The API turns them into JSON problems in one
-place (``geomap.api.errors``); the CLI prints ``message`` and exits non-zero.
+place (``geomap.web.problems``); the CLI prints ``message`` and exits non-zero.
 """
 
 from __future__ import annotations
@@ -105,6 +105,26 @@ class DatabaseError(GeomapError):
 
     status = 503
     code = "database_not_ready"
+
+
+class Unauthorized(GeomapError):
+    """No valid credentials for something that needs them (401)."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(GeomapError):
+    """Valid credentials that do not allow this (403)."""
+
+    status = 403
+    code = "forbidden"
+
+
+class CsrfRefused(Forbidden):
+    """A write with a session cookie but without the session's CSRF token (403)."""
+
+    code = "csrf"
 
 
 class PayloadTooLarge(GeomapError):

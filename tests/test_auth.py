@@ -193,7 +193,7 @@ def test_security_headers_on_every_answer(client):
 
 
 def test_every_view_declares_who_may_use_it(app):
-    from geomap.api.spec import declared
+    from geomap.web.spec import declared
 
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]

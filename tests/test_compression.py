@@ -1,5 +1,5 @@
-"""Gzip, ETags and 304s on every GET (geomap.api.compression), and payloads kept until their
-data changes (geomap.api.keep, geomap.analysis.versions), against a real PostGIS.
+"""Gzip, ETags and 304s on every GET (geomap.web.compression), and payloads kept until their
+data changes (geomap.web.keep, geomap.analysis.versions), against a real PostGIS.
 
 Writes that must be seen by other connections (as another worker or the CLI would make
 them) are committed in a fresh database (``db_url``); the data is tiny and SYNTHETIC.
@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from geomap import config, create_app, db
 from geomap.analysis import versions
-from geomap.api import compression
 from geomap.layers import load_catalog
 from geomap.network import import_network
+from geomap.web import compression
 from tests.test_network import TEST_PBF
 
 LEAFLET_JS = Path(compression.__file__).resolve().parent.parent / "static/vendor/leaflet/leaflet.js"

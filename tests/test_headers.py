@@ -8,7 +8,7 @@ import re
 from sqlalchemy.orm import sessionmaker
 
 from geomap import auth, create_app
-from geomap.maps import security
+from geomap.web import security
 from tests.browser import launch_browser, open_page, requires_chromium, serve_app
 
 PORTAL = "https://portal.example.gov.cn"

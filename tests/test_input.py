@@ -4,7 +4,7 @@ Each case is one a user (or an attacker) sent to the running service: NUL bytes,
 surrogates, deeply nested JSON, booleans where numbers belong, NaN and Infinity,
 timestamps that exist in no time zone, titles of millions of characters, bodies of
 hundreds of megabytes. The checks live in one place (``geomap.params``, applied by
-``geomap.api.guard`` and ``geomap.api.spec.body``), so any future JSON body gets them too.
+``geomap.web.guard`` and ``geomap.web.spec.body``), so any future JSON body gets them too.
 """
 
 from __future__ import annotations

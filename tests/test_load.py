@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from geomap import auth, create_app
-from geomap.api.guard import TokenBuckets
+from geomap.web.guard import TokenBuckets
 from tests.browser import serve_app
 
 

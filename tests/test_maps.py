@@ -31,7 +31,8 @@ from geomap.analysis import circles
 from geomap.cli.map import map_group
 from geomap.errors import ConfigError, InvalidInput
 from geomap.layers import load_catalog
-from geomap.maps import assets, battle, compact, page, security
+from geomap.maps import assets, battle, compact, page
+from geomap.web import security
 from tests.browser import launch_browser, open_page, requires_chromium, serve_app
 
 FRAMERS = ("'self'", "https://portal.example.gov.cn")

@@ -252,12 +252,12 @@ def live_url() -> Iterator[str]:
     from geomap import create_app
 
     app = create_app({"database_url": "postgresql+psycopg://nobody@127.0.0.1:9/unused"})
-    from geomap.api.spec import endpoint
+    from geomap.web.spec import endpoint
 
     html = assets.render_html(build_demo_map())
     # Every view declares who may use it (undeclared views are refused): this one is public.
     # Like every page of the app, its inline code carries the response's CSP nonce.
-    from geomap.maps import security
+    from geomap.web import security
 
     page = lambda: security.with_nonce(html, security.nonce())  # noqa: E731
     demo = endpoint("demo map (tests only)", permission="public")(page)

@@ -150,8 +150,8 @@ def test_through_nginx_anonymous_callers_get_401(
 def test_trusted_proxies_give_the_client_address(shared_url) -> None:
     from flask import request
 
-    from geomap.api import guard
-    from geomap.api.spec import endpoint
+    from geomap.web import guard
+    from geomap.web.spec import endpoint
 
     trusting = create_app({"database_url": shared_url, "trusted_proxies": 1})
     seen = {}

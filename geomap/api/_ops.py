@@ -8,8 +8,9 @@ from typing import Any
 
 from flask import current_app
 
-from geomap import auth, config, db
+from geomap import config, db
 from geomap.ops import audit, escalation, rules, utc_now
+from geomap.web import access
 
 CLOCK = "geomap_clock"
 LOOP = "geomap_escalation_loop"
@@ -22,7 +23,7 @@ def now() -> dt.datetime:
 
 def actor() -> audit.Actor:
     """The caller of this request, as the audit log names it."""
-    return audit.Actor.of(auth.current())
+    return audit.Actor.of(access.current())
 
 
 def settings() -> config.Settings:
@@ -34,7 +35,7 @@ def dispatch_rules() -> rules.Rules:
 
 
 def may_see_personal() -> bool:
-    return auth.current().may("personal")
+    return access.current().may("personal")
 
 
 def start_loop(app: Any) -> escalation.Loop | None:

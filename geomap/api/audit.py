@@ -7,10 +7,10 @@ import datetime as dt
 from flask import Blueprint, jsonify
 
 from geomap import db
-from geomap.api import spec
-from geomap.api.spec import Param, endpoint
 from geomap.ops import audit
 from geomap.params import CST, MAX_ID, check_datetime, check_id, check_int, check_typed_text
+from geomap.web import spec
+from geomap.web.spec import Param, endpoint
 
 bp = Blueprint("audit", __name__, url_prefix="/api/audit")
 

@@ -9,12 +9,12 @@ works too when scripts are off) and makes a ``request`` case at the station
 * **No credential**, so three guards instead: the POST must come from this service's own
   page (``Sec-Fetch-Site``/``Origin``, else 403 ``csrf``); calls are rate limited per
   station and per client address (``GEOMAP_CALL_PER_STATION_PER_HOUR``,
-  ``GEOMAP_CALL_PER_CLIENT_PER_HOUR``: token buckets of :mod:`geomap.api.guard`, per
+  ``GEOMAP_CALL_PER_CLIENT_PER_HOUR``: token buckets of :mod:`geomap.web.guard`, per
   service process, 429 with ``Retry-After``); the text is short and checked.
 * **Pages and errors.** A browser navigating (``Accept`` prefers HTML) gets HTML pages,
   errors included (an unknown station is a 404 page); the page's script and any other
   client get JSON problems as everywhere else in the API.
-* The page runs under the strict nonce CSP (``geomap.maps.security``): no inline style or
+* The page runs under the strict nonce CSP (``geomap.web.security``): no inline style or
   handler, its CSS and JS from ``/static/geomap/``, no request leaves the origin.
 """
 
@@ -25,12 +25,12 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 
-from geomap import auth, db
-from geomap.api import _ops, guard, spec
-from geomap.api.spec import Param, endpoint
-from geomap.errors import GeomapError, RateLimited
-from geomap.maps import security
+from geomap import db
+from geomap.api import _ops
+from geomap.errors import Forbidden, GeomapError, RateLimited
 from geomap.ops import calls
+from geomap.web import guard, security, spec
+from geomap.web.spec import Param, endpoint
 
 bp = Blueprint("call", __name__)
 
@@ -129,7 +129,7 @@ def check_same_origin(req: Any) -> None:
     """
     site = req.headers.get("Sec-Fetch-Site")
     if site is not None and site != "same-origin":
-        raise auth.Forbidden(
+        raise Forbidden(
             f"a call is made from this service's own call page, not from another site "
             f"(Sec-Fetch-Site: {site})",
             field="Origin",
@@ -140,7 +140,7 @@ def check_same_origin(req: Any) -> None:
         own = req.host_url.rstrip("/").lower()
         parts = urlsplit(origin.lower())
         if f"{parts.scheme}://{parts.netloc}" != own:
-            raise auth.Forbidden(
+            raise Forbidden(
                 f"a call is made from this service's own call page, not from {origin}",
                 field="Origin",
                 code="csrf",

@@ -13,12 +13,13 @@ import datetime as dt
 from flask import Blueprint, Response, jsonify
 
 from geomap import db, vocab
-from geomap.api import _ops, spec
-from geomap.api.spec import Param, endpoint
+from geomap.api import _ops
 from geomap.api.teams import json_body
 from geomap.errors import GeomapError, InvalidInput, NotFound
 from geomap.ops import cases, dispatch, escalation, recommend, stats
 from geomap.params import CST, MAX_ID, check_choice, check_choices, check_datetime, check_int
+from geomap.web import spec
+from geomap.web.spec import Param, endpoint
 
 bp = Blueprint("cases", __name__, url_prefix="/api")
 

@@ -6,11 +6,11 @@ from flask import Blueprint, Response, current_app
 
 from geomap import db, vocab
 from geomap.analysis import circles
-from geomap.api import costs, guard, keep, spec
-from geomap.api._args import Args
 from geomap.api.coverage import render, response_format
-from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 from geomap.errors import InvalidInput
+from geomap.web import costs, guard, keep, queries, spec
+from geomap.web.args import Args
+from geomap.web.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 
 bp = Blueprint("circles", __name__, url_prefix="/api/circles")
 
@@ -27,17 +27,7 @@ VENUE_PARAMS = (
 
 
 def _query(args: Args) -> circles.Query:
-    settings = current_app.config["GEOMAP"]
-    query = circles.make_query(
-        of=args.str("of", "red"),
-        kinds=args.list("kind"),
-        minutes=args.raw("minutes"),
-        distance_m=args.raw("distance_m"),
-        walk_speed_kmh=settings.walk_speed_kmh,
-        access_m=settings.circle_access_m,
-    )
-    costs.check_circles(query)
-    return query
+    return queries.circles_query(args, current_app.config["GEOMAP"])
 
 
 #: What circles and their residents are built from: answers are kept until one changes.

@@ -9,10 +9,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from geomap import db, vocab
 from geomap.analysis import coverage
-from geomap.api import costs, guard, keep, spec
-from geomap.api._args import Args
-from geomap.api.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 from geomap.errors import InvalidInput
+from geomap.web import costs, guard, keep, queries, spec
+from geomap.web.args import Args
+from geomap.web.spec import FORMAT, LEVEL, ORDER, Param, endpoint
 
 bp = Blueprint("coverage", __name__, url_prefix="/api")
 
@@ -98,18 +98,9 @@ def coverage_view():
     """Coverage of every unit at a level by stations, teams or sites."""
     args = spec.args()
     fmt = response_format(args)
-    query = coverage.make_query(
-        of=args.str("of", "stations"),
-        kinds=args.list("kind"),
-        by=args.str("by", "distance"),
-        within_m=args.raw("within_m"),
-        within_min=args.raw("within_min"),
-        level=args.str("level", "grid"),
-        order=args.str("order", "code"),
-    )
     settings = current_app.config["GEOMAP"]
     session = db.get_session()
-    costs.check_coverage(session, query, walk_speed_kmh=settings.walk_speed_kmh)
+    query = queries.coverage_query(args, settings, session)
     with guard.heavy("coverage"):
         answer = coverage.coverage(
             session,

@@ -5,9 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, url_for
 
 from geomap import openapi
-from geomap.api import spec
-from geomap.api.spec import endpoint
-from geomap.maps import security
+from geomap.web import security, spec
+from geomap.web.spec import endpoint
 
 bp = Blueprint("docs", __name__)
 

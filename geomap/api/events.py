@@ -15,10 +15,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from geomap import auth, db, stream
-from geomap.api.spec import Param, args, endpoint
+from geomap import db, stream
 from geomap.errors import Busy
 from geomap.params import check_int
+from geomap.web import access
+from geomap.web.spec import Param, args, endpoint
 
 bp = Blueprint("events", __name__, url_prefix="/api")
 
@@ -81,7 +82,7 @@ def stream_events() -> Response:
     app = current_app._get_current_object()
     settings = app.config["GEOMAP"]
     last_id = _last_id()
-    who = auth.current()
+    who = access.current()
     live = hub(app)
     if not live.open_stream(settings.event_streams):
         raise Busy(f"this process serves {settings.event_streams} live streams already; "

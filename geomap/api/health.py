@@ -2,7 +2,7 @@
 
 Anyone (a load balancer, a monitor) gets the status alone. Versions and row counts are
 for callers with an API key, and for callers on this machine talking to it directly
-(``geomap.api.guard.direct_local``): they say what software runs and how much data it
+(``geomap.web.guard.direct_local``): they say what software runs and how much data it
 holds, which is nobody else's business.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from geomap import auth, db
+from geomap import db
 from geomap.analysis import inventory
-from geomap.api import guard, spec
-from geomap.api.spec import endpoint
 from geomap.errors import DatabaseUnavailable
+from geomap.web import access, guard, spec
+from geomap.web.spec import endpoint
 
 bp = Blueprint("health", __name__)
 
@@ -45,4 +45,4 @@ def _operator() -> bool:
     """Whether the caller may see versions and counts: a key, or this machine directly."""
     if guard.direct_local(request):
         return True
-    return auth.optional(request).kind == "key"
+    return access.optional(request).kind == "key"

@@ -5,7 +5,6 @@ The maps load their data from here, once per layer, instead of inlining it in th
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator
 
@@ -13,38 +12,12 @@ from flask import Blueprint, Response, current_app, jsonify, stream_with_context
 
 from geomap import db, layers
 from geomap.analysis import features
-from geomap.api import spec
-from geomap.api.spec import Param, endpoint
 from geomap.params import check_int
+from geomap.web import spec
+from geomap.web.catalog import catalog, may_see_personal, visible_catalog
+from geomap.web.spec import Param, endpoint
 
 bp = Blueprint("layers", __name__, url_prefix="/api/layers")
-
-
-@functools.cache
-def _catalog_cached(folder: str) -> dict[str, layers.Layer]:
-    from pathlib import Path
-
-    return layers.load_catalog(Path(folder))
-
-
-def catalog() -> dict[str, layers.Layer]:
-    """The catalog, read once per process (the files do not change while serving)."""
-    return _catalog_cached(str(layers.CATALOG_DIR))
-
-
-def visible_catalog() -> dict[str, layers.Layer]:
-    """The layers this request's caller may see (an embed token opens only its own)."""
-    from geomap import auth
-
-    who = auth.current()
-    return {key: layer for key, layer in catalog().items() if who.may_see_layer(key)}
-
-
-def may_see_personal() -> bool:
-    """Whether this request's caller may see personal fields (commanders only)."""
-    from geomap import auth
-
-    return auth.current().may("personal")
 
 
 @bp.get("")

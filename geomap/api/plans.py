@@ -17,13 +17,13 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from geomap import auth, db, reports
-from geomap.api import spec
+from geomap import db, reports
 from geomap.api.coverage import render, response_format
-from geomap.api.spec import FORMAT, LEVEL, Param, endpoint
 from geomap.api.teams import json_body
 from geomap.errors import InvalidInput
 from geomap.planning import jobs, scenarios, suggest
+from geomap.web import access, spec
+from geomap.web.spec import FORMAT, LEVEL, Param, endpoint
 
 bp = Blueprint("plans", __name__, url_prefix="/api")
 
@@ -33,7 +33,7 @@ PLAN_FIELDS = ("of", "kind", "candidates", "candidate_kind", "layer", "area", "m
 
 def owner() -> str:
     """Who owns the jobs and scenarios of this request."""
-    who = auth.current()
+    who = access.current()
     if who.key_id is not None:
         return f"key:{who.key_id}"
     return "local" if who.role == "open" else who.role

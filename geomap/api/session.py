@@ -21,7 +21,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from geomap import auth, db
-from geomap.api.spec import body, endpoint
+from geomap.web import access
+from geomap.web.spec import body, endpoint
 
 bp = Blueprint("session", __name__, url_prefix="/api")
 
@@ -61,7 +62,7 @@ def sign_in() -> Response:
     session.commit()
     response = jsonify(_describe(who))
     response.set_cookie(
-        auth.SESSION_COOKIE,
+        access.SESSION_COOKIE,
         token,
         max_age=int(settings.session_hours * 3600),
         path="/",
@@ -81,7 +82,7 @@ def sign_in() -> Response:
 )
 def whoami() -> Response:
     """Describe the caller (never an error: an ended session is just not signed in)."""
-    return _no_store(jsonify(_describe(auth.optional(request))))
+    return _no_store(jsonify(_describe(access.optional(request))))
 
 
 @bp.delete("/session")
@@ -94,16 +95,16 @@ def whoami() -> Response:
 )
 def sign_out() -> Response:
     """End this browser's session (send ``X-CSRF-Token``)."""
-    token = request.cookies.get(auth.SESSION_COOKIE)
+    token = request.cookies.get(access.SESSION_COOKIE)
     if token:
         session = db.get_session()
         who = auth.session_principal(session, token)
         if who is not None:
-            auth.check_csrf(who, request)
+            access.check_csrf(who, request)
             auth.end_session(session, token)
             session.commit()
     response = Response(status=204)
     del response.headers["Content-Type"]  # no content, no type
-    response.delete_cookie(auth.SESSION_COOKIE, path="/", httponly=True, samesite="Strict",
+    response.delete_cookie(access.SESSION_COOKIE, path="/", httponly=True, samesite="Strict",
                            secure=request.is_secure)  # fmt: skip
     return _no_store(response)

@@ -8,13 +8,14 @@ from flask import Blueprint, current_app, jsonify
 
 from geomap import crs, db, vocab
 from geomap.analysis import nearest
-from geomap.api import _ops, costs, spec
-from geomap.api._args import Args
-from geomap.api.spec import LAT, LON, POINT_CRS, Param, endpoint
+from geomap.api import _ops
 from geomap.errors import InvalidInput, NotFound
 from geomap.ops import positions
 from geomap.ops import teams as ops_teams
 from geomap.params import CST, MAX_ID, check_datetime, check_lonlat
+from geomap.web import costs, spec
+from geomap.web.args import Args
+from geomap.web.spec import LAT, LON, POINT_CRS, Param, endpoint
 
 bp = Blueprint("teams", __name__, url_prefix="/api/teams")
 

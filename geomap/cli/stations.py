@@ -39,12 +39,12 @@ def stations_qr(
     """Printable QR codes, each opening a station's call page (<base-url>/call/<code>)."""
     from geomap import db as dbmod
     from geomap import qrcodes
-    from geomap.api.guard import _is_loopback
+    from geomap.auth.permissions import is_loopback
 
     settings = _settings(ctx)
     fmt = qrcodes.check_out(out)
     base = qrcodes.check_base_url(base_url or f"http://{settings.host}:{settings.port}")
-    if base_url is None or _is_loopback(_host(base)) or _host(base) == "localhost":
+    if base_url is None or is_loopback(_host(base)) or _host(base) == "localhost":
         click.secho(
             f"warning: the codes point at {base}, which phones cannot reach; "
             "pass --base-url with the service's public address",

@@ -15,11 +15,11 @@
   ``ST_AsMVT``, :mod:`geomap.analysis.tiles`), for layers above the ``map_tiles_above``
   setting.
 
-Every payload is kept until the data it was built from changes (:mod:`geomap.api.keep`)
-and sent gzip-compressed with an ETag (:mod:`geomap.api.compression`).
+Every payload is kept until the data it was built from changes (:mod:`geomap.web.keep`)
+and sent gzip-compressed with an ETag (:mod:`geomap.web.compression`).
 
 Every response of this blueprint carries the security headers of
-:mod:`geomap.maps.security`.
+:mod:`geomap.web.security`.
 """
 
 from __future__ import annotations
@@ -32,15 +32,15 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 
 from geomap import db, provenance
 from geomap.analysis import circles, coverage, features, tiles, versions
-from geomap.api import costs, keep
-from geomap.api._args import Args
-from geomap.api.compression import Payload, payload_response
-from geomap.api.layers import catalog
-from geomap.api.spec import Param, endpoint
 from geomap.errors import InvalidInput, NotFound
 from geomap.layers import Layer, get_layer
-from geomap.maps import battle, compact, page, planning, security, text
+from geomap.maps import battle, compact, page, planning, text
 from geomap.params import MODES, check_int
+from geomap.web import access, costs, guard, keep, queries, security
+from geomap.web.args import Args
+from geomap.web.catalog import catalog
+from geomap.web.compression import Payload, payload_response
+from geomap.web.spec import Param, endpoint
 
 bp = Blueprint("maps", __name__)
 
@@ -48,7 +48,7 @@ bp = Blueprint("maps", __name__)
 EMBEDDABLE = ("battle", "map", "circles", "coverage")
 
 # Query parameters, declared once: for parsing (unknown ones are a 400 naming them) and
-# for /openapi.json (geomap.api.spec).
+# for /openapi.json (geomap.web.spec).
 PAGE_PARAMS = (
     Param("lang", "string", "Language of labels and legend.", enum=text.LANGS, default="zh"),
     Param("basemap", "string", "Tiles under the map; none sends no request anywhere.",
@@ -79,7 +79,7 @@ COVERAGE_PARAMS = (
 
 
 def _names(*groups: tuple[Param, ...]) -> set[str]:
-    # "token": an embed token (geomap.auth) opens a page and travels on with its requests.
+    # "token": an embed token (geomap.web.access) opens a page and travels on with its requests.
     return {p.name for group in groups for p in group} | {"token"}
 
 
@@ -103,12 +103,10 @@ COVERAGE_DATA_SETS = ("grids", "regions", "network")
 
 @bp.after_request
 def _security_headers(response: Response) -> Response:
-    from geomap import auth
-
     settings = current_app.config["GEOMAP"]
     ancestors: tuple[str, ...] = ("'self'",)
     if g.get("geomap_embed"):
-        who = auth.current()
+        who = access.current()
         # An embed token names its portal: that page, and no other, may frame the map.
         ancestors = (who.origin,) if who.kind == "embed" else tuple(settings.frame_ancestors)
     return security.page_headers(response, frame_ancestors=ancestors, nonce=security.nonce())
@@ -192,7 +190,7 @@ def _tiled(names: list[str]) -> dict[str, dict]:
 
 def _html(m) -> Response:
     # Every inline <script> and <style> of the page carries this response's nonce: the
-    # page's CSP allows those and nothing else inline (geomap.maps.security).
+    # page's CSP allows those and nothing else inline (geomap.web.security).
     html = security.with_nonce(page.page_html(m), security.nonce())
     response = Response(html, mimetype="text/html")
     response.headers["Cache-Control"] = "no-cache"
@@ -200,10 +198,8 @@ def _html(m) -> Response:
 
 
 def _token_layers(allowed: list[str]) -> list[str] | None:
-    """The layers an embed token opens (geomap.auth), which a page shows by default."""
-    from geomap import auth
-
-    opened = auth.current().layers
+    """The layers an embed token opens (geomap.web.access), which a page shows by default."""
+    opened = access.current().layers
     if opened is None:
         return None
     return [name for name in allowed if name in opened] or None
@@ -241,11 +237,7 @@ def _may_read_layers() -> bool:
     session cookie, its key, an open local read). Then a signed-in commander's browser
     fetches the layers while it still loads the scripts, as before the pages went public.
     """
-    from flask import g
-
-    from geomap import auth
-
-    who = g.get("principal") or auth.optional(request)
+    who = g.get("principal") or access.optional(request)
     return who.may("layers")
 
 
@@ -256,16 +248,8 @@ def _circles(embed: bool) -> Response:
         list(planning.CIRCLES_LAYERS),
         "circles",
     )
-    settings = current_app.config["GEOMAP"]
-    # Validated here, so a bad parameter is a 400 rather than an error in the page.
-    query = circles.make_query(
-        of=args.str("of", "red"),
-        kinds=args.list("kind"),
-        minutes=args.raw("minutes"),
-        distance_m=args.raw("distance_m"),
-        walk_speed_kmh=settings.walk_speed_kmh,
-    )
-    costs.check_circles(query)
+    # Checked here, so a bad parameter is a 400 rather than an error in the page.
+    query = queries.circles_query(args, current_app.config["GEOMAP"])
     api_query = {
         "of": query.of,
         "kind": query.kinds,
@@ -280,19 +264,14 @@ def _circles(embed: bool) -> Response:
     return _html(m)
 
 
+#: The coverage map's question when it names no reach: what has a station within 1 km?
+DEFAULT_WITHIN_M = 1000.0
+
+
 def _coverage_query(args: Args) -> coverage.Query:
-    """The coverage map's question, validated (a bad parameter is a 400)."""
-    within_m, within_min = args.raw("within_m"), args.raw("within_min")
-    if within_m is None and within_min is None:
-        within_m = 1000  # the page's default question: what has a station within 1 km?
-    return coverage.make_query(
-        of=args.str("of", "stations"),
-        kinds=args.list("kind"),
-        by=args.str("by", "distance"),
-        within_m=within_m,
-        within_min=within_min,
-        level=args.str("level", "grid"),
-    )
+    """The coverage map's question, checked as ``/api/coverage`` checks it."""
+    return queries.coverage_query(args, current_app.config["GEOMAP"], db.get_session(),
+                                  default_within_m=DEFAULT_WITHIN_M)  # fmt: skip
 
 
 def _coverage(embed: bool) -> Response:
@@ -303,8 +282,6 @@ def _coverage(embed: bool) -> Response:
         "coverage",
     )
     query = _coverage_query(args)
-    settings = current_app.config["GEOMAP"]
-    costs.check_coverage(db.get_session(), query, walk_speed_kmh=settings.walk_speed_kmh)
     api_query = {
         "of": query.of,
         "kind": query.kinds,
@@ -473,29 +450,23 @@ def circles_data() -> Response:
     """The circles of a query as a compact document, the union's residents as its summary."""
     args = Args(request.args, _CIRCLES_ARGS | {"zoom"})
     settings = current_app.config["GEOMAP"]
-    query = circles.make_query(
-        of=args.str("of", "red"),
-        kinds=args.list("kind"),
-        minutes=args.raw("minutes"),
-        distance_m=args.raw("distance_m"),
-        walk_speed_kmh=settings.walk_speed_kmh,
-        access_m=settings.circle_access_m,
-    )
+    query = queries.circles_query(args, settings)
     layer = catalog().get("circles")
     zoom = _zoom(args, layer.detail_zoom if layer else 0)
 
     def build() -> Payload:
         session = db.get_session()
-        records = circles.circles(session, query)
-        session.commit()  # circles built on first use are a cache worth keeping
-        if len(records) > settings.max_features:
-            raise InvalidInput(
-                f"{len(records)} circles exceed the limit of {settings.max_features}; "
-                "filter by kind",
-                field="kind",
-            )
-        union = circles.union(session, query)
-        session.commit()
+        with guard.heavy("circles map"):
+            records = circles.circles(session, query)
+            session.commit()  # circles built on first use are a cache worth keeping
+            if len(records) > settings.max_features:
+                raise InvalidInput(
+                    f"{len(records)} circles exceed the limit of {settings.max_features}; "
+                    "filter by kind",
+                    field="kind",
+                )
+            union = circles.union(session, query)
+            session.commit()
         return _encoded(
             planning.circles_document(
                 records, union, simplify_m=layer.simplify_m if layer else 0, zoom=zoom
@@ -519,13 +490,14 @@ def coverage_data() -> Response:
     zoom = _zoom(args, grids.detail_zoom if grids else 0)
 
     def build() -> Payload:
-        answer = coverage.coverage(
-            db.get_session(),
-            query,
-            walk_speed_kmh=settings.walk_speed_kmh,
-            access_m=settings.circle_access_m,
-            with_geometry=True,
-        )
+        with guard.heavy("coverage map"):
+            answer = coverage.coverage(
+                db.get_session(),
+                query,
+                walk_speed_kmh=settings.walk_speed_kmh,
+                access_m=settings.circle_access_m,
+                with_geometry=True,
+            )
         if len(answer["units"]) > settings.max_features:
             raise InvalidInput(f"{len(answer['units'])} units exceed the limit of "
                                f"{settings.max_features}; choose a coarser level",

@@ -24,15 +24,15 @@ from flask import (
 )
 
 from geomap import db
-from geomap.api._args import Args
-from geomap.api.layers import catalog, may_see_personal, visible_catalog
 from geomap.ogc import core
+from geomap.web.args import Args, single_values
+from geomap.web.catalog import catalog, may_see_personal, visible_catalog
 
 bp = Blueprint("ogc", __name__, url_prefix="/ogc", template_folder="templates")
 
 #: What ``Accept`` may ask for, best first when the client does not care (``*/*``).
 _OFFERED = (core.MEDIA_GEOJSON, core.MEDIA_JSON, core.MEDIA_HTML)
-#: Parameters read before the view (``geomap.auth``: an embed token travels in the query):
+#: Parameters read before the view (``geomap.web.access``: an embed token travels in the query):
 #: accepted everywhere, and repeated in every link so that following one keeps access.
 CARRIED = ("token",)
 
@@ -111,7 +111,7 @@ def items(collection_id: str) -> Response:
     personal = may_see_personal()
     query = core.parse_items_query(
         layer,
-        request.args,
+        single_values(request.args),
         max_features=current_app.config["GEOMAP"].max_features,
         personal=personal,
         extra=CARRIED,

@@ -13,7 +13,7 @@ after its view has run (:func:`init_app`):
 
 Streamed answers (the GeoJSON of ``/api/layers/<id>``, OGC items) are left as they are:
 their body is not in memory. Views that keep a payload between requests (the maps'
-layer documents, analysis answers: :mod:`geomap.api.keep`) return a :class:`Payload`
+layer documents, analysis answers: :mod:`geomap.web.keep`) return a :class:`Payload`
 through :func:`payload_response`, which carries its hash and compresses once.
 
 Static files (``/static/...``: vendored Leaflet, plugins, fonts, our module) are served by

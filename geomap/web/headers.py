@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Response, request
 
-from geomap.maps import security
+from geomap.web import access, security
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -21,7 +21,7 @@ SECURITY_HEADERS = {
 #: For API answers: nothing to run, nothing to frame.
 DEFAULT_CSP = "default-src 'none'; frame-ancestors 'none'"
 #: HTML pages that set none of their own (the OGC pages, /docs) get the map pages' policy
-#: (geomap.maps.security): our own files, inline code only with the response's nonce,
+#: (geomap.web.security): our own files, inline code only with the response's nonce,
 #: which templates write as ``nonce="{{ csp_nonce() }}"``.
 CORS_METHODS = "GET, POST, PATCH, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type, X-API-Key"
@@ -29,11 +29,9 @@ CORS_HEADERS = "Authorization, Content-Type, X-API-Key"
 
 def allowed_origin(origin: str | None, settings: Any) -> bool:
     """Whether a browser page of ``origin`` may call the API (the CORS allow-list)."""
-    from geomap import auth
-
     if not origin:
         return False
-    embed_origin = auth.current().origin
+    embed_origin = access.current().origin
     return origin in settings.cors_origins or origin == embed_origin
 
 

@@ -12,7 +12,7 @@ Usage in a view::
     payload = keep.kept(("layer", layer.id, zoom), ("grids",), build)
     return payload_response(payload, "application/json")
 
-where ``build()`` returns a :class:`geomap.api.compression.Payload`; or, for a whole view
+where ``build()`` returns a :class:`geomap.web.compression.Payload`; or, for a whole view
 whose answer depends on its query arguments and the settings only, the decorator
 :func:`answer`.
 """
@@ -30,7 +30,7 @@ from flask import Response, current_app, request
 
 from geomap import db
 from geomap.analysis import versions
-from geomap.api.compression import Payload, payload_response
+from geomap.web.compression import Payload, payload_response
 
 #: Bytes of payloads (bodies and their gzip forms) one process keeps.
 MAX_BYTES = 256 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""Query-string parsing shared by the blueprints: unknown parameters are refused by name."""
+"""Query-string parsing shared by the faces: unknown parameters are refused by name."""
 
 from __future__ import annotations
 
@@ -62,3 +62,28 @@ class Args:
         if value.lower() in {"0", "false", "no"}:
             return False
         raise InvalidInput(f"{name} must be 1/true/yes or 0/false/no, got {value!r}", field=name)
+
+
+def single_values(args: MultiDict) -> dict[str, str]:
+    """Each parameter's one value, for a core that takes plain values (``geomap.ogc.core``).
+
+    Parameters
+    ----------
+    args : MultiDict
+        ``request.args``.
+
+    Returns
+    -------
+    dict of str to str
+
+    Raises
+    ------
+    InvalidInput
+        A parameter given more than once (the error names it).
+    """
+    values: dict[str, str] = {}
+    for name, given in args.lists():
+        if len(given) > 1:
+            raise InvalidInput(f"{name} is given {len(given)} times; give it once", field=name)
+        values[name] = given[0]
+    return values

@@ -5,7 +5,9 @@
 * Werkzeug's HTTP errors (404 for an unknown path, 405, ...) → the same JSON shape.
 * Database connection loss, no free pooled connection within ``pool_timeout_s``, and
   analyses beyond ``heavy_requests`` → 503 with ``Retry-After``; a caller over its rate
-  → 429 with ``Retry-After``; a body over ``max_body_bytes`` → 413 naming the body.
+  → 429 with ``Retry-After``; a body over ``max_body_bytes`` (werkzeug's
+  ``RequestEntityTooLarge``, raised unread) → :class:`~geomap.errors.PayloadTooLarge`, 413
+  naming the body.
 * Anything else → 500 with no internals in the body (the traceback goes to the log).
 """
 
@@ -19,7 +21,7 @@ import sqlalchemy as sa
 from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
-from geomap.errors import Busy, DatabaseUnavailable, GeomapError
+from geomap.errors import Busy, DatabaseUnavailable, GeomapError, PayloadTooLarge
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
@@ -55,8 +57,8 @@ def init_app(app: Any) -> None:
     def _http_error(exc: HTTPException):
         if exc.code == 413:  # werkzeug refuses a body over MAX_CONTENT_LENGTH unread
             limit = app.config.get("MAX_CONTENT_LENGTH")
-            return problem(413, "payload_too_large",
-                           f"the request body is larger than {limit} bytes", "body")  # fmt: skip
+            return _geomap_error(PayloadTooLarge(f"the request body is larger than {limit} "
+                                                 "bytes", field="body"))  # fmt: skip
         code = (exc.name or "error").lower().replace(" ", "_")
         return problem(exc.code or 500, code, exc.description or exc.name)
 
@@ -69,9 +71,9 @@ def init_app(app: Any) -> None:
 
     @app.errorhandler(sa.exc.OperationalError)
     def _database_error(exc: sa.exc.OperationalError):
-        from geomap.db import _is_connect_error
+        from geomap.db import is_connect_error
 
-        if exc.connection_invalidated or _is_connect_error(exc):
+        if exc.connection_invalidated or is_connect_error(exc):
             err = DatabaseUnavailable("the database is not reachable right now; try again shortly")
             return problem(err.status, err.code, err.message)
         # 57014 query_canceled: the statement timeout (pgRouting's functions report it as

@@ -5,7 +5,7 @@ declaration then serves three purposes:
 
 * parsing: :func:`args` accepts only the declared query parameters (others are a 400
   naming them);
-* access control: ``geomap.auth`` reads the permission the endpoint needs;
+* access control: ``geomap.web.access`` reads the permission the endpoint needs;
 * documentation: ``geomap.openapi`` writes ``/openapi.json`` from it.
 """
 
@@ -17,10 +17,10 @@ from typing import Any
 
 from flask import current_app, request
 
-from geomap.api._args import Args
-
-#: What a caller may be allowed to do; roles grant sets of these (see geomap.auth).
-PERMISSIONS = ("public", "layers", "analysis", "personal", "write")
+from geomap.auth.permissions import PERMISSIONS
+from geomap.web.args import Args
+from geomap.web.guard import json_body
+from geomap.web.schemas import SCHEMAS
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class Endpoint:
     summary: str
     permission: str
     params: tuple[Param, ...] = ()
-    response: str | None = None  # name of a schema in geomap.openapi.SCHEMAS
+    response: str | None = None  # name of a schema in geomap.web.schemas.SCHEMAS
     media_type: str = "application/json"
     body: str | None = None  # name of a request-body schema
     tags: tuple[str, ...] = ()
@@ -127,9 +127,6 @@ def body() -> Any:
     (``geomap.params.parse_json_body``), then the declared schema
     (``geomap.params.check_schema``); each error names its field.
     """
-    from geomap.api.guard import json_body
-    from geomap.openapi import SCHEMAS
-
     spec = current()
     return json_body(SCHEMAS[spec.body] if spec is not None and spec.body else None)
 

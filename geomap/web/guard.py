@@ -5,7 +5,7 @@
   address, scheme and host are the ones the proxy saw. :func:`direct_local` tells a caller
   on this machine talking to us *directly* (a loopback peer whose request carries no proxy
   header) from one relayed by a proxy on this machine: only the former gets the local
-  demo's open reads (``geomap.auth``), whatever ``trusted_proxies`` says.
+  demo's open reads (``geomap.web.access``), whatever ``trusted_proxies`` says.
 * **Host.** The Host header (or the trusted proxy's ``X-Forwarded-Host``) must be one of
   ``allowed_hosts``: a page of another site whose name resolves to 127.0.0.1 (DNS
   rebinding) cannot use the local demo through the browser.
@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections import OrderedDict
@@ -30,6 +29,7 @@ from typing import Any
 from flask import current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from geomap.auth.permissions import is_loopback
 from geomap.errors import Busy, InvalidInput, NotFound, RateLimited
 from geomap.params import check_schema, check_text, parse_json_body
 
@@ -38,13 +38,6 @@ PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarde
                  "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-IP")  # fmt: skip
 #: Callers tracked by the rate limiter at most (the least recently seen are forgotten).
 MAX_TRACKED_CALLERS = 10_000
-
-
-def _is_loopback(address: str | None) -> bool:
-    try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
 
 
 def peer_address(req: Any) -> str | None:
@@ -67,7 +60,7 @@ def direct_local(req: Any) -> bool:
     A reverse proxy on the same host connects from 127.0.0.1 too, on behalf of anyone:
     its requests carry ``X-Forwarded-For``/``X-Real-IP``/``Forwarded`` and are not local.
     """
-    return _is_loopback(peer_address(req)) and not relayed(req)
+    return is_loopback(peer_address(req)) and not relayed(req)
 
 
 def client_address(req: Any) -> str:
