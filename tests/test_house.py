@@ -5,6 +5,7 @@ The rules are read from the source (:mod:`tests.importgraph`), lazy imports incl
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -28,6 +29,18 @@ def test_plain_packages_import_no_framework_cli_or_face():
 
 def test_no_long_file_without_its_reason():
     assert importgraph.long_files(ROOT) == []
+
+
+def test_the_readme_layout_names_every_module_and_package():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout") :].split("```")[1]
+    named = set(re.findall(r"[\w.]+/?", layout))
+    rooms = sorted(
+        path.name + ("/" if path.is_dir() else "")
+        for path in (ROOT / "geomap").iterdir()
+        if path.name != "__pycache__" and (path.is_dir() or path.suffix == ".py")
+    )
+    assert [room for room in rooms if room not in named] == []
 
 
 def test_the_checker_sees_lazy_cycles_and_forbidden_imports(tmp_path):
