@@ -87,7 +87,7 @@ def _create_engine(
         pool_use_lifo=True,
         pool_size=max(1, int(pool_size)),
         max_overflow=0,
-        # A request waits this long for a free connection, then gets 503 (api/errors.py):
+        # A request waits this long for a free connection, then gets 503 (web/problems.py):
         # under overload, answering "busy, retry" beats queueing every thread for 30 s.
         pool_timeout=float(pool_timeout_s),
         connect_args={

@@ -1,7 +1,7 @@
 """Stamps of data sets: what a payload was built from, to keep it until that data changes.
 
 A map layer's document or an analysis answer is a pure function of a few tables (and of
-its query and the settings). The service keeps it (:mod:`geomap.api.keep`) together with
+its query and the settings). The service keeps it (:mod:`geomap.web.keep`) together with
 the *stamps* of those tables read before it was built, and hands it out again as long as
 fresh stamps compare equal. A stamp is read with one small query and never misses a
 committed change:

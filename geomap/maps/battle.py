@@ -1,7 +1,7 @@
 """The battle map (作战图): where every team is, and the nearest ones to an incident.
 
 :func:`battle_map` takes the layer catalog and, for a standalone file, the layers' data;
-never a database connection. It draws (through ``battlemap.js``):
+never a database connection. It draws (through the page scripts, ``static/geomap/map/``):
 
 * district and township outlines (communities on demand), labelled in the page language;
 * grids coloured by population, by station coverage (from ``/api/coverage``) or by the

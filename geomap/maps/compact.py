@@ -3,7 +3,7 @@
 A map page draws thousands of features from a handful of layers. As GeoJSON straight from
 the database (``/api/layers/<id>``) the Nanchang layers weigh about 13 MB, mostly
 repeated property names, provenance strings and 6-decimal coordinates. This module writes
-the same features in a compact form that ``battlemap.js`` turns back into GeoJSON
+the same features in a compact form that ``map/core.js`` turns back into GeoJSON
 Features in the browser:
 
 * properties as one array per feature, in the order of ``fields`` (names written once);
@@ -458,7 +458,7 @@ def dumps(document: dict[str, Any]) -> str:
 def decode_geometry(encoded: Any, kind: str, *, precision: int = PRECISION) -> dict | None:
     """The GeoJSON geometry of an encoded one (the inverse of :func:`encode_geometry`).
 
-    The browser does the same in ``battlemap.js``; this one serves tests and tools.
+    The browser does the same in ``map/core.js``; this one serves tests and tools.
 
     Parameters
     ----------

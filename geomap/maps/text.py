@@ -1,7 +1,7 @@
 """The words of the map pages, in Chinese (default) and English, declared once.
 
-The page passes the set of its language to ``battlemap.js`` in its configuration, so the
-browser module holds no text of its own. Kind and status labels come from
+The page passes the set of its language to the page scripts (``static/geomap/map/``) in
+its configuration, so the browser modules hold no text of their own. Kind and status labels come from
 :mod:`geomap.vocab`; layer titles from the catalog (``layers/*.toml``).
 """
 
