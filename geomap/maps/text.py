@@ -1,8 +1,8 @@
 """The words of the map pages, in Chinese (default) and English, declared once.
 
 The page passes the set of its language to the page scripts (``static/geomap/map/``) in
-its configuration, so the browser modules hold no text of their own. Kind and status labels come from
-:mod:`geomap.vocab`; layer titles from the catalog (``layers/*.toml``).
+its configuration, so the browser modules hold no text of their own. Kind and status labels
+come from :mod:`geomap.vocab`; layer titles from the catalog (``layers/*.toml``).
 """
 
 from __future__ import annotations
