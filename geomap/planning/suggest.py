@@ -31,7 +31,7 @@ import shapely.geometry
 import sqlalchemy as sa
 
 from geomap import routing
-from geomap.analysis import circles, coverage
+from geomap.analysis import circles, coverage, covergrids
 from geomap.errors import InvalidInput
 from geomap.planning import demand as demand_mod
 from geomap.planning import models
@@ -174,8 +174,8 @@ class Progress:
 
 
 def _district_table(session: Session, plan: Plan, before: list[dict], after: list[dict]) -> list:
-    query = coverage.Query(of=plan.of, kinds=plan.kinds, by=plan.mode, within_m=None,
-                           within_min=plan.minutes, level="district", order="code")  # fmt: skip
+    query = covergrids.Query(of=plan.of, kinds=plan.kinds, by=plan.mode, within_m=None,
+                             within_min=plan.minutes, level="district", order="code")  # fmt: skip
     b = coverage.coverage(session, query, grids=before)["units"]
     a = {u["code"]: u for u in coverage.coverage(session, query, grids=after)["units"]}
     return [
