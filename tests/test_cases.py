@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from geomap import vocab
 from geomap.errors import Conflict, InvalidInput
-from geomap.ops import cases, dispatch
+from geomap.ops import cases, casesteps, dispatch
 from tests import casesworld
 
 INSIDE_EAST = casesworld.point(4.5, 4.2)
@@ -76,18 +76,18 @@ def case_in(api, world, status: str, team: str = "med1") -> dict:
 
 
 @pytest.mark.parametrize(
-    ("status", "action"), list(itertools.product(vocab.CASE_STATUSES, cases.ACTIONS))
+    ("status", "action"), list(itertools.product(vocab.CASE_STATUSES, casesteps.ACTIONS))
 )
 def test_case_table_every_pair(status, action):
-    expected = cases.STEPS.get((status, action))
+    expected = casesteps.STEPS.get((status, action))
     if expected is not None:
-        assert cases.next_status(status, action) == expected
+        assert casesteps.next_status(status, action) == expected
         assert expected in vocab.CASE_STATUSES
         return
     with pytest.raises(Conflict) as info:
-        cases.next_status(status, action)
+        casesteps.next_status(status, action)
     assert info.value.field == "action"
-    for allowed in cases.allowed(status):
+    for allowed in casesteps.allowed(status):
         assert allowed in info.value.message
 
 
@@ -107,7 +107,7 @@ def test_dispatch_table_every_pair(status, action):
 
 def test_unknown_actions_are_bad_input_not_conflicts():
     with pytest.raises(InvalidInput):
-        cases.next_status("reported", "explode")
+        casesteps.next_status("reported", "explode")
     with pytest.raises(InvalidInput):
         dispatch.next_status("assigned", "teleport")
 
@@ -117,7 +117,7 @@ def test_every_case_status_and_action_through_the_api(ops_client, world, connect
     are 409 naming the steps allowed from there."""
     api = ops_client
     for status in vocab.CASE_STATUSES:
-        for action in (*cases.USER_ACTIONS, "dispatch"):
+        for action in (*casesteps.USER_ACTIONS, "dispatch"):
             savepoint = connection.begin_nested()
             try:
                 case = case_in(api, world, status)
@@ -131,12 +131,12 @@ def test_every_case_status_and_action_through_the_api(ops_client, world, connect
                         action,
                         who="checker" if action == "close" else "commander",
                     )
-                expected = cases.STEPS.get((status, action))
+                expected = casesteps.STEPS.get((status, action))
                 if expected is None:
                     assert response.status_code == 409, (status, action, response.get_json())
                     message = response.get_json()["error"]["message"]
                     assert f"allowed from {status}" in message
-                    for allowed in cases.allowed(status):
+                    for allowed in casesteps.allowed(status):
                         assert allowed in message
                 else:
                     assert response.status_code in (200, 201), (status, action)

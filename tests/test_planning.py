@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from geomap import config, create_app, db
-from geomap.analysis import coverage
-from geomap.planning import demand, jobs, models, suggest
+from geomap.analysis import covergrids
+from geomap.planning import demand, jobs, models, question, suggest
 from geomap.routing import index
 from tests import handmade
 
@@ -224,10 +224,10 @@ def test_scenario_coverage_equals_api_coverage_with_the_venues_added_for_real(cl
     # The kept reach sets give what one search from every venue gives.
     places = np.array(connection.execute(sa.text(
         "SELECT ST_X(geom), ST_Y(geom) FROM stations WHERE kind = 'red_station'")).all())
-    kept = coverage.network_rows(connection, places, mode="walk", budget_s=600,
-                                 walk_speed_kmh=4.5, access_m=50.0)  # fmt: skip
-    searched = coverage.search_rows(connection, places, mode="walk", budget_s=600,
-                                    walk_speed_kmh=4.5, access_m=50.0)  # fmt: skip
+    kept = covergrids.network_rows(connection, places, mode="walk", budget_s=600,
+                                   walk_speed_kmh=4.5, access_m=50.0)  # fmt: skip
+    searched = covergrids.search_rows(connection, places, mode="walk", budget_s=600,
+                                      walk_speed_kmh=4.5, access_m=50.0)  # fmt: skip
     assert [r["covered_m2"] for r in kept] == pytest.approx([r["covered_m2"] for r in searched])
     assert client.delete(f"/api/scenarios/{sid}").status_code == 200
     assert client.get(f"/api/scenarios/{sid}").status_code == 404
@@ -305,7 +305,7 @@ def busy_township(session, most_candidates: int) -> str:
         GROUP BY r.code HAVING count(*) BETWEEN 25 AND :most ORDER BY r.code
         """), {"most": most_candidates}).scalars()  # fmt: skip
     for code in rows:
-        answer = suggest.run(session, suggest.make_plan(n=3, area=code))
+        answer = suggest.run(session, question.make_plan(n=3, area=code))
         if len(answer["sites"]) == 3 and answer["demand"]["units"] >= 100:
             return code
     raise AssertionError("no township where three sites gain residents")
@@ -317,10 +317,10 @@ def test_maximal_coverage_equals_brute_force_on_a_township(nanchang_connection):
     with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
         township = busy_township(session, most_candidates=60)
     with Session(bind=conn, join_transaction_mode="create_savepoint") as session:
-        answers = {n: suggest.run(session, suggest.make_plan(n=n, area=township))
+        answers = {n: suggest.run(session, question.make_plan(n=n, area=township))
                    for n in (1, 2, 3)}  # fmt: skip
         # The brute force, on the sample points themselves (no demand units).
-        plan = suggest.make_plan(area=township)
+        plan = question.make_plan(area=township)
         eng = index.engine(session, plan.access_m)
         samples = eng.sample_index(session)
         locked = suggest.venues(session, "red", None)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from geomap import config, db, network, routing
-from geomap.analysis import circles, coverage, nearest
+from geomap.analysis import circles, coverage, covergrids, nearest
 from geomap.analysis import reach as sql_reach
 from geomap.routing import graph as graph_mod
 from geomap.routing import reach, sample, search, snap
@@ -317,8 +317,8 @@ def test_sampled_coverage_agrees_with_the_polygon_rule(connection):
             dict(zip("xy", handmade.node_lonlat(col, row), strict=True)),
         )
     query = coverage.make_query(of="stations", by="walk", within_min=3)
-    memory = {r["code"]: r for r in coverage.grid_coverage(connection, query)}
-    database = {r["code"]: r for r in coverage.database_rows(connection, query)}
+    memory = {r["code"]: r for r in covergrids.grid_coverage(connection, query)}
+    database = {r["code"]: r for r in covergrids.database_rows(connection, query)}
     assert set(memory) == set(database) == set(codes)
     covered_m, covered_d, people = 0.0, 0.0, 0.0
     for code in codes:

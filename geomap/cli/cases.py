@@ -54,15 +54,15 @@ def cases_list(
 ) -> None:
     """Cases, latest reported first."""
     from geomap import db
-    from geomap.ops import cases, escalation, utc_now
+    from geomap.ops import casereads, casesteps, escalation, utc_now
 
     now = utc_now()
     chosen = list(statuses) or None
     if only_open:
-        chosen = [s for s in (chosen or cases.OPEN) if s in cases.OPEN]
+        chosen = [s for s in (chosen or casesteps.OPEN) if s in casesteps.OPEN]
     with db.session_scope(_settings(ctx)) as session:
         escalation.materialize_due(session, now)
-        answer = cases.list_cases(
+        answer = casereads.list_cases(
             session, now=now, personal=True, statuses=chosen, kind=kind, unit=unit, limit=limit
         )
     if as_json:
@@ -86,12 +86,12 @@ def cases_list(
 def cases_show(ctx: click.Context, case_id: int) -> None:
     """One case as JSON: its units, level, dispatches and the steps allowed."""
     from geomap import db
-    from geomap.ops import cases, escalation, utc_now
+    from geomap.ops import casereads, escalation, utc_now
 
     now = utc_now()
     with db.session_scope(_settings(ctx)) as session:
         escalation.materialize_due(session, now)
-        case = cases.get(session, case_id, now=now, personal=True)
+        case = casereads.get(session, case_id, now=now, personal=True)
     echo_json(case)
 
 

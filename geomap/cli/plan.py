@@ -56,7 +56,7 @@ def plan_sites(ctx: click.Context, of: str, kinds: tuple[str, ...],
 
     from geomap import db as dbmod
     from geomap import reports
-    from geomap.planning import scenarios, suggest
+    from geomap.planning import question, scenarios, suggest
 
     settings = _settings(ctx)
     layer = None
@@ -68,7 +68,7 @@ def plan_sites(ctx: click.Context, of: str, kinds: tuple[str, ...],
         layer = [{"name": name, "kind": kind, "lon": g.x, "lat": g.y}
                  for name, kind, g in zip(frame["name"], frame["kind"], frame.geometry,
                                           strict=True)]
-    plan = suggest.make_plan(
+    plan = question.make_plan(
         of=of, kind=list(kinds) or None, candidate_kind=list(candidate_kinds) or None,
         candidates="layer" if layer is not None else "stations", layer=layer, area=area,
         model=model, n=n, target_share=target_share, mode=mode, minutes=minutes,

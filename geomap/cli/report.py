@@ -66,7 +66,7 @@ def report_coverage(
 
     from geomap import db as dbmod
     from geomap import reports
-    from geomap.analysis import coverage
+    from geomap.analysis import coverage, covergrids
 
     settings = _settings(ctx)
     levels = levels or coverage.LEVELS
@@ -85,8 +85,8 @@ def report_coverage(
         tqdm(total=len(levels) + 1, desc="coverage", unit="step", file=sys.stderr) as bar,
     ):
         bar.set_postfix_str("grids")
-        grids = coverage.grid_coverage(session, query, walk_speed_kmh=settings.walk_speed_kmh,
-                                       access_m=settings.circle_access_m)  # fmt: skip
+        grids = covergrids.grid_coverage(session, query, walk_speed_kmh=settings.walk_speed_kmh,
+                                         access_m=settings.circle_access_m)  # fmt: skip
         bar.update(1)
         for level in levels:
             bar.set_postfix_str(level)

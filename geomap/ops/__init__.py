@@ -1,7 +1,10 @@
 """The command loop: cases from report to closure, plain functions over a connection.
 
-* :mod:`~geomap.ops.cases`: cases (事件) and their lifecycle, a state machine written
-  as a table; the unit chain resolved from the point.
+* :mod:`~geomap.ops.cases`: cases (事件) reported, placed on the unit chain resolved from
+  their point, and stepped by a person.
+* :mod:`~geomap.ops.casesteps`: a case's lifecycle, a state machine written as a table, and
+  the one writer that moves a case along it.
+* :mod:`~geomap.ops.casereads`: one case or a filtered page of them, as they are answered.
 * :mod:`~geomap.ops.dispatch`: teams sent to cases, their own states, and the database's
   guarantee of one active dispatch per team.
 * :mod:`~geomap.ops.escalation`: climbs along the chain computed from the clock and

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 
 from geomap import events
 from geomap.errors import Conflict, InvalidInput, NotFound
-from geomap.ops import audit, cases, lifecycle
+from geomap.ops import audit, casesteps, lifecycle
 from geomap.params import check_fields, check_ids, check_typed_text
 
 if TYPE_CHECKING:
@@ -190,8 +190,8 @@ def dispatch(
     check_fields(body, ("team_ids", "note"))
     team_ids = check_ids(body.get("team_ids"), "team_ids", max_teams)
     note = check_typed_text(body.get("note"), "note", 1000)
-    row = cases.lock(conn, case_id, now)
-    cases.next_status(row["status"], "dispatch")  # before touching any team
+    row = casesteps.lock(conn, case_id, now)
+    casesteps.next_status(row["status"], "dispatch")  # before touching any team
     teams = {t.id: t for t in conn.execute(LOCK_TEAMS_SQL, {"ids": sorted(team_ids)})}
     missing = [i for i in team_ids if i not in teams]
     if missing:
@@ -262,7 +262,7 @@ def dispatch(
             at=now,
             team_id=team_id,
         )
-    cases.take_step(
+    casesteps.take_step(
         conn,
         row,
         "dispatch",
@@ -415,7 +415,7 @@ def step(
     ).scalar()
     if case_id is None:
         raise NotFound(f"no dispatch {dispatch_id}")
-    row = cases.lock(conn, case_id, now)  # the case first, as every writer does
+    row = casesteps.lock(conn, case_id, now)  # the case first, as every writer does
     drow = (
         conn.execute(
             sa.text("SELECT * FROM dispatches WHERE id = :id FOR UPDATE"), {"id": dispatch_id}
@@ -430,8 +430,8 @@ def step(
             sa.text("SELECT count(*) FROM dispatches WHERE case_id = :c AND status <> 'released'"),
             {"c": case_id},
         ).scalar()
-        if still == 0 and (row["status"], "withdraw") in cases.STEPS:
-            cases.take_step(
+        if still == 0 and (row["status"], "withdraw") in casesteps.STEPS:
+            casesteps.take_step(
                 conn,
                 row,
                 "withdraw",
@@ -473,8 +473,8 @@ def step(
         case_id=case_id,
         team_id=drow["team_id"],
     )
-    if action == "arrive" and (row["status"], "arrive") in cases.STEPS:
-        cases.take_step(
+    if action == "arrive" and (row["status"], "arrive") in casesteps.STEPS:
+        casesteps.take_step(
             conn, row, "arrive", actor=actor, now=now, changes={"dispatch": dispatch_id}
         )
     return case_id

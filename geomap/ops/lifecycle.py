@@ -1,6 +1,6 @@
 """A lifecycle as an explicit table: (state, action) → next state.
 
-Cases and dispatches each declare theirs (``STEPS`` in :mod:`geomap.ops.cases` and
+Cases and dispatches each declare theirs (``STEPS`` in :mod:`geomap.ops.casesteps` and
 :mod:`geomap.ops.dispatch`); this module answers the two questions asked of either: which
 actions a state allows, and where an action leads (an unknown action is bad input, 400;
 an action the state does not allow is a conflict, 409, naming the ones it does).
