@@ -99,7 +99,7 @@ CASE_SEVERITIES = _vocab(
     Term("critical", "特别重大", "critical"),
 )
 
-#: A case's lifecycle (see ``geomap.ops.cases.STEPS`` for the moves between them).
+#: A case's lifecycle (see ``geomap.ops.casesteps.STEPS`` for the moves between them).
 CASE_STATUSES = _vocab(
     Term("reported", "已上报", "reported"),
     Term("accepted", "已受理", "accepted"),
