@@ -54,7 +54,10 @@ $(STAMP): setup.cfg pyproject.toml $(LOCK)
 
 # A throwaway venv (in a temporary folder, removed after) installs setup.cfg's ranges without
 # $(LOCK), so at their newest, and tools/lock.py writes down what that pulled in; .venv keeps
-# its versions until the next `make venv`, which the newer $(LOCK) triggers.
+# its versions until the next `make venv`, which the newer $(LOCK) triggers. Run it with the
+# oldest interpreter the project supports, Debian 12's python3 (3.11.2), from PyPI alone (e.g.
+# in ../shared/tools/fresh-debian.sh's root): a newer 3.11 can pin releases that need it
+# (soupsieve 4 needs 3.11.5), and a machine's local wheel folders can pin what PyPI lacks.
 lock:
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp/venv" && \
