@@ -8,6 +8,10 @@
   back after the test; ``app``/``client`` run their sessions inside it (savepoints).
 * ``nanchang_url``: a database holding the whole default dataset, loaded once per session;
   tests read it inside a rolled-back transaction (``nanchang_connection``, ``nanchang_app``).
+
+Every URL these fixtures give is the application role's (``pg.APP``), as the served app
+connects: the whole suite runs with the service's grants and no more. Migrations and the
+seed run as the owner (:func:`owner_url`).
 """
 
 from __future__ import annotations
@@ -41,13 +45,18 @@ def cluster() -> Iterator[pg.Cluster]:
     shutil.rmtree(state, ignore_errors=True)
 
 
+def owner_url(url: str) -> str:
+    """The same database as ``url``, as the schema owner (migrations, seed, test set-up)."""
+    return sa.engine.make_url(url).set(username=pg.OWNER).render_as_string(hide_password=False)
+
+
 def _settings(url: str) -> config.Settings:
-    return config.load({"database_url": url}, environ={})
+    return config.load({"database_url": url, "migrate_url": owner_url(url)}, environ={})
 
 
 @pytest.fixture(scope="session")
 def template_url(cluster: pg.Cluster) -> str:
-    url = cluster.url("geomap_template")
+    url = cluster.url("geomap_template", role=pg.APP)
     db.migrate(_settings(url))
     return url
 
@@ -55,7 +64,9 @@ def template_url(cluster: pg.Cluster) -> str:
 def _clone(cluster: pg.Cluster, template: str, name: str) -> str:
     cluster.drop_database(name)
     engine = sa.create_engine(
-        cluster.url("postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool
+        cluster.url("postgres", role=pg.SUPERUSER),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.NullPool,
     )
     with engine.connect() as conn:
         # A template must have no other connections while it is copied.
@@ -66,9 +77,11 @@ def _clone(cluster: pg.Cluster, template: str, name: str) -> str:
             ),
             {"t": template},
         )
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        conn.execute(
+            sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER {pg.OWNER}')
+        )
     engine.dispose()
-    return cluster.url(name)
+    return cluster.url(name, role=pg.APP)
 
 
 @pytest.fixture
@@ -127,8 +140,10 @@ def client(app):
 
 @pytest.fixture
 def runner(db_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """Click's runner with GEOMAP_DATABASE_URL pointing at a fresh database."""
+    """Click's runner with GEOMAP_DATABASE_URL (and the owner's GEOMAP_MIGRATE_URL) pointing
+    at a fresh database."""
     monkeypatch.setenv("GEOMAP_DATABASE_URL", db_url)
+    monkeypatch.setenv("GEOMAP_MIGRATE_URL", owner_url(db_url))
     return CliRunner()
 
 
@@ -139,7 +154,8 @@ def nanchang_url(cluster: pg.Cluster, template_url: str) -> str:
 
     url = _clone(cluster, "geomap_template", "geomap_nanchang")
     # Through the real command, as `make run` does it: generate, load, all-or-nothing.
-    result = CliRunner().invoke(main, ["seed", "nanchang"], env={"GEOMAP_DATABASE_URL": url})
+    env = {"GEOMAP_DATABASE_URL": url, "GEOMAP_MIGRATE_URL": owner_url(url)}
+    result = CliRunner().invoke(main, ["seed", "nanchang"], env=env)
     assert result.exit_code == 0, result.output
     return url
 
