@@ -39,6 +39,13 @@ def cluster() -> Iterator[pg.Cluster]:
     state.chmod(0o755)  # the postgres user must be able to enter it
     test_cluster = pg.Cluster(state, throwaway=True)
     test_cluster.up("geomap_template")
+    # Tests only: the owner's test connection may SET ROLE to the app role (_as_app_role).
+    engine = sa.create_engine(
+        test_cluster.url("postgres", role=pg.SUPERUSER), poolclass=sa.NullPool
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"GRANT {pg.APP} TO {pg.OWNER}")
+    engine.dispose()
     yield test_cluster
     db.dispose_engines()
     test_cluster.destroy()
@@ -77,9 +84,7 @@ def _clone(cluster: pg.Cluster, template: str, name: str) -> str:
             ),
             {"t": template},
         )
-        conn.execute(
-            sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER {pg.OWNER}')
-        )
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER {pg.OWNER}'))
     engine.dispose()
     return cluster.url(name, role=pg.APP)
 
@@ -101,7 +106,9 @@ def shared_url(cluster: pg.Cluster, template_url: str) -> str:
 
 
 def _rolled_back(url: str) -> Iterator[sa.Connection]:
-    engine = db.get_engine(_settings(url))
+    # The test's own statements (its set-up) run as the owner; the app's sessions on this
+    # connection switch to the app role (_as_app_role).
+    engine = db.get_engine(db.as_owner(_settings(url)))
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
@@ -120,12 +127,36 @@ def _app_on(url: str, conn: sa.Connection, **overrides):
     app = create_app({"database_url": url, **overrides})
     app.config["TESTING"] = True
     # The app's sessions join the test's transaction through savepoints.
-    app.extensions["geomap_sessionmaker"] = sessionmaker(
-        bind=conn, join_transaction_mode="create_savepoint"
+    app.extensions["geomap_sessionmaker"] = _as_app_role(
+        sessionmaker(bind=conn, join_transaction_mode="create_savepoint"), conn
     )
     # One connection for every session: planning jobs run in the request, not a thread.
     app.extensions["geomap_jobs_inline"] = True
     return app
+
+
+def _as_app_role(factory: sessionmaker, conn: sa.Connection) -> sessionmaker:
+    """``factory``, whose sessions run as the app role (``SET ROLE``) while any is open.
+
+    The test's connection is the owner's; what the app does through it must pass with the
+    service's own grants, exactly as on the app's own connections.
+    """
+    open_sessions: set[int] = set()
+
+    @sa.event.listens_for(factory, "after_begin")
+    def _begun(session, transaction, connection) -> None:
+        if not open_sessions:
+            connection.exec_driver_sql(f"SET ROLE {pg.APP}")
+        open_sessions.add(id(transaction))
+
+    @sa.event.listens_for(factory, "after_transaction_end")
+    def _ended(session, transaction) -> None:
+        if id(transaction) in open_sessions:
+            open_sessions.discard(id(transaction))
+            if not open_sessions and conn.in_transaction():
+                conn.exec_driver_sql("RESET ROLE")
+
+    return factory
 
 
 @pytest.fixture
