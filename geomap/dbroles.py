@@ -102,8 +102,9 @@ DATABASE_SQL = sa.text(
 
 FUNCTION_SQL = sa.text(
     "SELECT has_function_privilege(:role, p.oid, 'EXECUTE') AS execute, "
-    "       p.prosecdef AS definer "
-    "FROM pg_proc p WHERE p.oid = to_regprocedure(:function)"
+    "       p.prosecdef AS definer, r.rolsuper AS owner_is_superuser "
+    "FROM pg_proc p JOIN pg_roles r ON r.oid = p.proowner "
+    "WHERE p.oid = to_regprocedure(:function)"
 )
 
 REPLICATION_ROLE_SQL = sa.text(
@@ -160,6 +161,11 @@ def check(conn: Connection, role: str | None = None, *, read_only: bool = False)
             found.append(Finding(
                 "missing", f"{PARTITION_MAKER} is not SECURITY DEFINER: the service "
                 "cannot make the position history's partitions (migration 0013_roles)",
+            ))  # fmt: skip
+        elif function.owner_is_superuser:
+            found.append(Finding(
+                "excessive", f"{PARTITION_MAKER} runs as a superuser (its owner): give it "
+                "to the owner role",
             ))  # fmt: skip
     # Parameter privileges exist from PostgreSQL 15; before, only a superuser may set it.
     version = int(conn.execute(sa.text("SHOW server_version_num")).scalar_one())

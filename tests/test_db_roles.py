@@ -101,6 +101,26 @@ def test_the_services_connection_can_neither_alter_nor_drop_any_table(app_connec
             assert "must be owner" in answer or "permission denied" in answer, statement
 
 
+def test_partitions_made_by_the_service_are_the_owners_and_granted(app_connection):
+    conn = app_connection
+    made = conn.exec_driver_sql("SELECT team_positions_ensure('2031-01-01', '2031-02-15')")
+    assert made.scalar() == 2
+    table = "geomap_partitions.team_positions_2031_02"
+    owner = conn.exec_driver_sql(
+        "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = %s::regclass", (table,)
+    ).scalar()
+    assert owner == pg.OWNER
+    granted = conn.exec_driver_sql(
+        "SELECT has_table_privilege(%(app)s, %(t)s, 'INSERT'), "
+        "has_table_privilege(%(app)s, %(t)s, 'SELECT'), "
+        "has_table_privilege(%(read)s, %(t)s, 'SELECT'), "
+        "has_table_privilege(%(read)s, %(t)s, 'INSERT')",
+        {"app": pg.APP, "read": pg.READ, "t": table},
+    ).one()
+    assert tuple(granted) == (True, True, True, False)
+    assert "must be owner" in _refused(conn, f"DROP TABLE {table}")
+
+
 def test_the_read_only_role_cannot_write(cluster, db_url):
     name = sa.engine.make_url(db_url).database
     engine = sa.create_engine(cluster.url(name, role=pg.READ), poolclass=sa.NullPool)
