@@ -57,8 +57,17 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         None,
         "SQLAlchemy URL of an external PostGIS database (e.g. "
-        "postgresql+psycopg://user@host/db). Unset: the embedded cluster in `GEOMAP_STATE_DIR` "
-        "is used.",
+        "postgresql+psycopg://geomap_app@host/db), as the service's own role: no superuser, "
+        "no owner (`geomap db check` says what it lacks or has too much). Unset: the embedded "
+        "cluster in `GEOMAP_STATE_DIR`, as its `geomap_app` role.",
+    ),
+    Setting(
+        "migrate_url",
+        str,
+        None,
+        "SQLAlchemy URL that the migrations and `geomap seed` connect with: the schema "
+        "owner's role (e.g. postgresql+psycopg://geomap_owner@host/db). Unset: "
+        "`GEOMAP_DATABASE_URL` when that is set, else the embedded cluster's `geomap_owner`.",
     ),
     Setting(
         "state_dir",

@@ -1,7 +1,9 @@
 """Database connections: one cached engine per process, a session per request.
 
 * :func:`database_url` says which database the settings point at (external URL, or the
-  embedded cluster).
+  embedded cluster), as the service's role; :func:`migrate_url` the same database as the
+  schema owner's (migrations, seed). The grants themselves: migration ``0013_roles``,
+  checked by :mod:`geomap.dbroles`.
 * :func:`get_engine` caches one engine per URL; every connection has a
   ``statement_timeout`` so no query runs unbounded.
 * :func:`init_app` gives a Flask app ``get_session()`` (one per request, closed on
@@ -35,10 +37,36 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def database_url(settings: Settings) -> str:
-    """The URL in force: ``GEOMAP_DATABASE_URL``, or the embedded cluster's."""
+    """The URL the service connects with.
+
+    ``GEOMAP_DATABASE_URL``, or the embedded cluster's as its application role
+    (:data:`geomap.pg.APP`: rows only, the audit append-only).
+    """
     if settings.database_url:
         return settings.database_url
-    return pg.Cluster(settings.state_dir, port=settings.pg_port).url()
+    return pg.Cluster(settings.state_dir, port=settings.pg_port).url(role=pg.APP)
+
+
+def migrate_url(settings: Settings) -> str:
+    """The URL the migrations and the seed connect with: the schema owner's.
+
+    ``GEOMAP_MIGRATE_URL``; else ``GEOMAP_DATABASE_URL`` when that is set (one URL for
+    everything, as before roles); else the embedded cluster's :data:`geomap.pg.OWNER`.
+    """
+    if settings.migrate_url:
+        return settings.migrate_url
+    if settings.database_url:
+        return settings.database_url
+    return pg.Cluster(settings.state_dir, port=settings.pg_port).url(role=pg.OWNER)
+
+
+def as_owner(settings: Settings) -> Settings:
+    """``settings`` whose database URL is :func:`migrate_url`'s (the owner's).
+
+    For the commands that replace data wholesale (``geomap seed`` truncates every table
+    and moves the sequences, which the application role may not).
+    """
+    return settings.replace(database_url=migrate_url(settings))
 
 
 _ENGINES: dict[tuple[str, int, int, float], Engine] = {}
@@ -241,7 +269,7 @@ def check_postgis(conn: Connection) -> dict[str, str | None]:
     if "postgis" not in rows:
         raise DatabaseError(
             "the database has no PostGIS extension: run `CREATE EXTENSION postgis; "
-            "CREATE EXTENSION pgrouting;` as a superuser, or run `geomap db migrate` as one"
+            "CREATE EXTENSION pgrouting;` in it as a superuser, then `geomap db migrate`"
         )
     return {"postgis": rows.get("postgis"), "pgrouting": rows.get("pgrouting")}
 
@@ -260,7 +288,7 @@ def migrate(settings: Settings, revision: str = "head", *, down: bool = False) -
     """Upgrade (or with ``down=True`` downgrade) the schema to ``revision``."""
     from alembic import command
 
-    config = alembic_config(database_url(settings))
+    config = alembic_config(migrate_url(settings))
     with translate_errors():
         if down:
             command.downgrade(config, revision)

@@ -5,11 +5,21 @@ The cluster lives in ``<state_dir>/pg`` and listens only on a Unix socket in tha
 run as root: when we are root, every server command runs as the ``postgres`` OS user
 (which Debian's postgresql-common creates), and the folder is handed to that user.
 
+Three roles share the work (least privilege, so a bug or an injected statement in the
+service cannot rewrite the audit): :data:`OWNER` owns the schema and runs the migrations
+and the seed, :data:`APP` is the service's (reads and writes rows, appends to the audit
+and the events, owns nothing, is no superuser), :data:`READ` only reads (read nodes,
+reports). The grants themselves are migration ``0013_roles``'s; :meth:`Cluster.up`
+creates the roles, gives the database to the owner and creates the extensions as the
+superuser (PostGIS and pgRouting need one), so the owner needs no more than ownership.
+Every role signs in over the socket with ``trust``, as the cluster is set up by initdb.
+
 Typical use::
 
     cluster = Cluster(settings.state_dir, port=settings.pg_port)
-    cluster.up()            # initdb once, start, create the database; idempotent
-    url = cluster.url()     # postgresql+psycopg://postgres@/geomap?host=<socket dir>&port=...
+    cluster.up()              # initdb once, start, roles, database, extensions; idempotent
+    url = cluster.url()       # the owner's: postgresql+psycopg://geomap_owner@/geomap?host=...
+    app = cluster.url(role=APP)  # the service's
 """
 
 from __future__ import annotations
@@ -28,6 +38,13 @@ from geomap.errors import ConfigError
 
 DATABASE = "geomap"
 SUPERUSER = "postgres"
+#: Owns the schema objects; migrations and the seed connect as it.
+OWNER = "geomap_owner"
+#: The service's role: rows only, INSERT and SELECT on the audit and the events.
+APP = "geomap_app"
+#: SELECT only: read nodes and reports.
+READ = "geomap_read"
+ROLES = (OWNER, APP, READ)
 _SOCKET_PATH_MAX = 100  # the kernel allows 107 bytes, minus ".s.PGSQL.<port>"
 _INSTALL_HINT = (
     "apt-get install --no-install-recommends postgresql-15-postgis-3 postgresql-15-pgrouting"
@@ -68,11 +85,14 @@ class Status:
     running: bool
     data_dir: Path
     socket_dir: Path
-    url: str
+    url: str  # the service's (as APP)
 
     def __str__(self) -> str:
         state = "running" if self.running else ("stopped" if self.initialised else "not created")
-        return f"{state}: data {self.data_dir}, socket {self.socket_dir}, url {self.url}"
+        return (
+            f"{state}: data {self.data_dir}, socket {self.socket_dir}, url {self.url} "
+            f"(migrations as {OWNER})"
+        )
 
 
 class Cluster:
@@ -211,35 +231,48 @@ class Cluster:
                 [str(find_bindir() / "pg_ctl"), "stop", "-m", "fast", "-D", str(self.data_dir)]
             )
 
-    def create_database(self, name: str = DATABASE) -> None:
-        """Create a database if it is missing (names are ours: letters, digits, _)."""
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-            raise ConfigError(f"bad database name {name!r}")
-        psql = [
-            str(find_bindir() / "psql"),
-            "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER,
-            "-d", "postgres", "-tAc",
-        ]  # fmt: skip
-        exists = self._run([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"])
-        if exists.stdout.strip() != "1":
-            self._run([*psql, f'CREATE DATABASE "{name}"'])
-
-    def drop_database(self, name: str) -> None:
-        """Drop a database if it exists (used by tests)."""
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
-            raise ConfigError(f"bad database name {name!r}")
-        self._run(
+    def _psql(self, database: str, sql: str) -> subprocess.CompletedProcess[str]:
+        """Run ``sql`` as the superuser in ``database``; stop at the first error."""
+        return self._run(
             [
                 str(find_bindir() / "psql"),
                 "-h", str(self.socket_dir), "-p", str(self.port), "-U", SUPERUSER,
-                "-d", "postgres", "-tAc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                "-d", database, "-v", "ON_ERROR_STOP=1", "-tAc", sql,
             ]
         )  # fmt: skip
 
+    def create_roles(self) -> None:
+        """Create the owner, application and read-only roles if missing (idempotent).
+
+        None is a superuser or may create roles or databases; the application role
+        does not inherit (it is a member of nothing anyway, and stays so).
+        """
+        self._psql("postgres", _ROLES_SQL)
+
+    def create_database(self, name: str = DATABASE) -> None:
+        """Create a database owned by :data:`OWNER` if missing, and hand it over.
+
+        The superuser creates PostGIS and pgRouting in it (creating them needs one),
+        then gives the database, and any schema object still owned by the superuser (a
+        database migrated before the roles existed), to the owner role.
+        """
+        _check_name(name)
+        exists = self._psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{name}'")
+        if exists.stdout.strip() != "1":
+            self._psql("postgres", f'CREATE DATABASE "{name}" OWNER {OWNER}')
+        self._psql("postgres", f'ALTER DATABASE "{name}" OWNER TO {OWNER}')
+        self._psql(name, _HAND_OVER_SQL)
+
+    def drop_database(self, name: str) -> None:
+        """Drop a database if it exists (used by tests)."""
+        _check_name(name)
+        self._psql("postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def up(self, database: str = DATABASE) -> None:
-        """Initialise (once), start (if stopped) and create ``database``: idempotent."""
+        """Initialise (once), start (if stopped), create the roles and ``database``: idempotent."""
         self.init()
         self.start()
+        self.create_roles()
         self.create_database(database)
 
     def destroy(self) -> None:
@@ -248,11 +281,18 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
         shutil.rmtree(self.socket_dir, ignore_errors=True)
 
-    def url(self, database: str = DATABASE) -> str:
-        """SQLAlchemy URL of ``database`` in this cluster, through the socket."""
-        return (
-            f"postgresql+psycopg://{SUPERUSER}@/{database}?host={self.socket_dir}&port={self.port}"
-        )
+    def url(self, database: str = DATABASE, role: str = OWNER) -> str:
+        """SQLAlchemy URL of ``database`` in this cluster as ``role``, through the socket.
+
+        Parameters
+        ----------
+        database : str, default "geomap"
+            The database's name.
+        role : str, default :data:`OWNER`
+            Who signs in: :data:`OWNER` (migrations, seed), :data:`APP` (the service),
+            :data:`READ`, or :data:`SUPERUSER` (creating and dropping databases).
+        """
+        return f"postgresql+psycopg://{role}@/{database}?host={self.socket_dir}&port={self.port}"
 
     def status(self) -> Status:
         """Whether the cluster exists and runs, and where."""
@@ -261,7 +301,7 @@ class Cluster:
             running=self.running(),
             data_dir=self.data_dir,
             socket_dir=self.socket_dir,
-            url=self.url(),
+            url=self.url(role=APP),
         )
 
     def _log_tail(self, lines: int = 15) -> str:
@@ -269,3 +309,70 @@ class Cluster:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return f"(no log at {self.log_file})"
+
+
+def _check_name(name: str) -> None:
+    # Database names are ours and go into SQL text: letters, digits, _ only.
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise ConfigError(f"bad database name {name!r}")
+
+
+_ROLES_SQL = f"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{OWNER}') THEN
+        CREATE ROLE {OWNER} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP}') THEN
+        CREATE ROLE {APP} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{READ}') THEN
+        CREATE ROLE {READ} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT;
+    END IF;
+END $$;
+"""
+
+# Run by the superuser in each database: the extensions (they need a superuser), then
+# every schema object not belonging to an extension and not yet the owner's goes to the
+# owner. Tables first: a sequence owned by a column follows its table.
+_HAND_OVER_SQL = f"""
+CREATE EXTENSION IF NOT EXISTS postgis;
+CREATE EXTENSION IF NOT EXISTS pgrouting;
+DO $$
+DECLARE
+    item record;
+BEGIN
+    FOR item IN
+        SELECT n.nspname FROM pg_namespace n
+        WHERE n.nspname = 'geomap_partitions' AND n.nspowner <> '{OWNER}'::regrole
+    LOOP
+        EXECUTE format('ALTER SCHEMA %I OWNER TO {OWNER}', item.nspname);
+    END LOOP;
+    FOR item IN
+        SELECT c.oid::regclass AS name,
+               CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                              WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname IN ('public', 'geomap_partitions')
+          AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+          AND c.relowner <> '{OWNER}'::regrole
+          AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                          AND d.objid = c.oid AND d.deptype = 'e')
+        ORDER BY c.relkind = 'S'
+    LOOP
+        -- A sequence owned by a column has followed its table already.
+        IF (SELECT relowner FROM pg_class WHERE oid = item.name) <> '{OWNER}'::regrole THEN
+            EXECUTE format('ALTER %s %s OWNER TO {OWNER}', item.kind, item.name);
+        END IF;
+    END LOOP;
+    FOR item IN
+        SELECT p.oid::regprocedure AS name
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public' AND p.proowner <> '{OWNER}'::regrole
+          AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                          AND d.objid = p.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE format('ALTER ROUTINE %s OWNER TO {OWNER}', item.name);
+    END LOOP;
+END $$;
+"""

@@ -8,6 +8,10 @@
   back after the test; ``app``/``client`` run their sessions inside it (savepoints).
 * ``nanchang_url``: a database holding the whole default dataset, loaded once per session;
   tests read it inside a rolled-back transaction (``nanchang_connection``, ``nanchang_app``).
+
+Every URL these fixtures give is the application role's (``pg.APP``), as the served app
+connects: the whole suite runs with the service's grants and no more. Migrations and the
+seed run as the owner (:func:`owner_url`).
 """
 
 from __future__ import annotations
@@ -35,19 +39,31 @@ def cluster() -> Iterator[pg.Cluster]:
     state.chmod(0o755)  # the postgres user must be able to enter it
     test_cluster = pg.Cluster(state, throwaway=True)
     test_cluster.up("geomap_template")
+    # Tests only: the owner's test connection may SET ROLE to the app role (_as_app_role).
+    engine = sa.create_engine(
+        test_cluster.url("postgres", role=pg.SUPERUSER), poolclass=sa.NullPool
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"GRANT {pg.APP} TO {pg.OWNER}")
+    engine.dispose()
     yield test_cluster
     db.dispose_engines()
     test_cluster.destroy()
     shutil.rmtree(state, ignore_errors=True)
 
 
+def owner_url(url: str) -> str:
+    """The same database as ``url``, as the schema owner (migrations, seed, test set-up)."""
+    return sa.engine.make_url(url).set(username=pg.OWNER).render_as_string(hide_password=False)
+
+
 def _settings(url: str) -> config.Settings:
-    return config.load({"database_url": url}, environ={})
+    return config.load({"database_url": url, "migrate_url": owner_url(url)}, environ={})
 
 
 @pytest.fixture(scope="session")
 def template_url(cluster: pg.Cluster) -> str:
-    url = cluster.url("geomap_template")
+    url = cluster.url("geomap_template", role=pg.APP)
     db.migrate(_settings(url))
     return url
 
@@ -55,7 +71,9 @@ def template_url(cluster: pg.Cluster) -> str:
 def _clone(cluster: pg.Cluster, template: str, name: str) -> str:
     cluster.drop_database(name)
     engine = sa.create_engine(
-        cluster.url("postgres"), isolation_level="AUTOCOMMIT", poolclass=sa.NullPool
+        cluster.url("postgres", role=pg.SUPERUSER),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.NullPool,
     )
     with engine.connect() as conn:
         # A template must have no other connections while it is copied.
@@ -66,9 +84,9 @@ def _clone(cluster: pg.Cluster, template: str, name: str) -> str:
             ),
             {"t": template},
         )
-        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" OWNER {pg.OWNER}'))
     engine.dispose()
-    return cluster.url(name)
+    return cluster.url(name, role=pg.APP)
 
 
 @pytest.fixture
@@ -88,7 +106,9 @@ def shared_url(cluster: pg.Cluster, template_url: str) -> str:
 
 
 def _rolled_back(url: str) -> Iterator[sa.Connection]:
-    engine = db.get_engine(_settings(url))
+    # The test's own statements (its set-up) run as the owner; the app's sessions on this
+    # connection switch to the app role (_as_app_role).
+    engine = db.get_engine(db.as_owner(_settings(url)))
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
@@ -107,12 +127,36 @@ def _app_on(url: str, conn: sa.Connection, **overrides):
     app = create_app({"database_url": url, **overrides})
     app.config["TESTING"] = True
     # The app's sessions join the test's transaction through savepoints.
-    app.extensions["geomap_sessionmaker"] = sessionmaker(
-        bind=conn, join_transaction_mode="create_savepoint"
+    app.extensions["geomap_sessionmaker"] = _as_app_role(
+        sessionmaker(bind=conn, join_transaction_mode="create_savepoint"), conn
     )
     # One connection for every session: planning jobs run in the request, not a thread.
     app.extensions["geomap_jobs_inline"] = True
     return app
+
+
+def _as_app_role(factory: sessionmaker, conn: sa.Connection) -> sessionmaker:
+    """``factory``, whose sessions run as the app role (``SET ROLE``) while any is open.
+
+    The test's connection is the owner's; what the app does through it must pass with the
+    service's own grants, exactly as on the app's own connections.
+    """
+    open_sessions: set[int] = set()
+
+    @sa.event.listens_for(factory, "after_begin")
+    def _begun(session, transaction, connection) -> None:
+        if not open_sessions:
+            connection.exec_driver_sql(f"SET ROLE {pg.APP}")
+        open_sessions.add(id(transaction))
+
+    @sa.event.listens_for(factory, "after_transaction_end")
+    def _ended(session, transaction) -> None:
+        if id(transaction) in open_sessions:
+            open_sessions.discard(id(transaction))
+            if not open_sessions and conn.in_transaction():
+                conn.exec_driver_sql("RESET ROLE")
+
+    return factory
 
 
 @pytest.fixture
@@ -127,8 +171,10 @@ def client(app):
 
 @pytest.fixture
 def runner(db_url: str, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """Click's runner with GEOMAP_DATABASE_URL pointing at a fresh database."""
+    """Click's runner with GEOMAP_DATABASE_URL (and the owner's GEOMAP_MIGRATE_URL) pointing
+    at a fresh database."""
     monkeypatch.setenv("GEOMAP_DATABASE_URL", db_url)
+    monkeypatch.setenv("GEOMAP_MIGRATE_URL", owner_url(db_url))
     return CliRunner()
 
 
@@ -139,7 +185,8 @@ def nanchang_url(cluster: pg.Cluster, template_url: str) -> str:
 
     url = _clone(cluster, "geomap_template", "geomap_nanchang")
     # Through the real command, as `make run` does it: generate, load, all-or-nothing.
-    result = CliRunner().invoke(main, ["seed", "nanchang"], env={"GEOMAP_DATABASE_URL": url})
+    env = {"GEOMAP_DATABASE_URL": url, "GEOMAP_MIGRATE_URL": owner_url(url)}
+    result = CliRunner().invoke(main, ["seed", "nanchang"], env=env)
     assert result.exit_code == 0, result.output
     return url
 

@@ -3,6 +3,7 @@
 import sqlalchemy as sa
 
 from geomap import config, db, models
+from tests.conftest import owner_url
 
 
 def _tables(url: str) -> set[str]:
@@ -17,7 +18,8 @@ def _tables(url: str) -> set[str]:
 
 
 def test_migrations_up_down_up(db_url):
-    settings = config.load({"database_url": db_url}, environ={})
+    # Migrations run as the schema owner; db_url is the service's role.
+    settings = config.load({"database_url": db_url, "migrate_url": owner_url(db_url)}, environ={})
     assert _tables(db_url) == set(models.metadata.tables)
     db.migrate(settings, "base", down=True)
     assert _tables(db_url) == set()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from geomap import pg
+from geomap import config, db, dbroles, pg
 from geomap.errors import ConfigError
 
 
@@ -66,3 +66,28 @@ def test_unreachable_state_dir_is_explained():
             pg.Cluster(locked / "state").init()
     finally:
         shutil.rmtree(locked, ignore_errors=True)
+
+
+def test_a_database_made_before_the_roles_is_handed_to_the_owner(own_cluster):
+    # As before the roles: the superuser made and migrated the database, owning it all.
+    own_cluster.init()
+    own_cluster.start()
+    maker = sa.create_engine(
+        own_cluster.url("postgres", role=pg.SUPERUSER),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.NullPool,
+    )
+    with maker.connect() as conn:
+        conn.exec_driver_sql('CREATE DATABASE "geomap"')
+    maker.dispose()
+    superuser = own_cluster.url(role=pg.SUPERUSER)
+    db.migrate(config.load({"database_url": superuser}, environ={}), "0012_sessions")
+    own_cluster.up()
+    state = {"state_dir": own_cluster.root.parent, "pg_port": own_cluster.port}
+    db.migrate(config.load(state, environ={}))  # as the owner now
+    assert _query(own_cluster.url(), "SELECT pg_get_userbyid(relowner) FROM pg_class "
+                  "WHERE oid = 'audit_log'::regclass") == pg.OWNER  # fmt: skip
+    engine = sa.create_engine(own_cluster.url(role=pg.APP), poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        assert dbroles.check(conn) == []
+    engine.dispose()

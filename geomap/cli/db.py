@@ -22,7 +22,8 @@ def _cluster(settings: config.Settings):
 
     if settings.database_url:
         raise ConfigError(
-            "GEOMAP_DATABASE_URL is set: geomap uses that database and manages no cluster"
+            "GEOMAP_DATABASE_URL is set: geomap uses that database and manages no cluster "
+            "(`geomap db check` says whether its roles' grants are right)"
         )
     return pg.Cluster(settings.state_dir, port=settings.pg_port)
 
@@ -31,7 +32,11 @@ def _cluster(settings: config.Settings):
 @click.pass_context
 @handle_errors
 def db_up(ctx: click.Context) -> None:
-    """Create (once) and start the embedded PostGIS, then migrate the schema."""
+    """Create (once) and start the embedded PostGIS, migrate the schema, check the grants.
+
+    With GEOMAP_DATABASE_URL set, only migrate (as GEOMAP_MIGRATE_URL) and check; exit 1
+    when the service's role lacks a grant it needs or has one it must not.
+    """
     from geomap import db as dbmod
 
     settings = _settings(ctx)
@@ -41,6 +46,32 @@ def db_up(ctx: click.Context) -> None:
         click.echo(f"embedded PostGIS {cluster.status()}")
     dbmod.migrate(settings)
     click.echo("schema is at the latest migration")
+    _check_roles(settings)
+
+
+def _check_roles(settings: config.Settings) -> None:
+    from geomap import db as dbmod
+    from geomap import dbroles
+
+    with dbmod.translate_errors(), dbmod.get_engine(settings).connect() as conn:
+        lines, good = dbroles.report(conn)
+    for line in lines:
+        click.echo(line)
+    if not good:
+        sys.exit(1)
+
+
+@db.command("check")
+@click.pass_context
+@handle_errors
+def db_check(ctx: click.Context) -> None:
+    """Say which grants the service's role (and the read-only role) lack or must not have.
+
+    Connects as the service does (GEOMAP_DATABASE_URL, or the embedded cluster's
+    geomap_app) and compares with migration 0013_roles: no superuser, no ownership, only
+    SELECT and INSERT on audit_log and events... Exit 1 when anything differs.
+    """
+    _check_roles(_settings(ctx))
 
 
 @db.command("down")

@@ -30,7 +30,9 @@ def seed(ctx: click.Context, dataset: str, seed_value: int | None, if_empty: boo
     from geomap.ops import audit, escalation, utc_now
     from geomap.seed import nanchang
 
-    settings = _settings(ctx)
+    # As the schema owner: replacing the dataset truncates every table and moves the
+    # sequences, which the service's role may not do.
+    settings = dbmod.as_owner(_settings(ctx))
     with dbmod.session_scope(settings) as session:
         if if_empty and inventory.counts(session)["grids"] > 0:
             click.echo("the database already holds a dataset; nothing to do (--if-empty)")
