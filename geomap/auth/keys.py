@@ -68,8 +68,29 @@ def create_key(conn: Connection | Session, name: str, role: str) -> tuple[str, s
     return key, prefix
 
 
-def revoke_key(conn: Connection | Session, prefix: str) -> None:
-    """Revoke the key with this prefix (NotFound when there is none)."""
+def revoke_key(conn: Connection | Session, prefix: str) -> list[int]:
+    """Revoke the key with this prefix, and end its live sessions.
+
+    A revoked key's sessions already stop working (their lookup joins the key); ending
+    them here as well records when, so the audit can say which sessions the revocation
+    closed.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+    prefix : str
+        The key's prefix (the 8 characters after ``gm_``).
+
+    Returns
+    -------
+    list of int
+        The ids of the sessions it ended.
+
+    Raises
+    ------
+    NotFound
+        No active key has this prefix.
+    """
     done = conn.execute(
         sa.text(
             "UPDATE api_keys SET revoked_at = now() "
@@ -79,6 +100,14 @@ def revoke_key(conn: Connection | Session, prefix: str) -> None:
     ).first()
     if done is None:
         raise NotFound(f"no active key with prefix {prefix!r}", field="prefix")
+    ended = conn.execute(
+        sa.text(
+            "UPDATE sessions SET ended_at = now() "
+            "WHERE key_id = :key_id AND ended_at IS NULL AND expires_at > now() RETURNING id"
+        ),
+        {"key_id": done.id},
+    )
+    return sorted(row.id for row in ended)
 
 
 def list_keys(conn: Connection | Session) -> list[dict[str, Any]]:
