@@ -69,11 +69,10 @@ def create_key(conn: Connection | Session, name: str, role: str) -> tuple[str, s
 
 
 def revoke_key(conn: Connection | Session, prefix: str) -> list[int]:
-    """Revoke the key with this prefix, and end its live sessions.
+    """Revoke the key with this prefix; its sessions stop working with it.
 
-    A revoked key's sessions already stop working (their lookup joins the key); ending
-    them here as well records when, so the audit can say which sessions the revocation
-    closed.
+    A session's lookup joins its key, so the revocation itself closes them; they are
+    listed here so that the audit can say which sessions it closed.
 
     Parameters
     ----------
@@ -84,7 +83,7 @@ def revoke_key(conn: Connection | Session, prefix: str) -> list[int]:
     Returns
     -------
     list of int
-        The ids of the sessions it ended.
+        The ids of the key's sessions that were live until now.
 
     Raises
     ------
@@ -100,14 +99,14 @@ def revoke_key(conn: Connection | Session, prefix: str) -> list[int]:
     ).first()
     if done is None:
         raise NotFound(f"no active key with prefix {prefix!r}", field="prefix")
-    ended = conn.execute(
+    closed = conn.execute(
         sa.text(
-            "UPDATE sessions SET ended_at = now() "
-            "WHERE key_id = :key_id AND ended_at IS NULL AND expires_at > now() RETURNING id"
+            "SELECT id FROM sessions WHERE key_id = :key_id AND ended_at IS NULL "
+            "AND expires_at > clock_timestamp() ORDER BY id"
         ),
         {"key_id": done.id},
     )
-    return sorted(row.id for row in ended)
+    return [row.id for row in closed]
 
 
 def list_keys(conn: Connection | Session) -> list[dict[str, Any]]:

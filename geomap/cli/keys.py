@@ -74,8 +74,8 @@ def keys_revoke(ctx: click.Context, prefix: str) -> None:
 
     with dbmod.session_scope(_settings(ctx)) as session:
         try:
-            ended = auth.revoke_key(session.connection(), prefix)
-            what, changes = "key", {"prefix": prefix, "sessions_ended": ended}
+            closed = auth.revoke_key(session.connection(), prefix)
+            what, changes = "key", {"prefix": prefix, "sessions_closed": closed}
         except NotFound:  # not a key: an embed token, or nothing (revoke says which)
             what, changes = auth.revoke(session.connection(), prefix), {"prefix": prefix}
         audit.record(session, audit.Actor.cli(), f"{what.replace(' ', '_')}.revoke", at=utc_now(),
