@@ -198,6 +198,16 @@ def _ogc_paths(catalog: dict[str, layers.Layer], max_features: int) -> dict[str,
     return paths
 
 
+def _empty_is_absent(paths: dict[str, Any]) -> None:
+    """Mark every optional query parameter ``allowEmptyValue``: ``?f=`` is read as no ``f``
+    (``geomap.web.args``, the OGC query), so a client may send one empty."""
+    for operations in paths.values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query" and not parameter.get("required"):
+                    parameter["allowEmptyValue"] = True
+
+
 def build(app: Any) -> dict[str, Any]:
     """The OpenAPI 3.0 document of ``app``, from its declared views and the catalog."""
     catalog = load_catalog()
@@ -213,6 +223,7 @@ def build(app: Any) -> dict[str, Any]:
                 spec, method.lower(), rule.rule, catalog
             )
     paths.update(_ogc_paths(catalog, settings.max_features))
+    _empty_is_absent(paths)
     return {
         "openapi": "3.0.3",
         "info": {

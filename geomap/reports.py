@@ -25,6 +25,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from geomap import tabular
 from geomap.errors import InvalidInput
 
 FORMATS = {".html": "html", ".csv": "csv", ".gpkg": "gpkg"}
@@ -158,7 +159,7 @@ def write(path: Path, by_level: dict[str, dict], query: dict[str, Any], *,
             writer = csv.DictWriter(out, fieldnames=_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for answer in by_level.values():
-                writer.writerows(answer["units"])
+                writer.writerows(tabular.record(unit) for unit in answer["units"])
     elif fmt == "gpkg":
         _write_gpkg(path, by_level)
     else:
@@ -353,7 +354,8 @@ def write_plan(path: Path, answer: dict, *, geometry: dict[str, dict] | None = N
             writer = csv.DictWriter(out, fieldnames=SITE_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             for site in answer["sites"]:
-                writer.writerow({**site, "newly_covered_grids": len(site["newly_covered_grids"])})
+                writer.writerow(tabular.record(
+                    {**site, "newly_covered_grids": len(site["newly_covered_grids"])}))
     elif fmt == "gpkg":
         import geopandas as gpd
         from shapely.geometry import Point, shape

@@ -12,22 +12,24 @@ import schemathesis
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import CHECKS as _REGISTRY
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from geomap import auth
 from tests import handmade
+from tests.conftest import _app_on
 
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_schema_conformance,
-]
+#: schemathesis' full set of checks (its ``--checks all``): no 5xx, documented statuses,
+#: media types and headers, bodies that keep to their schema, invalid input refused with a
+#: 4xx, the key enforced, ``Allow`` on 405... but for ``positive_data_acceptance``. That one
+#: wants every request the document allows accepted, and the document cannot say all the
+#: rules: OpenAPI 3.0 has no way to tie one query parameter to another (``zoom`` needs a
+#: ``center``; ``minutes`` or ``distance_m``, not both; ``by=distance`` needs
+#: ``within_m``), nor the city's bounds a point must fall in; such requests are refused with
+#: a 400 naming the field, which the other checks hold to the document.
+CHECKS = [check for check in _REGISTRY.get_all() if check is not positive_data_acceptance]
 #: Examples per operation: bounded in `make test`; `make fuzz` raises it.
 EXAMPLES = int(os.environ.get("GEOMAP_FUZZ_EXAMPLES", "12"))
 _RULE_ARG = re.compile(r"<(?:\w+:)?(\w+)>")
@@ -87,9 +89,11 @@ def _streams(document: dict, path: str, method: str) -> bool:
     return "text/event-stream" in ok.get("content", {})
 
 
-def test_fuzz_every_operation(app, connection):
-    """Every operation of the document, fuzzed: no 5xx, documented statuses and media
-    types, bodies that keep to their schema.
+def test_fuzz_every_operation(shared_url, connection):
+    """Every operation of the document, fuzzed with valid and with invalid input under
+    schemathesis' full checks (:data:`CHECKS`): no 5xx, only documented statuses, media
+    types and headers, bodies that keep to their schema, invalid input refused, the key
+    enforced.
 
     Driven from a plain test (one hypothesis run per operation) rather than through
     schemathesis' pytest fixture integration, which does not run under pytest 9.
@@ -100,31 +104,67 @@ def test_fuzz_every_operation(app, connection):
         "Authorization": f"Bearer {_small_world(connection)}",
         "Accept-Encoding": "identity",
     }
+    # Closed reads: schemathesis' ignored_auth probes each operation without the key.
+    app = _app_on(shared_url, connection, open_read=False)
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     failures, operations, statuses = [], 0, Counter()
     document = app.test_client().get("/openapi.json").get_json()
-    for result in schema.get_all_operations():
+    for result, mode in [(r, m) for r in schema.get_all_operations() for m in GenerationMode]:
         operation = result.ok()
         if _streams(document, operation.path, operation.method):
             continue  # a stream never ends: its hostile input is in tests/test_live.py
-        operations += 1
-
-        @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))  # fmt: skip
-        def run(case):
-            response = case.call(headers=headers)
-            statuses[response.status_code // 100] += 1
-            case.validate_response(response, checks=CHECKS)
+        operations += mode == GenerationMode.POSITIVE
 
         try:
-            run()
-        except Exception as exc:  # collect every operation's failure, then report them all
-            failures.append(f"{operation.label}: {exc}")
+            _schemathesis_run(operation, mode, headers, statuses)()
+        except Unsatisfiable:
+            # Nothing of the request can be made invalid (no parameters, or a path
+            # parameter any text satisfies): there is no negative case to send.
+            if mode != GenerationMode.NEGATIVE:
+                raise
+        except (Exception, BaseExceptionGroup) as exc:  # collect every failure, report them all
+            failures.append(f"{operation.label} [{mode.value}]: {exc}")
     assert operations >= 30
     # The fuzz reached the operations' real work, not only their input checks.
-    assert statuses[2] >= operations and statuses[4] > 0, statuses
+    assert statuses["positive", 2] >= operations and statuses["negative", 4] > 0, statuses
+    failures = [f for f in failures if not _known_finding(f)]
     assert not failures, "\n\n".join(failures)
+
+
+#: Findings of the full checks that this part of issue 25 leaves to another (each a
+#: schema-violating request the service accepts). Remove an entry once its fix is merged.
+KNOWN_FINDINGS = {
+    # OGC `limit` above the maximum is clamped (the issue's small items: refuse it, 400).
+    "ogc limit clamped": re.compile(
+        r"/ogc/.*parameter `limit` in query - violates `maximum`", re.S
+    ),
+    # A value of only blanks (`?limit=+`) is read as no value, as an empty one is
+    # (`allowEmptyValue`); the document cannot say "blank counts as empty".
+    "blank read as empty": re.compile(
+        r"parameter `([\w-]+)` in query - violates.*[?&]\1=(?:\+|%0[9A-D]|%20)+(?:&|')", re.S
+    ),
+}
+
+
+def _known_finding(failure: str) -> bool:
+    """Whether a failure is only one of :data:`KNOWN_FINDINGS`."""
+    return "Schemathesis found 1 distinct failure" in failure and any(
+        pattern.search(failure) for pattern in KNOWN_FINDINGS.values()
+    )
+
+
+def _schemathesis_run(operation, mode, headers, statuses):
+    """One hypothesis run over an operation in one generation mode."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    def run(case):
+        response = case.call(headers=headers)
+        statuses[mode.value, response.status_code // 100] += 1
+        case.validate_response(response, checks=CHECKS, headers=headers)
+
+    return run
 
 
 # ---------------------------------------------------------------------------------------

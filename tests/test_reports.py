@@ -37,3 +37,51 @@ def test_csv_has_a_bom_and_the_html_speaks_both_languages(tmp_path):
         assert page.count("<svg") == 2  # the map image and the chart by district
         assert "第60网格" in page  # the full gap table (60 grids with gaps), not the top 50
         assert "东湖区" in page
+
+
+# -- formula cells (issue 25): a name a spreadsheet would run is written as inert text ---
+FORMULA = '=HYPERLINK("http://x","y")'
+
+
+def _read_csv(text: str) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+
+
+def test_every_csv_writer_neutralises_formula_cells_and_keeps_negative_numbers(tmp_path):
+    from flask import Flask
+
+    from geomap import tabular
+    from geomap.api import coverage as coverage_api
+    from geomap.ops import stats
+
+    assert tabular.cell(-3) == -3 and tabular.cell(-0.5) == -0.5 and tabular.cell(None) is None
+    for start in ("=", "+", "-", "@", "\t", "\r"):
+        assert tabular.cell(start + "1") == "'" + start + "1"
+    texts = {}
+    by_level = _by_level()
+    by_level["grid"]["units"][0]["name"] = FORMULA
+    by_level["grid"]["units"][0]["nearest_m"] = -12.5
+    texts["coverage report"] = reports.write(tmp_path / "r.csv", by_level, {}).read_text(
+        "utf-8-sig")  # fmt: skip
+    site = {"rank": 1, "name": FORMULA, "kind": "-red", "venue_table": "stations",
+            "venue_id": 1, "lon": 115.9, "lat": 28.6, "gain": -12.5, "reach_population": 10,
+            "newly_covered_grids": ["G1"]}  # fmt: skip
+    texts["plan sites"] = reports.write_plan(tmp_path / "p.csv", {"sites": [site]}).read_text(
+        "utf-8-sig")  # fmt: skip
+    unit = {c: 0 for c in stats.COLUMNS} | {"code": "G1", "name": FORMULA,
+                                              "median_accept_min": -12.5}  # fmt: skip
+    answer = {"query": {"level": "grid"}, "units": [unit], "summary": dict(unit)}
+    texts["cases stats"] = stats.to_csv(answer)
+    with Flask(__name__).app_context():
+        response = coverage_api.render({"units": by_level["grid"]["units"]}, "csv")
+    texts["coverage api"] = response.get_data(as_text=True)
+    for writer, text in texts.items():
+        rows = _read_csv(text)
+        named = [r for r in rows if r["name"].endswith(FORMULA)]
+        assert named and all(r["name"] == "'" + FORMULA for r in named), (writer, rows[:1])
+        negative = [v for r in rows for v in r.values() if v == "-12.5"]
+        assert negative, (writer, "a negative number stays a number")
+    assert _read_csv(texts["plan sites"])[0]["kind"] == "'-red"

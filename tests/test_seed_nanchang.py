@@ -707,3 +707,16 @@ def test_another_seed_draws_another_dataset_with_the_same_figures(frames):
     assert not frames["grids"]["geom"].geom_equals(other["grids"]["geom"]).all()
     label = other["grids"]["source"].iloc[0]
     assert label.startswith("synthetic: geomap seed nanchang (seed 20261124)")
+
+
+def test_team_states_agree_with_the_active_dispatches(frames):
+    """A team is ``deployed`` exactly when it holds an active dispatch (one at most), as
+    the service keeps it (issue 25: 665 teams were deployed with nothing to do)."""
+    teams, dispatches = frames["teams"], frames["dispatches"]
+    active = dispatches.loc[dispatches["status"] != "released", "team_id"]
+    assert len(active) > 0 and active.is_unique
+    status = teams.set_index("id")["status"]
+    assert set(status.loc[active.to_numpy()]) == {"deployed"}
+    deployed = set(status.index[status == "deployed"])
+    assert deployed == set(active), (len(deployed - set(active)), len(set(active) - deployed))
+    assert {"available", "off_duty"} <= set(status)

@@ -7,7 +7,7 @@ import io
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from geomap import db, vocab
+from geomap import db, tabular, vocab
 from geomap.analysis import coverage
 from geomap.errors import InvalidInput
 from geomap.web import costs, guard, keep, queries, spec
@@ -39,7 +39,7 @@ def render(answer: dict, fmt: str) -> Response:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(answer["units"])
+        writer.writerows(tabular.record(unit) for unit in answer["units"])
         return Response(out.getvalue(), mimetype="text/csv")  # werkzeug adds the charset
     if fmt == "geojson":
         features = [

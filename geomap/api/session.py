@@ -9,6 +9,9 @@
 * ``DELETE /api/session``: sign out (the session ends in the database, the cookie is
   cleared).
 
+Both writes append their audit row (``session.create``, ``session.end``) in the same
+transaction, under the key's name.
+
 The views are public: the credential is in the body or the cookie, and each view checks
 it itself (``geomap.auth``); a failed sign-in is a 401 and draws from the caller's rate-
 limit bucket like any request.
@@ -21,6 +24,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from geomap import auth, db
+from geomap.api import _ops
+from geomap.ops import audit
 from geomap.web import access
 from geomap.web.spec import body, endpoint
 
@@ -58,8 +63,10 @@ def sign_in() -> Response:
     key = body()["key"]
     settings = current_app.config["GEOMAP"]
     session = db.get_session()
-    token, who = auth.create_session(session, key, settings.session_hours)
-    session.commit()
+    token, who, session_id = auth.create_session(session, key, settings.session_hours)
+    audit.record(session, audit.Actor.of(who), "session.create", at=_ops.now(),
+                 changes={"session_id": session_id, "expires_at": who.expires_at})  # fmt: skip
+    session.commit()  # the session and its audit row together
     response = jsonify(_describe(who))
     response.set_cookie(
         access.SESSION_COOKIE,
@@ -101,7 +108,10 @@ def sign_out() -> Response:
         who = auth.session_principal(session, token)
         if who is not None:
             access.check_csrf(who, request)
-            auth.end_session(session, token)
+            session_id = auth.end_session(session, token)
+            if session_id is not None:
+                audit.record(session, audit.Actor.of(who), "session.end", at=_ops.now(),
+                             changes={"session_id": session_id, "reason": "sign-out"})  # fmt: skip
             session.commit()
     response = Response(status=204)
     del response.headers["Content-Type"]  # no content, no type

@@ -68,8 +68,28 @@ def create_key(conn: Connection | Session, name: str, role: str) -> tuple[str, s
     return key, prefix
 
 
-def revoke_key(conn: Connection | Session, prefix: str) -> None:
-    """Revoke the key with this prefix (NotFound when there is none)."""
+def revoke_key(conn: Connection | Session, prefix: str) -> list[int]:
+    """Revoke the key with this prefix; its sessions stop working with it.
+
+    A session's lookup joins its key, so the revocation itself closes them; they are
+    listed here so that the audit can say which sessions it closed.
+
+    Parameters
+    ----------
+    conn : Connection or Session
+    prefix : str
+        The key's prefix (the 8 characters after ``gm_``).
+
+    Returns
+    -------
+    list of int
+        The ids of the key's sessions that were live until now.
+
+    Raises
+    ------
+    NotFound
+        No active key has this prefix.
+    """
     done = conn.execute(
         sa.text(
             "UPDATE api_keys SET revoked_at = now() "
@@ -79,6 +99,14 @@ def revoke_key(conn: Connection | Session, prefix: str) -> None:
     ).first()
     if done is None:
         raise NotFound(f"no active key with prefix {prefix!r}", field="prefix")
+    closed = conn.execute(
+        sa.text(
+            "SELECT id FROM sessions WHERE key_id = :key_id AND ended_at IS NULL "
+            "AND expires_at > clock_timestamp() ORDER BY id"
+        ),
+        {"key_id": done.id},
+    )
+    return [row.id for row in closed]
 
 
 def list_keys(conn: Connection | Session) -> list[dict[str, Any]]:

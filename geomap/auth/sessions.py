@@ -29,14 +29,16 @@ SESSION_SQL = sa.text(
 )
 
 
-def create_session(conn: Connection | Session, key: str, hours: float) -> tuple[str, Principal]:
+def create_session(
+    conn: Connection | Session, key: str, hours: float
+) -> tuple[str, Principal, int]:
     """Exchange an active key for a new session lasting ``hours``.
 
     Returns
     -------
-    (str, Principal)
-        The session token (for the cookie; only its hash is stored) and its principal,
-        with its CSRF token and expiry.
+    (str, Principal, int)
+        The session token (for the cookie; only its hash is stored), its principal (with
+        its CSRF token and expiry) and the session's id (for the audit).
 
     Raises
     ------
@@ -53,12 +55,13 @@ def create_session(conn: Connection | Session, key: str, hours: float) -> tuple[
         sa.text(
             "INSERT INTO sessions (token_sha256, key_id, csrf_token, expires_at) "
             "VALUES (:hash, :key_id, :csrf, clock_timestamp() + make_interval(secs => :seconds)) "
-            "RETURNING csrf_token, expires_at"
+            "RETURNING id, csrf_token, expires_at"
         ),
         {"hash": digest(token), "key_id": owner.key_id, "csrf": secrets.token_urlsafe(32),
          "seconds": float(hours) * 3600.0},
     ).one()  # fmt: skip
-    return token, _session(owner.role, owner.name, owner.key_id, row.csrf_token, row.expires_at)
+    who = _session(owner.role, owner.name, owner.key_id, row.csrf_token, row.expires_at)
+    return token, who, int(row.id)
 
 
 def _session(role: str, name: str, key_id: int, csrf: str, expires: dt.datetime) -> Principal:
@@ -76,8 +79,14 @@ def session_principal(conn: Connection | Session, token: str) -> Principal | Non
     return _session(row.role, row.name, row.key_id, row.csrf_token, row.expires_at)
 
 
-def end_session(conn: Connection | Session, token: str) -> bool:
-    """End a session (sign-out); False when it was not live."""
+def end_session(conn: Connection | Session, token: str) -> int | None:
+    """End a session (sign-out).
+
+    Returns
+    -------
+    int or None
+        The ended session's id (for the audit), None when it was not live.
+    """
     done = conn.execute(
         sa.text(
             "UPDATE sessions SET ended_at = now() "
@@ -85,4 +94,4 @@ def end_session(conn: Connection | Session, token: str) -> bool:
         ),
         {"hash": digest(token)},
     ).first()
-    return done is not None
+    return None if done is None else int(done.id)

@@ -82,6 +82,7 @@ def circles_build(ctx: click.Context, of: str, kinds: tuple[str, ...], minutes: 
 
     from geomap import db as dbmod
     from geomap.analysis import circles
+    from geomap.ops import audit, utc_now
 
     settings = _settings(ctx)
     query = circles_query(settings, of, kinds, minutes, distance_m)
@@ -94,6 +95,8 @@ def circles_build(ctx: click.Context, of: str, kinds: tuple[str, ...], minutes: 
             bar.update(done - bar.n)
 
         counts = circles.build(session, query, progress=step)
+        audit.record(session, audit.Actor.cli(), "circles.build", at=utc_now(),
+                     changes={"query": query.as_dict(), **counts})  # fmt: skip
     click.echo(
         f"{counts['built']:,} circles built, {counts['venues'] - counts['built']:,} cached; "
         f"{counts['without_street']:,} venues have no walkable street within "

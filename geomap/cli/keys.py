@@ -69,12 +69,17 @@ def keys_revoke(ctx: click.Context, prefix: str) -> None:
     with this id (see `geomap keys list`)."""
     from geomap import auth
     from geomap import db as dbmod
+    from geomap.errors import NotFound
     from geomap.ops import audit, utc_now
 
     with dbmod.session_scope(_settings(ctx)) as session:
-        what = auth.revoke(session.connection(), prefix)
+        try:
+            closed = auth.revoke_key(session.connection(), prefix)
+            what, changes = "key", {"prefix": prefix, "sessions_closed": closed}
+        except NotFound:  # not a key: an embed token, or nothing (revoke says which)
+            what, changes = auth.revoke(session.connection(), prefix), {"prefix": prefix}
         audit.record(session, audit.Actor.cli(), f"{what.replace(' ', '_')}.revoke", at=utc_now(),
-                     changes={"prefix": prefix})  # fmt: skip
+                     changes=changes)  # fmt: skip
     click.echo(f"revoked {what} {prefix}")
 
 

@@ -1,4 +1,4 @@
-"""``geomap load``: one file into one table, all-or-nothing."""
+"""``geomap load``: one file into one table, all-or-nothing, audited (``layer.load``)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ def load(
     """Import a GeoJSON, GeoPackage, Shapefile (or a .zip of one) or CSV file, all-or-nothing."""
     from geomap import db as dbmod
     from geomap import importers
+    from geomap.ops import audit, utc_now
 
     with dbmod.session_scope(_settings(ctx)) as session:
         report = importers.import_file(
@@ -49,6 +50,10 @@ def load(
             repair=not no_repair,
             source=source,
         )
+        # In the load's transaction: the rows and their audit row commit together.
+        change = {"layer": layer, "file": path.name, "rows": report.rows, "crs": crs_text,
+                  "source": source, "repair": not no_repair}  # fmt: skip
+        audit.record(session, audit.Actor.cli(), "layer.load", at=utc_now(), changes=change)
     for warning in report.warnings:
         click.secho(f"warning: {warning}", fg="yellow", err=True)
     click.echo(f"loaded {report.rows:,} {layer} from {path}")

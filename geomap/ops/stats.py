@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from geomap import vocab
+from geomap import tabular, vocab
 from geomap.errors import InvalidInput
 from geomap.params import check_choice
 
@@ -190,8 +190,8 @@ def to_csv(answer: dict[str, Any]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["level", *COLUMNS])
     level = answer["query"]["level"]
-    for unit in answer["units"]:
-        writer.writerow([level, *("" if unit[c] is None else unit[c] for c in COLUMNS)])
     total = {"code": "total", "name": "", **answer["summary"]}
-    writer.writerow([level, *("" if total[c] is None else total[c] for c in COLUMNS)])
+    for unit in [*answer["units"], total]:
+        cells = ("" if unit[c] is None else unit[c] for c in COLUMNS)
+        writer.writerow(tabular.row([level, *cells]))
     return out.getvalue()

@@ -12,7 +12,9 @@ labelled ``synthetic:`` and drawn from the seed, deterministically:
   resolved it); 3% are cancelled;
 * the history is cut at the snapshot: most cases are closed, the recent ones are still
   open at every stage, and the teams on their active dispatches are teams the snapshot
-  shows ``deployed`` (each on one dispatch only).
+  shows ``deployed`` (each on one dispatch only);
+* the snapshot's team states then follow the dispatches (:func:`team_states`): a team is
+  ``deployed`` exactly when it holds an active dispatch, as the service itself keeps it.
 """
 
 from __future__ import annotations
@@ -309,3 +311,33 @@ def build(frames: dict[str, gpd.GeoDataFrame], seed: int, data_dir: Path) -> dic
     dispatches = gpd.GeoDataFrame(dispatches, geometry="origin", crs="EPSG:4326")
     escalations = pd.DataFrame(climb_rows, columns=["case_id", "level", "at"])
     return {"cases": cases, "case_escalations": escalations, "dispatches": dispatches}
+
+
+def team_states(teams: gpd.GeoDataFrame, dispatches: pd.DataFrame) -> gpd.GeoDataFrame:
+    """The teams with their status made to agree with the active dispatches.
+
+    The teams' draw marks a share ``deployed`` (placed farther from their base, the pool
+    the active dispatches are taken from); only some of them get a case. The service
+    keeps a team ``deployed`` exactly while it holds an active dispatch and frees it when
+    the dispatch is released, so the snapshot does the same: a team on an active
+    dispatch is ``deployed``, a ``deployed`` team without one is ``available`` again (on
+    its way back, where it was last seen); ``off_duty`` teams without a dispatch stay so.
+
+    Parameters
+    ----------
+    teams : GeoDataFrame
+        The teams frame (``id``, ``status``).
+    dispatches : DataFrame
+        The dispatches frame of :func:`build` (``team_id``, ``status``).
+
+    Returns
+    -------
+    GeoDataFrame
+        A copy of ``teams`` with the agreeing ``status``.
+    """
+    active = dispatches.loc[dispatches["status"] != "released", "team_id"].to_numpy()
+    on_dispatch = np.isin(teams["id"].to_numpy(), active)
+    status = teams["status"].to_numpy(dtype=object, copy=True)
+    status[(status == "deployed") & ~on_dispatch] = "available"
+    status[on_dispatch] = "deployed"
+    return teams.assign(status=status)

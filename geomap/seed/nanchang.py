@@ -148,7 +148,9 @@ def generate(
     edges["source"] = edges["kind"].map(labels).to_numpy()
     frames["road_edges"] = _frame(edges, "road_edges")
     report("road_edges", len(frames["road_edges"]))
-    for table, frame in _cases.build(frames, seed, data_dir).items():  # a synthetic month
+    history = _cases.build(frames, seed, data_dir)  # a synthetic month
+    frames["teams"] = _cases.team_states(frames["teams"], history["dispatches"])
+    for table, frame in history.items():
         frames[table] = frame
         report(table, len(frame))
     return frames

@@ -21,7 +21,7 @@ from pathlib import Path
 import geopandas as gpd
 import pandas as pd
 
-from geomap import provenance
+from geomap import provenance, tabular
 from geomap.seed import _communities, _inputs
 
 PROVENANCE_FILE = "PROVENANCE.md"
@@ -431,7 +431,7 @@ def matching_csv(matching: pd.DataFrame) -> str:
         "code", "official_name", "name", "district_code", "township_2023_code",
         "township_2023_name", "township_code", "polygon_name", "rule",
     ]  # fmt: skip
-    return matching[columns].to_csv(index=False, lineterminator="\n")
+    return matching[columns].map(tabular.cell).to_csv(index=False, lineterminator="\n")
 
 
 def outputs(data_dir: Path, seed: int) -> dict[Path, str]:
