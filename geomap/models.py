@@ -336,8 +336,9 @@ call_attempts = Table(
     "call_attempts",  # accepted one-click calls, counted for limits and floods (0015)
     metadata,
     Column("id", BigInteger, primary_key=True),
-    Column("station_id", Integer, ForeignKey("stations.id", ondelete="CASCADE"),
-           nullable=False),  # fmt: skip
+    Column(
+        "station_id", Integer, ForeignKey("stations.id", ondelete="CASCADE"), nullable=False
+    ),
     Column("client", Text, nullable=False),
     Column("case_id", Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
     Column("opened", Boolean, nullable=False),
@@ -353,7 +354,7 @@ idempotency_keys = Table(
     Column("key", Text, primary_key=True),
     Column("request_sha256", Text, nullable=False),
     Column("status", Integer, nullable=False),
-    Column("body", JSONB, nullable=False),
+    Column("body", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 

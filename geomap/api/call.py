@@ -25,6 +25,7 @@ works too when scripts are off) and makes a ``request`` case at the station
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -232,7 +233,8 @@ def make_call(code: str):
             first = idempotency.claim(session, scope, key, sha, now=now)
             if first is not None:
                 session.rollback()
-                return _answer(first.body, first.status, found, form, replayed=True)
+                return _answer(json.loads(first.body), first.status, found, form,
+                               replayed=True)  # fmt: skip
         settings = _ops.settings()
         made = calls.place(
             session, found, call, now=now, rules=_ops.dispatch_rules(),
@@ -250,7 +252,7 @@ def make_call(code: str):
             "reported_at": now.isoformat(),
         }
         if key is not None:
-            idempotency.keep(session, scope, key, 201, answer)
+            idempotency.keep(session, scope, key, 201, json.dumps(answer, ensure_ascii=False))
         session.commit()
     except GeomapError as exc:
         if form:

@@ -9,7 +9,6 @@ what they show is on record too.
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -170,10 +169,8 @@ def create_case():
         first = idempotency.claim(session, scope, key, sha, now=now)
         if first is not None:
             session.rollback()
-            replayed = jsonify(first.body)
-            replayed.status_code = first.status
-            replayed.headers["Idempotent-Replayed"] = "true"
-            return replayed
+            return Response(first.body, status=first.status, mimetype="application/json",
+                            headers={"Idempotent-Replayed": "true"})  # fmt: skip
     new = cases.parse_new(body, now)
     case_id = cases.create(session, new, actor=_ops.actor(), now=now, rules=_ops.dispatch_rules())
     if key is None:
@@ -184,13 +181,14 @@ def create_case():
             answer["recommendation"] = _recommendation(session, case_id, k)
         except GeomapError as exc:  # the case stands; say why no team is recommended
             answer["recommendation"] = {"error": exc.to_dict()}
+    response = jsonify(answer)
+    response.status_code = 201
     if key is not None:
         # The answer is kept with the case, in its transaction: a repeat waiting on the
         # key reads it as soon as the case is committed.
-        answer = json.loads(jsonify(answer).get_data(as_text=True))
-        idempotency.keep(session, scope, key, 201, answer)
+        idempotency.keep(session, scope, key, 201, response.get_data(as_text=True))
         session.commit()
-    return jsonify(answer), 201
+    return response
 
 
 @bp.get("/cases/<int:case_id>")

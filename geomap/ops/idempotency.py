@@ -58,12 +58,12 @@ class Answer:
     ----------
     status : int
         The status it was answered with (2xx).
-    body : object
-        Its JSON body, decoded.
+    body : str
+        Its JSON body, the very text that was sent.
     """
 
     status: int
-    body: Any
+    body: str
 
 
 def check_key(raw: str | None) -> str | None:
@@ -131,7 +131,7 @@ EXPIRE_SQL = sa.text(
 CLAIM_SQL = sa.text(
     """
     INSERT INTO idempotency_keys (scope, key, request_sha256, status, body, created_at)
-    VALUES (:scope, :key, :sha, 200, 'null'::jsonb, :now)
+    VALUES (:scope, :key, :sha, 200, '', :now)
     ON CONFLICT (scope, key) DO NOTHING
     RETURNING key
     """
@@ -141,7 +141,7 @@ READ_SQL = sa.text(
     "WHERE scope = :scope AND key = :key"
 )
 KEEP_SQL = sa.text(
-    "UPDATE idempotency_keys SET status = :status, body = CAST(:body AS jsonb) "
+    "UPDATE idempotency_keys SET status = :status, body = :body "
     "WHERE scope = :scope AND key = :key"
 )
 
@@ -194,9 +194,7 @@ def claim(
     return Answer(int(row.status), row.body)
 
 
-def keep(
-    conn: Connection | Session, scope: str, key: str, status: int, body: Any
-) -> None:
+def keep(conn: Connection | Session, scope: str, key: str, status: int, body: str) -> None:
     """Record the answer of the key's request, in its transaction (before it commits).
 
     Parameters
@@ -207,11 +205,7 @@ def keep(
         As given to :func:`claim`.
     status : int
         The answer's status (2xx).
-    body : object
-        The answer's JSON body.
+    body : str
+        The answer's JSON body, as sent (a repeat gets the same bytes).
     """
-    conn.execute(
-        KEEP_SQL,
-        {"scope": scope, "key": key, "status": status,
-         "body": json.dumps(body, ensure_ascii=False, default=str)},
-    )  # fmt: skip
+    conn.execute(KEEP_SQL, {"scope": scope, "key": key, "status": status, "body": body})

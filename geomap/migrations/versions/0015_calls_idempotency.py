@@ -9,8 +9,8 @@ Create Date: 2026-12-02
   it under advisory locks, so they hold across workers and nodes; a flood at a station is
   the many rows of one case.
 * ``idempotency_keys``: the first answer to a request sent with an ``Idempotency-Key``,
-  per caller (``scope``); the primary key makes concurrent repeats wait for the first
-  and then read its answer.
+  per caller (``scope``), its body as the very text sent; the primary key makes
+  concurrent repeats wait for the first and then read its answer.
 * ``team_positions``: one row per (team, time); resent fixes are duplicates. Rows that
   already repeat are reduced to their first before the unique index is built.
 """
@@ -44,7 +44,7 @@ CREATE TABLE idempotency_keys (
     key             text NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
     request_sha256  text NOT NULL CHECK (length(request_sha256) = 64),
     status          integer NOT NULL CHECK (status BETWEEN 200 AND 299),
-    body            jsonb NOT NULL,
+    body            text NOT NULL,
     created_at      timestamptz NOT NULL,
     PRIMARY KEY (scope, key)
 );
