@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from geomap import config, create_app, db
 from tests import casesworld
-from tests.browser import serve_app
-from tests.test_call import HTML, WEST, _add_stations, _query
+from tests.browser import launch_browser, open_page, requires_chromium, serve_app
+from tests.test_call import HTML, PHONE, WEST, _add_stations, _query
 from tests.test_call import call_client as call_client  # the fixture, for this module
 
 PEER = "X-Test-Peer"
@@ -241,3 +241,41 @@ def test_a_team_cannot_be_placed_in_the_pacific(ops_client, world, connection):
                               json={"standby_lon": casesworld.point(2, 2)[0],
                                     "standby_lat": casesworld.point(2, 2)[1]})  # fmt: skip
     assert inside.status_code == 200
+
+
+# -- in a real browser -----------------------------------------------------------------------
+@requires_chromium
+def test_the_commander_sees_the_flood_and_the_phone_keeps_the_emergency_line(db_url):
+    from tests.test_live_map import _signed_in
+
+    world = _committed(db_url)
+    app = create_app({"database_url": db_url, "log_level": "WARNING",
+                      "call_per_client_per_hour": 1})  # fmt: skip
+    with serve_app(_as_peer(app)) as url, launch_browser() as browser:
+        port = int(url.rsplit(":", 1)[1])
+        flood = [("POST", f"/call/{WEST}", {PEER: f"192.0.2.{i}"}, {}) for i in range(6)]
+        assert [a[0] for a in _at_once(port, flood)] == [201] * 6
+        with open_page(f"{url}/map", browser=browser, wait_for_map=True, timeout_s=60) as map_:
+            _signed_in(map_, world.keys["commander"])
+            tag = map_.page.locator(".gm-queue .gm-flood-tag")
+            tag.first.wait_for(timeout=30_000)
+            assert tag.count() == 1
+            assert tag.first.inner_text() == "疑似刷单：1 分钟内 6 次呼叫"
+            tagged = map_.page.locator(".gm-flood-tag")
+            map_.page.locator(".gm-case-open").filter(has=tagged).click()
+            assert "疑似刷单" in map_.page.locator(".gm-case-detail .gm-flood").inner_text()
+        # This phone (127.0.0.1) calls once, is counted on the flood, then is refused:
+        # the refusal still says to dial 110/120/119.
+        for expected in ("call-number", "call-error"):
+            with open_page(f"{url}/call/{WEST}", offline=True, browser=browser, viewport=PHONE,
+                           wait_for_map=False) as phone:  # fmt: skip
+                phone.page.click("#call-button")
+                phone.page.locator(f"#{expected}").wait_for(timeout=10_000)
+                emergency = phone.page.locator(".emergency")
+                assert emergency.is_visible() and "110、120 或 119" in emergency.inner_text()
+                if expected == "call-error":  # the 429 is the one console error
+                    assert "呼叫过于频繁" in phone.page.locator("#call-error").inner_text()
+                    phone.screenshot("call-phone-refused.png")
+                    assert not phone.external_requests
+                else:
+                    phone.assert_clean()
