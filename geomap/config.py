@@ -281,16 +281,18 @@ SETTINGS: tuple[Setting, ...] = (
         "call_per_station_per_hour",
         int,
         30,
-        "One-click calls (`/call/<station code>`) one station may make in an hour (token "
-        "bucket per service process; bursts up to this many); beyond it: 429 with "
-        "Retry-After. 0 turns the limit off.",
+        "Cases one-click calls (`/call/<station code>`) may open at one station in an hour "
+        "(counted in the database); beyond it a new address's call is counted on the "
+        "station's open call case and only a repeat from an address that called already is "
+        "refused (429 with Retry-After). 0 turns the limit off.",
     ),
     Setting(
         "call_per_client_per_hour",
         int,
         6,
-        "One-click calls one client address may make in an hour, whatever the station "
-        "(per service process); beyond it: 429 with Retry-After. 0 turns the limit off.",
+        "One-click calls one client address may make at one station in an hour, and "
+        "stations it may call (counted in the database, across workers and nodes); beyond "
+        "it: 429 with Retry-After. 0 turns the limit off.",
     ),
 )
 

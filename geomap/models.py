@@ -332,6 +332,32 @@ sessions = Table(
     Column("ended_at", DateTime(timezone=True)),
 )
 
+call_attempts = Table(
+    "call_attempts",  # accepted one-click calls, counted for limits and floods (0015)
+    metadata,
+    Column("id", BigInteger, primary_key=True),
+    Column(
+        "station_id", Integer, ForeignKey("stations.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("client", Text, nullable=False),
+    Column("case_id", Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False),
+    Column("opened", Boolean, nullable=False),
+    Column("text", Text),
+    Column("phone", Text),
+    Column("called_at", DateTime(timezone=True), nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",  # first answers to keyed requests, per caller, for 24 h (0015)
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("request_sha256", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 region_pieces = Table(
     "region_pieces",
     metadata,

@@ -96,7 +96,7 @@ def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[st
         "tags": list(spec.tags),
         "parameters": _path_params(rule, catalog)
         + [
-            {"name": p.name, "in": "query", "required": p.required, "description": p.description,
+            {"name": p.name, "in": p.location, "required": p.required, "description": p.description,
              "schema": p.schema(), **({"style": "form", "explode": False} if p.array else {})}
             for p in spec.params
         ],

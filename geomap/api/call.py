@@ -7,10 +7,15 @@ works too when scripts are off) and makes a ``request`` case at the station
 (:mod:`geomap.ops.calls`), answered with its number.
 
 * **No credential**, so three guards instead: the POST must come from this service's own
-  page (``Sec-Fetch-Site``/``Origin``, else 403 ``csrf``); calls are rate limited per
-  station and per client address (``GEOMAP_CALL_PER_STATION_PER_HOUR``,
-  ``GEOMAP_CALL_PER_CLIENT_PER_HOUR``: token buckets of :mod:`geomap.web.guard`, per
-  service process, 429 with ``Retry-After``); the text is short and checked.
+  page (``Sec-Fetch-Site``/``Origin``, else 403 ``csrf``); calls are limited per client
+  address per station, counted in the database across workers and nodes
+  (:mod:`geomap.ops.call_limits`: ``GEOMAP_CALL_PER_CLIENT_PER_HOUR``,
+  ``GEOMAP_CALL_PER_STATION_PER_HOUR``), and a crowd or a flood at one station is counted
+  on one case, never refused for a new resident; only a repeat from one address beyond
+  its limit is a 429 with ``Retry-After``; the text is short and checked.
+* **Idempotency-Key**: the page sends one per press and the same again when it retries;
+  the same key within 24 h answers the first answer (:mod:`geomap.ops.idempotency`). The
+  key is the station's (a random key from a phone that changed network is still known).
 * **Pages and errors.** A browser navigating (``Accept`` prefers HTML) gets HTML pages,
   errors included (an unknown station is a 404 page); the page's script and any other
   client get JSON problems as everywhere else in the API.
@@ -20,15 +25,16 @@ works too when scripts are off) and makes a ``request`` case at the station
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request
 
 from geomap import db
 from geomap.api import _ops
-from geomap.errors import Forbidden, GeomapError, RateLimited
-from geomap.ops import calls
+from geomap.errors import Forbidden, GeomapError
+from geomap.ops import calls, idempotency
 from geomap.web import guard, security, spec
 from geomap.web.spec import Param, endpoint
 
@@ -37,7 +43,12 @@ bp = Blueprint("call", __name__)
 LANGS = ("zh", "en")
 LANG = Param("lang", "string", "Language of the page and its messages.", enum=LANGS,
              default="zh")  # fmt: skip
-BUCKETS = "geomap_call_rate"
+IDEMPOTENCY_KEY = Param(
+    idempotency.HEADER, "string",
+    "A key of the client's choosing (a UUID) for this press; sent again with a retry, the "
+    "same key within 24 h answers the first answer instead of calling twice.",
+    location="header",
+)  # fmt: skip
 
 #: The page's words: key → (Chinese, English).
 TEXT: dict[str, tuple[str, str]] = {
@@ -99,16 +110,7 @@ def wants_html() -> bool:
 
 
 def init_app(app: Any) -> None:
-    """Register the blueprint and its two rate limits (0 turns one off)."""
-    settings = app.config["GEOMAP"]
-    limits = {}
-    for name, per_hour in (
-        ("station", settings.call_per_station_per_hour),
-        ("client", settings.call_per_client_per_hour),
-    ):
-        if per_hour > 0:
-            limits[name] = guard.TokenBuckets(per_hour / 3600.0, int(per_hour))
-    app.extensions[BUCKETS] = limits
+    """Register the blueprint (its limits are read from the settings at each call)."""
     app.register_blueprint(bp)
 
 
@@ -144,25 +146,6 @@ def check_same_origin(req: Any) -> None:
                 f"a call is made from this service's own call page, not from {origin}",
                 field="Origin",
                 code="csrf",
-            )
-
-
-def check_limits(code: str, client: str) -> None:
-    """Take a token from the client's and the station's buckets (429 when either is empty)."""
-    limits: dict[str, guard.TokenBuckets] = current_app.extensions.get(BUCKETS, {})
-    for name, caller in (("client", f"client:{client}"), ("station", f"station:{code}")):
-        buckets = limits.get(name)
-        if buckets is None:
-            continue
-        wait = buckets.take(caller)
-        if wait > 0:
-            who = "this station" if name == "station" else "this device (address)"
-            raise RateLimited(
-                f"too many calls from {who}: at most {buckets.burst:g} an hour; "
-                f"retry in {max(1, round(wait / 60))} min (in an emergency dial 110, 120 "
-                f"or 119)",
-                retry_after_s=wait,
-                field=name,
             )
 
 
@@ -220,44 +203,70 @@ def call_page(code: str) -> Response:
 
 @bp.post("/call/<code>")
 @endpoint(
-    "Call for help at a station: makes a `request` case there and answers its number "
-    "(public; same-origin pages only; rate limited per station and per client)",
+    "Call for help at a station: makes a `request` case there, or is counted on the "
+    "station's open call case, and answers its number (public; same-origin pages only; "
+    "a repeat from one address beyond its limit is refused)",
     permission="public",
-    params=(LANG,),
+    params=(LANG, IDEMPOTENCY_KEY),
     body="CallNew",
     response="CallMade",
     tags=("call",),
-    statuses=(400, 403, 404, 422),
+    statuses=(400, 403, 404, 422, 429),
 )
 def make_call(code: str):
-    """Record the call as a case; JSON for scripts, a page for a plain form post."""
+    """Record the call; JSON for scripts, a page for a plain form post."""
     form = request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data")
     try:
         spec.args()
         check_same_origin(request)
+        key = idempotency.check_key(request.headers.get(idempotency.HEADER))
         session = db.get_session()
         found = calls.station(session, code)
         if form:
             call = calls.parse_call({k: v for k, v in request.form.items() if v != ""})
         else:
             call = calls.parse_call(spec.body() if request.content_length else None)
-        check_limits(found["code"], guard.client_address(request))
         now = _ops.now()
-        case_id = calls.place(session, found, call, now=now, rules=_ops.dispatch_rules())
+        scope = f"call:{found['code']}"
+        if key is not None:
+            sha = idempotency.digest("POST", f"/call/{found['code']}", call)
+            first = idempotency.claim(session, scope, key, sha, now=now)
+            if first is not None:
+                session.rollback()
+                return _answer(json.loads(first.body), first.status, found, form,
+                               replayed=True)  # fmt: skip
+        settings = _ops.settings()
+        made = calls.place(
+            session, found, call, now=now, rules=_ops.dispatch_rules(),
+            client=guard.client_address(request),
+            per_client=settings.call_per_client_per_hour,
+            per_station=settings.call_per_station_per_hour,
+        )  # fmt: skip
+        answer = {
+            "case_id": made["case_id"],
+            "number": str(made["case_id"]),
+            "status": "reported",
+            "duplicate": made["duplicate"],
+            "station": {"code": found["code"], "name": found["name"]},
+            "message": _words(_lang())["done"],
+            "reported_at": now.isoformat(),
+        }
+        if key is not None:
+            idempotency.keep(session, scope, key, 201, json.dumps(answer, ensure_ascii=False))
         session.commit()
     except GeomapError as exc:
         if form:
             return _error_page(exc, code)
         raise
-    words = _words(_lang())
-    answer = {
-        "case_id": case_id,
-        "number": str(case_id),
-        "status": "reported",
-        "station": {"code": found["code"], "name": found["name"]},
-        "message": words["done"],
-        "reported_at": now.isoformat(),
-    }
+    return _answer(answer, 201, found, form)
+
+
+def _answer(answer: dict, status: int, found: dict, form: bool, *, replayed: bool = False):
     if form:
-        return _page("call/done.html", 201, station=found, answer=answer)
-    return jsonify(answer), 201
+        response = _page("call/done.html", status, station=found, answer=answer)
+    else:
+        response = jsonify(answer)
+        response.status_code = status
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from geomap import db, vocab
 from geomap.api import _ops
 from geomap.api.teams import json_body
 from geomap.errors import GeomapError, InvalidInput, NotFound
-from geomap.ops import cases, dispatch, escalation, recommend, stats
+from geomap.ops import call_limits, cases, dispatch, escalation, idempotency, recommend, stats
 from geomap.params import CST, MAX_ID, check_choice, check_choices, check_datetime, check_int
-from geomap.web import spec
+from geomap.web import access, guard, spec
 from geomap.web.spec import Param, endpoint
 
 bp = Blueprint("cases", __name__, url_prefix="/api")
@@ -27,6 +27,22 @@ MAX_K = 20
 
 FROM = Param("from", "string", "Reported at or after (ISO 8601; no zone: UTC+8).")
 TO = Param("to", "string", "Reported before (ISO 8601; no zone: UTC+8).")
+IDEMPOTENCY_KEY = Param(
+    idempotency.HEADER, "string",
+    "A key of the client's choosing (a UUID) for this report; sent again with a retry, the "
+    "same key from the same caller within 24 h answers the first answer (same status and "
+    "body, `Idempotent-Replayed: true`) and makes no second case; with another body: 422.",
+    location="header",
+)  # fmt: skip
+
+
+def _with_calls(session, found: list[dict]) -> list[dict]:
+    # A case that one-click calls made shows their count and, for a flood, its flag.
+    counted = call_limits.calls_of(session, [c["id"] for c in found])
+    for case in found:
+        if case["id"] in counted:
+            case["calls"] = counted[case["id"]]
+    return found
 
 
 def _when(args: spec.Args, name: str) -> dt.datetime | None:
@@ -108,6 +124,7 @@ def list_cases():
         limit=check_int(args.raw("limit") or 100, "limit", 1, 1000),
         offset=check_int(args.raw("offset") or 0, "offset", 0, 10_000_000),
     )
+    _with_calls(session, answer["cases"])
     return jsonify(answer)
 
 
@@ -135,24 +152,43 @@ def _recommendation(session, case_id: int, k: int) -> dict:
             minimum=0,
             maximum=MAX_K,
         ),
+        IDEMPOTENCY_KEY,
     ),
 )
 def create_case():
     """Record a case, then recommend teams for it."""
     args = spec.args()
     k = check_int(args.raw("k") if args.raw("k") is not None else 5, "k", 0, MAX_K)
+    key = idempotency.check_key(request.headers.get(idempotency.HEADER))
     session = db.get_session()
     now = _ops.now()
-    new = cases.parse_new(json_body(), now)
+    body = json_body()
+    scope = f"cases:{guard.caller_id(access.current(), request)}"
+    if key is not None:
+        sha = idempotency.digest("POST", request.full_path, body)
+        first = idempotency.claim(session, scope, key, sha, now=now)
+        if first is not None:
+            session.rollback()
+            return Response(first.body, status=first.status, mimetype="application/json",
+                            headers={"Idempotent-Replayed": "true"})  # fmt: skip
+    new = cases.parse_new(body, now)
     case_id = cases.create(session, new, actor=_ops.actor(), now=now, rules=_ops.dispatch_rules())
-    session.commit()
+    if key is None:
+        session.commit()
     answer = {"case": cases.get(session, case_id, now=now, personal=_ops.may_see_personal())}
     if k:
         try:
             answer["recommendation"] = _recommendation(session, case_id, k)
         except GeomapError as exc:  # the case stands; say why no team is recommended
             answer["recommendation"] = {"error": exc.to_dict()}
-    return jsonify(answer), 201
+    response = jsonify(answer)
+    response.status_code = 201
+    if key is not None:
+        # The answer is kept with the case, in its transaction: a repeat waiting on the
+        # key reads it as soon as the case is committed.
+        idempotency.keep(session, scope, key, 201, response.get_data(as_text=True))
+        session.commit()
+    return response
 
 
 @bp.get("/cases/<int:case_id>")
@@ -168,9 +204,8 @@ def get_case(case_id: int):
     spec.args()
     session = db.get_session()
     _materialize(session)
-    return jsonify(
-        cases.get(session, _case_id(case_id), now=_ops.now(), personal=_ops.may_see_personal())
-    )
+    found = cases.get(session, _case_id(case_id), now=_ops.now(), personal=_ops.may_see_personal())
+    return jsonify(_with_calls(session, [found])[0])
 
 
 @bp.get("/cases/<int:case_id>/recommend")

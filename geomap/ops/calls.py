@@ -7,7 +7,12 @@ other case. The station's code is in the case's title and in its audit actor
 (``call:<code>``); the resident's optional text is its description and the optional
 callback phone its reporter phone (a personal field: commanders only).
 
-Nothing here knows about HTTP: ``geomap.api.call`` is the page and its rate limits.
+Who may call now and which case a call goes to (limits per client per station, a crowd
+or a flood counted on one case) is :mod:`geomap.ops.call_limits`; a call counted on an
+open case is audited (``case.call``) and, while it is not yet a flood and then at every
+tenth call, announced (``case.changed``) so the commander's queue shows its count.
+
+Nothing here knows about HTTP: ``geomap.api.call`` is the page.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from geomap import events
 from geomap.errors import InvalidInput, NotFound
-from geomap.ops import audit, cases
+from geomap.ops import audit, call_limits, cases
 from geomap.ops.rules import Rules
 from geomap.params import check_fields, check_text, check_typed_text
 
@@ -179,15 +185,19 @@ def place(
     *,
     now: dt.datetime,
     rules: Rules,
-) -> int:
-    """Record the call as a ``request`` case at the station; returns the case id.
+    client: str,
+    per_client: int = 0,
+    per_station: int = 0,
+) -> dict[str, Any]:
+    """Record the call: a new ``request`` case at the station, or a count on its open one.
 
-    The caller commits (the case, its audit row and its event go together).
+    The caller commits (the case or the count, the call's row, audit and event go
+    together).
 
     Parameters
     ----------
     conn : Session
-        The request's session; the case is written in its transaction.
+        The request's session; the call is written in its transaction.
     found : dict
         The station, as :func:`station` gives it.
     call : dict
@@ -196,17 +206,40 @@ def place(
         The time of the call (timezone-aware).
     rules : Rules
         The dispatch rules (escalation and resolution deadlines).
+    client : str
+        The caller's address (the limits count per address).
+    per_client, per_station : int, default 0
+        The limits of :func:`geomap.ops.call_limits.admit` (0: none).
 
     Returns
     -------
-    int
-        The new case's id.
+    dict
+        ``case_id``, ``duplicate`` (counted on an open case rather than opening one) and
+        ``calls`` (the case's calls now).
+
+    Raises
+    ------
+    RateLimited
+        A repeat from this address beyond its limits.
     """
-    return cases.create(
-        conn,
-        new_case(found, call, now),
-        actor=actor(found["code"]),
-        now=now,
-        rules=rules,
-        source=source(found["code"]),
-    )
+    admitted = call_limits.admit(conn, found, client, now=now, per_client=per_client,
+                                 per_station=per_station)  # fmt: skip
+    case_id = admitted.case_id
+    if case_id is None:
+        case_id = cases.create(
+            conn,
+            new_case(found, call, now),
+            actor=actor(found["code"]),
+            now=now,
+            rules=rules,
+            source=source(found["code"]),
+        )
+    count = call_limits.record(conn, found, client, case_id, opened=admitted.case_id is None,
+                               call=call, now=now)  # fmt: skip
+    if admitted.case_id is not None:
+        audit.record(conn, actor(found["code"]), "case.call", at=now, case_id=case_id,
+                     changes={"calls": count})  # fmt: skip
+        if count <= call_limits.FLOOD_AT or count % 10 == 0:
+            events.announce(conn, "case.changed", {"id": case_id, "calls": count},
+                            audience="layers", at=now, case_id=case_id)  # fmt: skip
+    return {"case_id": case_id, "duplicate": admitted.case_id is not None, "calls": count}

@@ -6,7 +6,10 @@ A batch is checked fix by fix, in time order:
 * a fix implying more than ``max_speed_kmh`` from the fix before it (the history's, or
   the batch's) is refused (``too_fast``); each fix's accuracy is taken off the distance,
   so GPS jitter at walking pace is not "speed";
-* a fix already in the history (same team, same time) is a resent one: ignored.
+* a fix already in the history (same team, same time) is a resent one: ignored, and
+  counted as a duplicate; the history's unique (team_id, recorded_at) makes it so for
+  concurrent resends too;
+* a fix outside the city is refused (``outside_city``), as a case there would be.
 
 Accepted fixes go to the history (``team_positions``, one partition per month); the
 newest becomes the team's current position only if it is newer than the current one, by
@@ -27,6 +30,7 @@ import sqlalchemy as sa
 from pyproj import Geod
 
 from geomap import crs, events
+from geomap.analysis import city
 from geomap.errors import GeomapError, InvalidInput, NotFound
 from geomap.ops import audit
 from geomap.params import check_datetime, check_fields, check_finite, check_id, check_typed_text
@@ -166,6 +170,8 @@ INSERT_SQL = sa.text(
     SELECT :id, f.at, ST_SetSRID(ST_MakePoint(f.lon, f.lat), 4326), f.accuracy, :now, :source
     FROM unnest(CAST(:times AS timestamptz[]), CAST(:lons AS float8[]),
                 CAST(:lats AS float8[]), CAST(:accuracies AS float8[])) AS f(at, lon, lat, accuracy)
+    ON CONFLICT (team_id, recorded_at) DO NOTHING
+    RETURNING recorded_at
     """
 )
 MOVE_SQL = sa.text(
@@ -240,6 +246,7 @@ def record(
         previous = {"recorded_at": team["position_at"], "lon": team["lon"], "lat": team["lat"]}
     previous = dict(previous) if previous is not None else None
     accepted, refused, duplicates = [], [], 0
+    outline = city.city(conn)
     for fix in ordered:
         where = f"fixes[{fix['index']}]"
         if fix["recorded_at"] > now + CLOCK_SKEW:
@@ -255,6 +262,17 @@ def record(
             continue
         if fix["recorded_at"] in known:  # sent before (a retried upload), or twice
             duplicates += 1
+            continue
+        if outline.contains(fix["lon"], fix["lat"]) is False:
+            refused.append(
+                {
+                    "index": fix["index"],
+                    "field": f"{where}.lon",
+                    "code": "outside_city",
+                    "message": f"the point ({fix['lon']:.6f}, {fix['lat']:.6f}) lies outside "
+                    f"the city ({outline.names}); check the coordinates and their crs",
+                }
+            )
             continue
         if max_speed_kmh is not None and previous is not None:
             speed = _speed_kmh(previous, fix)
@@ -280,7 +298,10 @@ def record(
         )
     moved = False
     if accepted:
-        conn.execute(
+        # A concurrent batch may have stored the same fix since KNOWN_SQL was read: the
+        # unique (team_id, recorded_at) keeps one row, and this batch counts it as a
+        # duplicate.
+        stored = set(conn.execute(
             INSERT_SQL,
             {
                 "id": team_id,
@@ -291,7 +312,10 @@ def record(
                 "lats": [f["lat"] for f in accepted],
                 "accuracies": [f["accuracy_m"] for f in accepted],
             },
-        )
+        ).scalars())
+        duplicates += len(accepted) - len(stored)
+        accepted = [f for f in accepted if f["recorded_at"] in stored]
+    if accepted:
         newest = accepted[-1]
         moved = (
             conn.execute(

@@ -6,6 +6,8 @@
   the history; it becomes the current position only if it is the newest.
 * ``standby_lon``/``standby_lat``: where the team waits when not deployed (its base);
   accepting a move-up suggestion is setting it.
+* Both points must lie in the city, as a case's does (422 ``unreachable`` naming
+  ``lon`` or ``standby_lon``).
 
 One audit row and one event per change, in the same transaction.
 """
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from geomap import crs, events, vocab
+from geomap.analysis import city
 from geomap.errors import Conflict, InvalidInput, NotFound
 from geomap.ops import audit, positions
 from geomap.params import check_choice, check_datetime, check_fields, check_lonlat, check_typed_text
@@ -136,6 +139,8 @@ def update(
         No team has this id.
     Conflict
         A status other than ``deployed`` for a team on an active dispatch.
+    Unreachable
+        A position or standby position outside the city.
     """
     check_fields(body, FIELDS)
     status = body.get("status")
@@ -153,6 +158,11 @@ def update(
     at = now
     if body.get("position_at") is not None:
         at = check_datetime(body["position_at"], "position_at")
+    # A team's position and its standby position are in the city, as a case's point is.
+    if position is not None:
+        city.check_in_city(conn, *position, field="lon")
+    if standby is not None:
+        city.check_in_city(conn, *standby, field="standby_lon")
     row = conn.execute(
         sa.text("SELECT id, status FROM teams WHERE id = :id FOR UPDATE"), {"id": team_id}
     ).first()

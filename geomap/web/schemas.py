@@ -229,6 +229,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         actions={"type": "array", "items": {"type": "string"}},
         reporter=_object([], name=_NULLABLE_STRING, phone=_NULLABLE_STRING),
         source={"type": "string"},
+        calls=_object(
+            ["count", "flood"], count={"type": "integer"}, first_at={"type": "string"},
+            last_at={"type": "string"}, flood={"type": "boolean"},
+            flag={"type": "object", "nullable": True, "properties": {
+                "en": {"type": "string"}, "zh": {"type": "string"}}},
+        ),
     ),
     "CaseList": _object(
         ["total", "cases"], total={"type": "integer"},
@@ -328,6 +334,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         case_id={"type": "integer"},
         number={"type": "string"},
         status={"type": "string"},
+        duplicate={"type": "boolean"},
         station=_object(["code", "name"], code={"type": "string"}, name={"type": "string"}),
         message={"type": "string"},
         reported_at={"type": "string", "format": "date-time"},

@@ -25,7 +25,7 @@ from geomap.web.schemas import SCHEMAS
 
 @dataclass(frozen=True)
 class Param:
-    """A query parameter as OpenAPI describes it."""
+    """A query (or, with ``location="header"``, a header) parameter as OpenAPI describes it."""
 
     name: str
     type: str
@@ -36,6 +36,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     array: bool = False  # repeated or comma-separated values
+    location: str = "query"
 
     def schema(self) -> dict[str, Any]:
         item: dict[str, Any] = {"type": self.type}
@@ -116,7 +117,7 @@ def current() -> Endpoint | None:
 def args() -> Args:
     """This request's query arguments, restricted to the ones its view declares."""
     spec = current()
-    allowed = {p.name for p in spec.params} if spec else set()
+    allowed = {p.name for p in spec.params if p.location == "query"} if spec else set()
     return Args(request.args, allowed | {"token"})  # embed tokens travel in the query
 
 

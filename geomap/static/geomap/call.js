@@ -11,6 +11,21 @@
   var text = document.getElementById('call-text');
   var phone = document.getElementById('call-phone');
   var words = form.dataset;
+  // One Idempotency-Key per call: a press sent again after a lost answer (no connection,
+  // a server error) carries the same key, so the service answers the first answer and
+  // makes no second call. A changed text is a new call with a new key.
+  var pending = null;
+
+  function newKey() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join('');
+  }
+
+  function keyFor(payload) {
+    if (!pending || pending.payload !== payload) pending = { payload: payload, key: newKey() };
+    return pending.key;
+  }
 
   function show(kind, lines) {
     result.className = 'result' + (kind ? ' ' + kind : '');
@@ -38,17 +53,21 @@
     var body = {};
     if (text.value.trim()) body.text = text.value;
     if (phone.value.trim()) body.phone = phone.value;
+    var payload = JSON.stringify(body);
+    var headers = { 'Content-Type': 'application/json', 'Accept': 'application/json' };
+    if (window.crypto && window.crypto.getRandomValues) headers['Idempotency-Key'] = keyFor(payload);
     fetch(form.action, {
       method: 'POST',
       credentials: 'same-origin',
-      headers: { 'Content-Type': 'application/json', 'Accept': 'application/json' },
-      body: JSON.stringify(body)
+      headers: headers,
+      body: payload
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (data) {
         return { status: response.status, data: data, retry: response.headers.get('Retry-After') };
       });
     }).then(function (answer) {
       if (answer.status === 201) {
+        pending = null;
         form.hidden = true;
         show('done', [
           ['message', answer.data.message || words.done],

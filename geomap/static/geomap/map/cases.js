@@ -177,13 +177,24 @@
           '<button type="button" class="gm-case-open" data-case="' + esc(c.id) + '">' +
           '<i class="fa-solid fa-' + esc(CASE_ICONS[c.kind] || 'circle-exclamation') + ' gm-case-glyph gm-sevc-' + esc(c.severity) + '"></i> ' +
           '<b>' + esc(c.title || ('#' + c.id)) + '</b>' + (c.overdue ? ' <span class="gm-overdue-tag">' + esc(t.overdue) + '</span>' : '') +
-          '<br><small>' + esc(this.caseLine(c)) + '</small></button></li>';
+          this.floodTag(c) + '<br><small>' + esc(this.caseLine(c)) + '</small></button></li>';
       }).join('');
       list.innerHTML = '<h3>' + esc(t.queue) + ' <span class="gm-count gm-queue-count">' + cases.length + '</span></h3>' +
         (cases.length ? '<ol class="gm-queue-items">' + items + '</ol>' : '<p class="gm-queue-empty">' + esc(t.queue_empty) + '</p>');
       Array.prototype.forEach.call(list.querySelectorAll('.gm-case-open'), (button) => {
         button.addEventListener('click', () => this.selectCase(Number(button.getAttribute('data-case'))));
       });
+    },
+
+    /** A case that one-click calls flooded: its flag, in the page's language (else nothing). */
+    floodText(c) {
+      const flag = c.calls && c.calls.flag;
+      return flag ? (this.config.lang === 'en' ? flag.en : flag.zh) : '';
+    },
+
+    floodTag(c) {
+      const text = this.floodText(c);
+      return text ? ' <span class="gm-flood-tag" title="' + esc(text) + '">' + esc(text) + '</span>' : '';
     },
 
     /** A case chosen (queue or map): zoom to it, say all about it, its best teams by road. */
@@ -250,6 +261,7 @@
         [s.fields.reported_at || 'reported', esc(this.ageText((Date.now() - Date.parse(c.reported_at)) / 60000))],
       ];
       if (c.address) rows.push([s.fields.address, esc(c.address)]);
+      if (this.floodText(c)) rows.push(['⚠', '<b class="gm-bad gm-flood">' + esc(this.floodText(c)) + '</b>']);
       if (c.reporter && (c.reporter.name || c.reporter.phone)) {
         rows.push([t.leader, esc(c.reporter.name || '') + (c.reporter.phone ? ' <a href="tel:' +
           esc(String(c.reporter.phone).replace(/[^0-9+]/g, '')) + '">' + esc(c.reporter.phone) + '</a>' : '')]);
