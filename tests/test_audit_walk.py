@@ -236,6 +236,7 @@ CLI_NOT_WRITES = {
     "db up": "the cluster and the schema (alembic_version records the schema's revision)",
     "db down": "stops the embedded cluster; no data changes",
     "db status": "reads",
+    "db check": "reads the roles' grants and says which are missing or excessive",
     "db migrate": "the schema (alembic_version records it; the audit table may not exist yet)",
     "provenance": "writes files of the repository, not the database",
     "nearest": "reads (route caches are derived data)",
