@@ -70,14 +70,16 @@ COLUMNS = ("id, owner, kind, status, progress, message, params, result, error, "
            "cancel_requested, worker, attempts, created_at, started_at, heartbeat_at, "
            "finished_at, lease_until, extract(epoch FROM now() - lease_until) AS lapsed_s, "
            "extract(epoch FROM now() - created_at) AS waited_s")  # fmt: skip
+# created_at is the clock once the owner's lock is held (not the transaction's start):
+# jobs are queued, and counted against the cap, in the order they got the lock.
 LOCK_SQL = sa.text("SELECT pg_advisory_xact_lock(hashtext('geomap.plan_jobs'), hashtext(:owner))")
 ACTIVE_SQL = sa.text(
     "SELECT count(*) FROM plan_jobs WHERE owner = :owner AND status IN ('queued', 'running')"
 )
 INSERT_SQL = sa.text(
-    "INSERT INTO plan_jobs (id, owner, kind, status, params, input, actor, heartbeat_at) "
-    "VALUES (:id, :owner, :kind, 'queued', CAST(:params AS jsonb), CAST(:input AS jsonb), "
-    "CAST(:actor AS jsonb), now())"
+    "INSERT INTO plan_jobs (id, owner, kind, status, params, input, actor, created_at, "
+    "heartbeat_at) VALUES (:id, :owner, :kind, 'queued', CAST(:params AS jsonb), "
+    "CAST(:input AS jsonb), CAST(:actor AS jsonb), clock_timestamp(), now())"
 )
 GET_SQL = sa.text(f"SELECT {COLUMNS} FROM plan_jobs WHERE id = :id")
 LIST_SQL = sa.text(
