@@ -185,14 +185,23 @@ class Runners:
         """Whether every thread still runs."""
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
+    def _failed(self, what: str, failures: int) -> None:
+        # The trace once; while the database stays away, one line now and then.
+        if failures == 1:
+            log.exception("%s: database error; retrying", what)
+        elif failures % 12 == 0:
+            log.warning("%s: the database is still away (%d attempts)", what, failures)
+
     def _run(self, number: int) -> None:
         _lower_priority()
+        failures = 0
         while not self._stop.is_set():
             try:
                 with Session(self.engine) as session, Session(self.engine) as reporter:
                     self._serve(number, session, reporter)
             except Exception:  # the database went away: try again shortly
-                log.exception("job runner %d: database error; retrying", number)
+                failures += 1
+                self._failed(f"job runner {number}", failures)
                 self._stop.wait(self.poll_s * 5)
 
     def _serve(self, number: int, session: Session, reporter: Session) -> None:
@@ -216,6 +225,7 @@ class Runners:
     def _keep(self) -> None:
         tick = min(self.sweep_every_s, jobs.LEASE_S / 3)
         last_sweep = 0.0
+        failures = 0
         while not self._stop.is_set():
             try:
                 with Session(self.engine) as session:
@@ -228,9 +238,11 @@ class Runners:
                             done = jobs.sweep(session, self.time_limit_s)
                             if any(done.values()):
                                 log.warning("job queue swept: %s", done)
+                        failures = 0
                         self._stop.wait(tick)
             except Exception:
-                log.exception("job keeper: database error; retrying")
+                failures += 1
+                self._failed("job keeper", failures)
                 self._stop.wait(tick)
 
 
