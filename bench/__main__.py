@@ -12,6 +12,7 @@ from bench._env import machine, nanchang_database
 # before it, on the dataset's own 5,650 teams.
 BENCHMARKS = (
     "maps", "cases", "live", "routing", "nearest", "coverage", "circles", "throughput", "plan",
+    "jobs",
 )  # fmt: skip
 
 

@@ -186,6 +186,29 @@ SETTINGS: tuple[Setting, ...] = (
         "and connections.",
     ),
     Setting(
+        "job_runners",
+        int,
+        1,
+        "Threads per service process that run plan jobs from the queue held in PostgreSQL, "
+        "each with two database connections of its own (outside `GEOMAP_POOL_SIZE`); more "
+        "jobs wait `queued`. 0: this process runs none (a read node).",
+    ),
+    Setting(
+        "jobs_per_key",
+        int,
+        4,
+        "Plan jobs one caller (API key) may have queued or running at once; beyond it: 429 "
+        "with Retry-After.",
+    ),
+    Setting(
+        "job_time_limit_s",
+        float,
+        900.0,
+        "Longest run of one plan job, in seconds; then it fails (`time_limit`). A job whose "
+        "runner died is queued again (once) or failed within 35 s, and one queued for an "
+        "hour fails (`queue_timeout`).",
+    ),
+    Setting(
         "rate_limit_rps",
         float,
         50.0,

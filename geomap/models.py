@@ -452,6 +452,10 @@ plan_jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("heartbeat_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
+    Column("input", JSONB),
+    Column("actor", JSONB),
+    Column("lease_until", DateTime(timezone=True)),
+    Column("attempts", Integer, nullable=False),
 )
 
 #: Tables in the order they are loaded (parents before children).

@@ -139,16 +139,18 @@ def when_ready(server: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    """gunicorn hook, in each worker just after the fork: its own database connections
-    and its own escalation loop (each worker runs one; they never record a climb twice,
-    see geomap.ops.escalation)."""
+    """gunicorn hook, in each worker just after the fork: its own database connections,
+    its own escalation loop (each worker runs one; they never record a climb twice,
+    see geomap.ops.escalation) and its job runners (geomap.planning.runners)."""
     from geomap import db
     from geomap.api._ops import start_loop
+    from geomap.api.plans import start_runners
 
     db.forget_connections()
     app = server.app.wsgi()
     app.extensions["geomap_alive"] = lambda: worker.alive  # open streams end on shutdown
     start_loop(app)
+    start_runners(app)  # GEOMAP_JOB_RUNNERS threads claiming plan jobs from the queue
 
 
 def worker_exit(server: Any, worker: Any) -> None:

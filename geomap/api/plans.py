@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import io
 import tempfile
+import threading
 from pathlib import Path
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -21,7 +23,8 @@ from geomap import db, reports
 from geomap.api.coverage import render, response_format
 from geomap.api.teams import json_body
 from geomap.errors import InvalidInput
-from geomap.planning import jobs, scenarios, suggest
+from geomap.ops import audit
+from geomap.planning import jobs, runners, scenarios, suggest
 from geomap.web import access, spec
 from geomap.web.spec import FORMAT, LEVEL, Param, endpoint
 
@@ -37,6 +40,11 @@ def owner() -> str:
     if who.key_id is not None:
         return f"key:{who.key_id}"
     return "local" if who.role == "open" else who.role
+
+
+def actor() -> audit.Actor:
+    """The caller, as the audit log names it."""
+    return audit.Actor.of(access.current())
 
 
 def plan_from(body: dict) -> suggest.Plan:
@@ -59,27 +67,65 @@ def plan_from(body: dict) -> suggest.Plan:
     permission="analysis", tags=("planning",), body="PlanNew", response="Job",
 )
 def create_plan():
-    """Start a suggestion run; poll ``GET /api/jobs/<id>`` for progress and the answer."""
+    """Queue a suggestion run; poll ``GET /api/jobs/<id>`` for progress and the answer.
+
+    Only the queued row is written here (a runner thread runs it): at most
+    ``GEOMAP_JOBS_PER_KEY`` queued or running per caller, beyond it 429 with Retry-After.
+    """
     spec.args()
     plan = plan_from(json_body())
+    settings = current_app.config["GEOMAP"]
     session = db.get_session()
-    job_id = jobs.create(session, owner(), "plan", plan.as_dict())
+    job_id = jobs.create(session, owner(), "plan", plan.as_dict(),
+                         input=runners.plan_input(plan), actor=actor(),
+                         cap=settings.jobs_per_key)  # fmt: skip
     session.commit()
-
-    def work(work_session, progress):
-        return suggest.run(work_session, plan, progress)
-
     if current_app.extensions.get("geomap_jobs_inline"):
         # Sessions bound to one connection (tests): the job runs in the request.
-        jobs.execute(session, job_id, work)
+        jobs.execute(session, job_id, lambda s, p: suggest.run(s, plan, p),
+                     time_limit_s=settings.job_time_limit_s)  # fmt: skip
         session.commit()
     else:
-        jobs.start(db.get_engine(current_app.config["GEOMAP"]), job_id, work)
+        started = start_runners(current_app._get_current_object())
+        if started is not None:
+            started.wake()
     body = jobs.get(session, job_id, owner(), with_result=False)
     response = jsonify(body)
     response.status_code = 201
     response.headers["Location"] = f"{request.script_root}/api/jobs/{job_id}"
     return response
+
+
+RUNNERS = "geomap_job_runners"
+_runners_lock = threading.Lock()
+
+
+def start_runners(app: Any) -> runners.Runners | None:
+    """This process's job runners (``GEOMAP_JOB_RUNNERS``), started on first use.
+
+    ``geomap serve`` starts them in each worker as it forks (``geomap.serving``); a
+    process that never served a plan request starts them at its first one.
+
+    Parameters
+    ----------
+    app : Flask
+        The app; its runners are kept in ``app.extensions``.
+
+    Returns
+    -------
+    Runners or None
+        None when this process runs no jobs (``GEOMAP_JOB_RUNNERS=0``, inline tests).
+    """
+    if app.extensions.get("geomap_jobs_inline"):
+        return None
+    with _runners_lock:
+        if RUNNERS not in app.extensions:
+            settings = app.config["GEOMAP"]
+            app.extensions[RUNNERS] = runners.start(
+                db.database_url(settings), settings.job_runners, settings.job_time_limit_s,
+                settings.statement_timeout_ms,
+            )  # fmt: skip
+        return app.extensions[RUNNERS]
 
 
 @bp.get("/jobs/<job_id>")
@@ -92,13 +138,15 @@ def get_job(job_id: str):
 
 
 @bp.delete("/jobs/<job_id>")
-@endpoint("Cancel a queued or running job; forget a finished one", permission="analysis",
+@endpoint("Cancel a queued job, stop a running one (cancelling, then cancelled); forget a "
+          "finished one", permission="analysis",
           tags=("planning",), response="Job", statuses=(400, 404))  # fmt: skip
 def delete_job(job_id: str):
-    """Cancel a running job (its state now), or delete a finished one."""
+    """Cancel a queued job at once or ask a running one to stop (its state now), or
+    delete a finished one."""
     spec.args()
     session = db.get_session()
-    state = jobs.cancel(session, job_id, owner())
+    state = jobs.cancel(session, job_id, owner(), actor())
     session.commit()
     if state is None:
         return jsonify({"id": job_id, "status": "deleted"})
@@ -169,7 +217,7 @@ def create_scenario():
         origin = f"job:{job['id']}"
     else:
         fields = scenarios.check(body)
-    created = scenarios.create(session, owner(), fields, origin)
+    created = scenarios.create(session, owner(), fields, origin, actor=actor())
     session.commit()
     return jsonify(created), 201
 
@@ -189,7 +237,7 @@ def delete_scenario(scenario_id: int):
     spec.args()
     session = db.get_session()
     found = scenarios.get(session, scenario_id, owner())
-    scenarios.delete(session, scenario_id, owner())
+    scenarios.delete(session, scenario_id, owner(), actor=actor())
     session.commit()
     return jsonify(found)
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from geomap import vocab
 from geomap.analysis import circles, coverage
 from geomap.errors import InvalidInput, NotFound
+from geomap.ops import audit, utc_now
 from geomap.params import check_choice, check_choices, check_lonlat, check_positive
 from geomap.planning import suggest
 from geomap.routing import index
@@ -118,7 +119,8 @@ def check(body: dict) -> dict:
             "venue_set": {"of": of, "kind": kinds}, "added": places, "removed": gone}  # fmt: skip
 
 
-def create(session: Session, owner: str, fields: dict, origin: str | None = None) -> dict:
+def create(session: Session, owner: str, fields: dict, origin: str | None = None, *,
+           actor: audit.Actor | None = None) -> dict:  # fmt: skip
     """Save a scenario (validated by :func:`check`); a name is unique per owner.
 
     Parameters
@@ -131,6 +133,8 @@ def create(session: Session, owner: str, fields: dict, origin: str | None = None
         As :func:`check` gives them.
     origin : str, optional
         Where it came from (``job:<id>`` for a suggestion saved as a scenario).
+    actor : Actor, optional
+        Who saves it: an audit row ``scenario.create`` in the same transaction.
 
     Returns
     -------
@@ -150,7 +154,14 @@ def create(session: Session, owner: str, fields: dict, origin: str | None = None
     }).first()  # fmt: skip
     if row is None:
         raise InvalidInput(f"you already have a scenario named {fields['name']!r}", field="name")
-    return _view(row)
+    saved = _view(row)
+    if actor is not None:
+        audit.record(session, actor, "scenario.create", at=utc_now(), changes={
+            "scenario": saved["id"], "owner": owner, "name": saved["name"], "origin": origin,
+            "venue_set": saved["venue_set"], "added": len(saved["added"]),
+            "removed": len(saved["removed"]),
+        })  # fmt: skip
+    return saved
 
 
 def from_plan(answer: dict, name: str) -> dict:
@@ -222,7 +233,8 @@ def list_scenarios(session: Session, owner: str) -> list[dict]:
     return [_view(r) for r in session.execute(LIST_SQL, {"owner": owner})]
 
 
-def delete(session: Session, scenario_id: int, owner: str) -> None:
+def delete(session: Session, scenario_id: int, owner: str, *,
+           actor: audit.Actor | None = None) -> None:  # fmt: skip
     """Delete one of the owner's scenarios; the caller commits.
 
     Parameters
@@ -233,6 +245,8 @@ def delete(session: Session, scenario_id: int, owner: str) -> None:
         The scenario's id.
     owner : str
         Who asks.
+    actor : Actor, optional
+        Who deletes it: an audit row ``scenario.delete`` in the same transaction.
 
     Raises
     ------
@@ -241,6 +255,9 @@ def delete(session: Session, scenario_id: int, owner: str) -> None:
     """
     if session.execute(DELETE_SQL, {"id": scenario_id, "owner": owner}).first() is None:
         raise NotFound(f"no scenario {scenario_id}", field="id")
+    if actor is not None:
+        audit.record(session, actor, "scenario.delete", at=utc_now(),
+                     changes={"scenario": scenario_id, "owner": owner})  # fmt: skip
 
 
 def venues_of(session: Session, scenario: dict) -> tuple[list[dict], list[dict]]:

@@ -135,7 +135,7 @@
         let job = await this.fetchJson(this.config.urls.plans, { method: 'POST', body: JSON.stringify(this.question()) });
         this.job = job;
         this.showProgress(job);
-        while (job.status === 'queued' || job.status === 'running') {
+        while (job.status === 'queued' || job.status === 'running' || job.status === 'cancelling') {
           await new Promise((resolve) => setTimeout(resolve, 400));
           job = await this.fetchJson(this.config.urls.jobs + '/' + encodeURIComponent(this.job.id));
           this.showProgress(job);
