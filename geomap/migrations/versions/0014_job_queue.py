@@ -1,7 +1,7 @@
 """Plan jobs as a queue held in PostgreSQL: leases, attempts, the job's input and actor.
 
 Revision ID: 0014_job_queue
-Revises: 0012_sessions
+Revises: 0013_roles
 Create Date: 2026-11-27
 
 A request only inserts a ``queued`` row; a fixed number of runner threads per service
@@ -19,7 +19,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0014_job_queue"
-down_revision = "0012_sessions"
+down_revision = "0013_roles"
 branch_labels = None
 depends_on = None
 

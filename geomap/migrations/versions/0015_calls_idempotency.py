@@ -1,7 +1,7 @@
 """One-click calls counted in the database, idempotency keys, one history row per fix.
 
 Revision ID: 0015_calls_idempotency
-Revises: 0013_roles
+Revises: 0014_job_queue
 Create Date: 2026-12-02
 
 * ``call_attempts``: every accepted one-click call, with the station, the client address
@@ -20,7 +20,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0015_calls_idempotency"
-down_revision = "0013_roles"
+down_revision = "0014_job_queue"
 branch_labels = None
 depends_on = None
 
