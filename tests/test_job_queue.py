@@ -19,10 +19,14 @@ from sqlalchemy.orm import Session
 
 from geomap import config, create_app, db
 from geomap.auth.keys import create_key
+from geomap.ops.audit import Actor
 from geomap.planning import jobs, runners, suggest
 from geomap.routing import index
 from tests.browser import serve_app
 from tests.test_planning import _small_city
+
+#: Who makes the jobs these tests write directly (every job is made by somebody).
+TESTER = Actor("job queue test", "planner")
 
 PLAN = {"n": 2, "minutes": 5, "time_limit_s": 10}
 TIME_LIMIT_S = 60.0
@@ -169,7 +173,8 @@ def test_delete_cancels_a_queued_job_at_once_and_a_running_one_at_its_next_step(
     with serve_app(app) as base:
         with Session(city["engine"]) as session:
             key_id = session.execute(sa.text("SELECT id FROM api_keys WHERE name = 'bo'")).scalar()
-            waiting = jobs.create(session, f"key:{key_id}", "never", {})  # no runner knows it
+            # A kind no runner knows: it stays queued until cancelled.
+            waiting = jobs.create(session, f"key:{key_id}", "never", {}, actor=TESTER)
             session.commit()
         cancelled = requests.delete(f"{base}/api/jobs/{waiting}", headers=headers, timeout=10)
         assert cancelled.json()["status"] == "cancelled"
@@ -180,8 +185,6 @@ def test_delete_cancels_a_queued_job_at_once_and_a_running_one_at_its_next_step(
 
         start_runners(app)
         with Session(city["engine"]) as session:
-            from geomap.ops.audit import Actor
-
             slow = jobs.create(session, f"key:{key_id}", "slow", {},
                                actor=Actor("bo", "planner", key_id))  # fmt: skip
             session.commit()
@@ -206,7 +209,7 @@ def test_a_job_past_its_time_limit_fails_naming_the_limit(city, stop_runners, mo
 
     start_runners(app)
     with Session(city["engine"]) as session:
-        job_id = jobs.create(session, "local", "slow", {})
+        job_id = jobs.create(session, "local", "slow", {}, actor=TESTER)
         session.commit()
     deadline = time.monotonic() + 30
     with Session(city["engine"]) as session:
@@ -227,7 +230,8 @@ def test_a_job_whose_runner_died_is_run_again_or_failed_within_the_bound(city, s
     ids = {}
     with Session(city["engine"]) as session:
         for runs in (1, 2):
-            ids[runs] = jobs.create(session, "local", "plan", {}, input=plan_input)
+            ids[runs] = jobs.create(session, "local", "plan", {}, input=plan_input,
+                                        actor=TESTER)
             # As a runner leaves it when its process is killed mid-job: running, the lease
             # (renewed while it lived) now run out.
             session.execute(sa.text(

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from geomap import config, create_app, db
 from geomap.analysis import covergrids
+from geomap.ops import audit
 from geomap.planning import demand, jobs, models, question, suggest
 from geomap.routing import index
 from tests import handmade
@@ -266,7 +267,8 @@ def test_jobs_run_in_a_thread_report_progress_and_cancel(db_url):
 
     # A long job, cancelled from the API: the thread sees the flag at its next step.
     with Session(engine) as session:
-        job_id = jobs.create(session, "local", "test", {})
+        job_id = jobs.create(session, "local", "test", {},
+                             actor=audit.Actor("planning test", "planner"))
         session.commit()
 
     def work(session, progress):

@@ -56,6 +56,7 @@ def plan_sites(ctx: click.Context, of: str, kinds: tuple[str, ...],
 
     from geomap import db as dbmod
     from geomap import reports
+    from geomap.ops import audit
     from geomap.planning import question, scenarios, suggest
 
     settings = _settings(ctx)
@@ -87,7 +88,7 @@ def plan_sites(ctx: click.Context, of: str, kinds: tuple[str, ...],
         geometry = reports.grid_geometry(session, [g["code"] for g in answer["grids"]])
         if save_scenario:
             scenarios.create(session, "local", scenarios.from_plan(answer, save_scenario),
-                             origin="cli")  # fmt: skip
+                             origin="cli", actor=audit.Actor.cli())  # fmt: skip
     if out is not None:
         reports.write_plan(out, answer, geometry=geometry, lang=lang)
         click.echo(f"wrote {out}", err=True)

@@ -206,7 +206,7 @@ def _actor_of(stored: dict | None) -> audit.Actor:
 
 
 def create(session: Session, owner: str, kind: str, params: dict, *,
-           input: dict | None = None, actor: audit.Actor | None = None,
+           input: dict | None = None, actor: audit.Actor,
            cap: int | None = None) -> str:  # fmt: skip
     """A new queued job; returns its id (random, unguessable).
 
@@ -222,8 +222,8 @@ def create(session: Session, owner: str, kind: str, params: dict, *,
         Its inputs as answers echo them, stored as JSON.
     input : dict, optional
         Everything a runner needs to run it (``params`` when not given).
-    actor : Actor, optional
-        Who creates it: named in its audit rows (none written without one).
+    actor : Actor
+        Who creates it: named in its audit rows.
     cap : int, optional
         Most jobs the owner may have queued or running; None or 0 for no cap.
 
@@ -253,9 +253,8 @@ def create(session: Session, owner: str, kind: str, params: dict, *,
         "input": json.dumps(params if input is None else input, ensure_ascii=False),
         "actor": _actor_json(actor),
     })  # fmt: skip
-    if actor is not None:
-        changes = {"job": job_id, "kind": kind, "owner": owner, "params": params}
-        audit.record(session, actor, "plan_job.create", at=utc_now(), changes=changes)
+    changes = {"job": job_id, "kind": kind, "owner": owner, "params": params}
+    audit.record(session, actor, "plan_job.create", at=utc_now(), changes=changes)
     return job_id
 
 
@@ -315,7 +314,7 @@ def list_jobs(session: Session, owner: str, limit: int = 50) -> list[dict]:
 
 
 def cancel(session: Session, job_id: str, owner: str | None,
-           actor: audit.Actor | None = None) -> dict | None:  # fmt: skip
+           actor: audit.Actor) -> dict | None:  # fmt: skip
     """Cancel a queued job at once, ask a running one to stop, or delete a finished one.
 
     Parameters
@@ -326,8 +325,8 @@ def cancel(session: Session, job_id: str, owner: str | None,
         The job's id.
     owner : str or None
         Who asks; None for anyone.
-    actor : Actor, optional
-        Who asks, for the audit row (none written without one).
+    actor : Actor
+        Who asks, named in the audit row.
 
     Returns
     -------
@@ -349,9 +348,8 @@ def cancel(session: Session, job_id: str, owner: str | None,
         verb, after = "delete", "deleted"
     else:
         verb, after = "cancel", "cancelled" if status == "cancelled" else "cancelling"
-    if actor is not None:
-        audit.record(session, actor, f"plan_job.{verb}", at=utc_now(),
-                     changes={"job": job_id, "status": [job["status"], after]})  # fmt: skip
+    audit.record(session, actor, f"plan_job.{verb}", at=utc_now(),
+                 changes={"job": job_id, "status": [job["status"], after]})  # fmt: skip
     return None if status is None else get(session, job_id, owner, with_result=False)
 
 

@@ -120,7 +120,7 @@ def check(body: dict) -> dict:
 
 
 def create(session: Session, owner: str, fields: dict, origin: str | None = None, *,
-           actor: audit.Actor | None = None) -> dict:  # fmt: skip
+           actor: audit.Actor) -> dict:  # fmt: skip
     """Save a scenario (validated by :func:`check`); a name is unique per owner.
 
     Parameters
@@ -133,7 +133,7 @@ def create(session: Session, owner: str, fields: dict, origin: str | None = None
         As :func:`check` gives them.
     origin : str, optional
         Where it came from (``job:<id>`` for a suggestion saved as a scenario).
-    actor : Actor, optional
+    actor : Actor
         Who saves it: an audit row ``scenario.create`` in the same transaction.
 
     Returns
@@ -155,12 +155,11 @@ def create(session: Session, owner: str, fields: dict, origin: str | None = None
     if row is None:
         raise InvalidInput(f"you already have a scenario named {fields['name']!r}", field="name")
     saved = _view(row)
-    if actor is not None:
-        audit.record(session, actor, "scenario.create", at=utc_now(), changes={
-            "scenario": saved["id"], "owner": owner, "name": saved["name"], "origin": origin,
-            "venue_set": saved["venue_set"], "added": len(saved["added"]),
-            "removed": len(saved["removed"]),
-        })  # fmt: skip
+    audit.record(session, actor, "scenario.create", at=utc_now(), changes={
+        "scenario": saved["id"], "owner": owner, "name": saved["name"], "origin": origin,
+        "venue_set": saved["venue_set"], "added": len(saved["added"]),
+        "removed": len(saved["removed"]),
+    })  # fmt: skip
     return saved
 
 
@@ -234,7 +233,7 @@ def list_scenarios(session: Session, owner: str) -> list[dict]:
 
 
 def delete(session: Session, scenario_id: int, owner: str, *,
-           actor: audit.Actor | None = None) -> None:  # fmt: skip
+           actor: audit.Actor) -> None:  # fmt: skip
     """Delete one of the owner's scenarios; the caller commits.
 
     Parameters
@@ -245,7 +244,7 @@ def delete(session: Session, scenario_id: int, owner: str, *,
         The scenario's id.
     owner : str
         Who asks.
-    actor : Actor, optional
+    actor : Actor
         Who deletes it: an audit row ``scenario.delete`` in the same transaction.
 
     Raises
@@ -255,9 +254,8 @@ def delete(session: Session, scenario_id: int, owner: str, *,
     """
     if session.execute(DELETE_SQL, {"id": scenario_id, "owner": owner}).first() is None:
         raise NotFound(f"no scenario {scenario_id}", field="id")
-    if actor is not None:
-        audit.record(session, actor, "scenario.delete", at=utc_now(),
-                     changes={"scenario": scenario_id, "owner": owner})  # fmt: skip
+    audit.record(session, actor, "scenario.delete", at=utc_now(),
+                 changes={"scenario": scenario_id, "owner": owner})  # fmt: skip
 
 
 def venues_of(session: Session, scenario: dict) -> tuple[list[dict], list[dict]]:
