@@ -3,8 +3,8 @@ to optimality, against greedy in the same run; coverage warm and cold; a 10-site
 
 Baselines measured in the same run: the greedy heuristic (time and residents covered) for
 the model; for coverage, one search from every venue at once without kept sets
-(``coverage.search_rows``) and the database way (pgRouting + PostGIS,
-``coverage.database_rows``).
+(``covergrids.search_rows``) and the database way (pgRouting + PostGIS,
+``covergrids.database_rows``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from bench._env import ROOT, line, p50, settings_for, timings_ms
 from geomap import db
-from geomap.analysis import circles, coverage
-from geomap.planning import scenarios, suggest
+from geomap.analysis import circles, coverage, covergrids
+from geomap.planning import question, scenarios, suggest
 from geomap.routing import index
 
 COLD_SNIPPET = """
@@ -59,7 +59,7 @@ def run(url: str) -> None:
 
     # -- the model -----------------------------------------------------------------------
     with Session(engine) as session:
-        plan = suggest.make_plan(n=20)
+        plan = question.make_plan(n=20)
         started = time.perf_counter()
         answer = suggest.run(session, plan)
         total_s = time.perf_counter() - started
@@ -99,12 +99,12 @@ def run(url: str) -> None:
         warm = timings_ms(lambda: circles.circle_coverage(session, query, level="district"),
                           repeat=10)  # fmt: skip
         places = circles._venue_points(session, query)
-        search = timings_ms(lambda: coverage.search_rows(
+        search = timings_ms(lambda: covergrids.search_rows(
             session, places, mode="walk", budget_s=900, walk_speed_kmh=4.5, access_m=50.0),
             repeat=5)  # fmt: skip
         any_warm = timings_ms(lambda: coverage.coverage(session, cov), repeat=10)
         started = time.perf_counter()
-        coverage.database_rows(session, dataclass_replace(cov))
+        covergrids.database_rows(session, dataclass_replace(cov))
         database_ms = (time.perf_counter() - started) * 1000
         session.commit()
     line("coverage of the 15-minute circles (374 venues), warm, by district", p50(warm), "ms",
@@ -136,7 +136,7 @@ def run(url: str) -> None:
          "ms", goal="≤ 2,000 ms")
 
 
-def dataclass_replace(query: coverage.Query) -> coverage.Query:
+def dataclass_replace(query: covergrids.Query) -> covergrids.Query:
     import dataclasses
 
     return dataclasses.replace(query, level="grid")

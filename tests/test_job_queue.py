@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from geomap import config, create_app, db
 from geomap.auth.keys import create_key
 from geomap.ops.audit import Actor
-from geomap.planning import jobs, runners, suggest
+from geomap.planning import jobs, question, runners
 from geomap.routing import index
 from tests.browser import serve_app
 from tests.test_planning import _small_city
@@ -226,7 +226,7 @@ def test_a_job_past_its_time_limit_fails_naming_the_limit(city, stop_runners, mo
 def test_a_job_whose_runner_died_is_run_again_or_failed_within_the_bound(city, stop_runners):
     app = _served(city)
     stop_runners.append(app)
-    plan_input = runners.plan_input(suggest.make_plan(**PLAN))
+    plan_input = runners.plan_input(question.make_plan(**PLAN))
     ids = {}
     with Session(city["engine"]) as session:
         for runs in (1, 2):

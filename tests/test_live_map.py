@@ -43,11 +43,11 @@ CASE_POINT = casesworld.point(4, 4)
 # The page's configuration: no browser, no database
 def _config(**kwargs: Any) -> dict:
     from geomap.layers import load_catalog
-    from geomap.maps import battle, page
+    from geomap.maps import basemaps, battle, page
 
     spec_args = {k: kwargs.pop(k) for k in ("embed", "basemap") if k in kwargs}
     spec = page.PageSpec(
-        basemap=page.basemap(spec_args.get("basemap", "none"), lang="zh"),
+        basemap=basemaps.basemap(spec_args.get("basemap", "none"), lang="zh"),
         embed=spec_args.get("embed", False),
     )
     m = battle.battle_map(load_catalog(), spec, **kwargs)

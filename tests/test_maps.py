@@ -31,7 +31,7 @@ from geomap.analysis import circles
 from geomap.cli.map import map_group
 from geomap.errors import ConfigError, InvalidInput
 from geomap.layers import load_catalog
-from geomap.maps import assets, battle, compact, page
+from geomap.maps import basemaps, battle, compact, entries, page, references
 from geomap.web import security
 from tests.browser import launch_browser, open_page, requires_chromium, serve_app
 
@@ -130,23 +130,23 @@ def test_frame_ancestors_are_validated() -> None:
 
 def test_layer_names_are_checked_by_name() -> None:
     allowed = battle.battle_layers(load_catalog())
-    assert page.check_layer_names(["grids", "teams", "grids"], allowed, "battle") == [
+    assert entries.check_layer_names(["grids", "teams", "grids"], allowed, "battle") == [
         "grids", "teams",
     ]  # fmt: skip
-    assert page.check_layer_names(None, allowed, "battle") is None
+    assert entries.check_layer_names(None, allowed, "battle") is None
     with pytest.raises(InvalidInput, match=r"unknown layer.*rivers, roads.*battle map"):
-        page.check_layer_names(["grids", "rivers", "roads"], allowed, "battle")
+        entries.check_layer_names(["grids", "rivers", "roads"], allowed, "battle")
 
 
 def test_basemaps() -> None:
-    assert page.basemap(None, lang="zh").tiles == ()
-    assert page.basemap("amap", lang="en").crs == "gcj02"
-    assert "lang=en" in page.basemap("amap", lang="en").tiles[0]["url"]
-    no_key = page.basemap("tianditu", lang="zh")
+    assert basemaps.basemap(None, lang="zh").tiles == ()
+    assert basemaps.basemap("amap", lang="en").crs == "gcj02"
+    assert "lang=en" in basemaps.basemap("amap", lang="en").tiles[0]["url"]
+    no_key = basemaps.basemap("tianditu", lang="zh")
     assert no_key.tiles == () and "GEOMAP_TIANDITU_KEY" in no_key.notice
-    assert "tk=abc" in page.basemap("tianditu", lang="zh", tianditu_key="abc").tiles[0]["url"]
+    assert "tk=abc" in basemaps.basemap("tianditu", lang="zh", tianditu_key="abc").tiles[0]["url"]
     with pytest.raises(InvalidInput, match=r"google.*none, osm, tianditu, amap"):
-        page.basemap("google", lang="zh")
+        basemaps.basemap("google", lang="zh")
 
 
 def _tiny_data() -> dict[str, dict]:
@@ -174,14 +174,14 @@ def test_served_page_links_only_local_assets_and_our_module() -> None:
     spec = page.PageSpec(lang="en", view={"center": [28.68, 115.89]})
     m = battle.battle_map(load_catalog(), spec)
     html = page.page_html(m)
-    assert assets.remote_assets(html) == []
-    references = assets.asset_references(html)
-    assert any(r.startswith("/static/geomap/battlemap.js?v=") for r in references)
+    assert references.remote_assets(html) == []
+    refs = references.asset_references(html)
+    assert any(r.startswith("/static/geomap/battlemap.js?v=") for r in refs)
     # Every file of the module, once, in its order, all with the one version.
-    ours = [r.split("?v=") for r in references if r.startswith("/static/geomap/") and ".js?" in r]
+    ours = [r.split("?v=") for r in refs if r.startswith("/static/geomap/") and ".js?" in r]
     assert [url for url, _ in ours] == [f"/static/geomap/{name}" for name in page.MODULE_SCRIPTS]
     assert {version for _, version in ours} == {page.module_version()}
-    assert "/static/vendor/jquery/jquery.min.js" not in references  # folium's, not needed
+    assert "/static/vendor/jquery/jquery.min.js" not in refs  # folium's, not needed
     assert '<html lang="en">' in html
     config_text = re.search(r'id="geomap-config">(.*?)</script>', html, re.S)[1]
     settings = json.loads(config_text)
@@ -197,7 +197,7 @@ def test_served_page_links_only_local_assets_and_our_module() -> None:
 def test_standalone_page_embeds_its_data_and_references_nothing() -> None:
     spec = page.PageSpec(service_url=None, view={"center": [28.68, 115.89], "zoom": 12})
     html = page.page_html(battle.battle_map(load_catalog(), spec, data=_tiny_data()), "standalone")
-    assert assets.asset_references(html) == []
+    assert references.asset_references(html) == []
     assert 'id="geomap-data-grids"' in html and 'id="geomap-data-teams"' in html
     assert "</script><b>" not in html  # data cannot close its script element
     assert "GeomapMap.start" in html and "function decodeCompact" in html

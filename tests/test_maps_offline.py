@@ -21,7 +21,7 @@ import folium
 import pytest
 from folium import plugins
 
-from geomap.maps import assets
+from geomap.maps import assets, references
 from tests.browser import (
     ARTIFACTS_DIR,
     launch_browser,
@@ -37,7 +37,7 @@ N_POINTS = 500
 CELL_DEG = 0.02
 
 # Anything that would load from the network: src=/href= attributes and CSS url()/@import
-# with an http(s) or scheme-relative URL. Deliberately cruder than assets.remote_assets.
+# with an http(s) or scheme-relative URL. Deliberately cruder than references.remote_assets.
 _REMOTE_ATTR = re.compile(r"""\b(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 _REMOTE_CSS = re.compile(r"""(?:url\(\s*["']?\s*|@import\s+["'])(?:https?:)?//""", re.IGNORECASE)
 
@@ -136,24 +136,24 @@ def test_every_mapped_file_is_in_the_vendor_folder() -> None:
 def test_served_page_has_no_remote_script_stylesheet_or_css_url() -> None:
     raw = build_demo_map(local=False).get_root().render()
     # The check can fail: folium's own page is full of CDN links.
-    assert len(assets.remote_assets(raw)) == 17
+    assert len(references.remote_assets(raw)) == 17
     assert _REMOTE_ATTR.search(raw)
 
     html = assets.render_html(build_demo_map())
 
-    assert assets.remote_assets(html) == []
+    assert references.remote_assets(html) == []
     assert not _REMOTE_ATTR.search(html), _REMOTE_ATTR.search(html)
     assert not _REMOTE_CSS.search(html), _REMOTE_CSS.search(html)
-    references = assets.asset_references(html)
-    assert len(references) == 17  # Map 10, MarkerCluster 3, Search 2, Fullscreen 2
-    for url in references:
+    refs = references.asset_references(html)
+    assert len(refs) == 17  # Map 10, MarkerCluster 3, Search 2, Fullscreen 2
+    for url in refs:
         assert url.startswith("/static/vendor/"), url
         assert (assets.VENDOR_DIR / url.removeprefix("/static/vendor/")).is_file(), url
 
 
 def test_vendored_stylesheets_reference_only_vendored_files() -> None:
     for css_path in assets.VENDOR_DIR.rglob("*.css"):
-        for url in assets.css_references(css_path.read_text(encoding="utf-8")):
+        for url in references.css_references(css_path.read_text(encoding="utf-8")):
             target = (css_path.parent / url.split("?")[0].split("#")[0]).resolve()
             assert target.is_file(), f"{css_path.name} references missing {url}"
             assert assets.VENDOR_DIR in target.parents
@@ -171,7 +171,7 @@ def test_scanner_finds_every_kind_of_remote_reference() -> None:
       <a href="https://leafletjs.com">a link is not an asset</a>
       <script>var s = '<a href="https://leafletjs.com">code is not scanned</a>';</script>
       </div></body></html>"""
-    assert assets.remote_assets(page) == [
+    assert references.remote_assets(page) == [
         "https://cdn.example/a.js",
         "//cdn.example/b.css",
         "http://cdn.example/favicon.ico",
@@ -185,7 +185,7 @@ def test_scanner_finds_every_kind_of_remote_reference() -> None:
 def test_standalone_page_embeds_everything() -> None:
     html = assets.to_standalone_html(build_demo_map())
 
-    assert assets.asset_references(html) == []  # no link of any kind is left, local or not
+    assert references.asset_references(html) == []  # no link of any kind is left, local or not
     assert not _REMOTE_CSS.search(html)
     assert "data:font/woff2;base64," in html  # Font Awesome and Glyphicons
     assert 'data-asset="leaflet-default-icons"' in html

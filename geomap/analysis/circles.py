@@ -29,7 +29,7 @@ from pyproj import Geod
 from sqlalchemy.orm import Session
 
 from geomap import routing, vocab
-from geomap.analysis import coverage, reach
+from geomap.analysis import coverage, covergrids, reach
 from geomap.errors import InvalidInput
 from geomap.params import check_choice, check_choices, check_positive
 from geomap.routing import index, search, snap
@@ -472,9 +472,9 @@ def grid_rows(session: Session, query: Query) -> list[dict]:
     list of dict
         One row per grid, as :meth:`geomap.routing.sample.GridPoints.rows` gives them.
     """
-    if coverage.grid_srid(session) is None:
+    if covergrids.grid_srid(session) is None:
         return []
-    return coverage.network_rows(
+    return covergrids.network_rows(
         session, _venue_points(session, query), mode=MODE, budget_s=query.budget_s,
         walk_speed_kmh=query.walk_speed_kmh, access_m=query.access_m,
     )  # fmt: skip
@@ -524,7 +524,7 @@ def circle_coverage(
     order = check_choice(order, "order", ("code", "gaps"))
     if grids is None:
         grids = grid_rows(session, query)
-    cov_query = coverage.Query(
+    cov_query = covergrids.Query(
         of=query.of, kinds=query.kinds, by=MODE, within_m=query.distance_m,
         within_min=query.minutes, level=level, order="code",  # sorted once, below
     )  # fmt: skip

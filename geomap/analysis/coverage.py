@@ -31,12 +31,10 @@ from geomap.analysis import reach
 
 # ``Query`` and these row functions are named here too: geomap.analysis.circles, the map
 # pages, planning's scenarios and bench/ read them as ``coverage.X``.
-from geomap.analysis.covergrids import Query as Query
-from geomap.analysis.covergrids import database_rows as database_rows
-from geomap.analysis.covergrids import grid_coverage
-from geomap.analysis.covergrids import grid_srid as grid_srid
-from geomap.analysis.covergrids import network_rows as network_rows
-from geomap.analysis.covergrids import search_rows as search_rows
+from geomap.analysis.covergrids import (
+    Query,
+    grid_coverage,
+)
 from geomap.errors import InvalidInput
 from geomap.params import MODES, check_choice, check_choices, check_positive
 

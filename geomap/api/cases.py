@@ -16,7 +16,17 @@ from geomap import db, vocab
 from geomap.api import _ops
 from geomap.api.teams import json_body
 from geomap.errors import GeomapError, InvalidInput, NotFound
-from geomap.ops import call_limits, cases, dispatch, escalation, idempotency, recommend, stats
+from geomap.ops import (
+    call_limits,
+    casereads,
+    cases,
+    casesteps,
+    dispatch,
+    escalation,
+    idempotency,
+    recommend,
+    stats,
+)
 from geomap.params import CST, MAX_ID, check_choice, check_choices, check_datetime, check_int
 from geomap.web import access, guard, spec
 from geomap.web.spec import Param, endpoint
@@ -99,7 +109,7 @@ def list_cases():
     args = spec.args()
     statuses = check_choices(args.list("status"), "status", vocab.CASE_STATUSES)
     if args.bool("open"):
-        statuses = [s for s in (statuses or cases.OPEN) if s in cases.OPEN]
+        statuses = [s for s in (statuses or casesteps.OPEN) if s in casesteps.OPEN]
     kind = args.str("kind")
     if kind:
         check_choice(kind, "kind", vocab.CASE_KINDS)
@@ -111,7 +121,7 @@ def list_cases():
         raise InvalidInput("unit must be a unit code", field="unit")
     session = db.get_session()
     _materialize(session)
-    answer = cases.list_cases(
+    answer = casereads.list_cases(
         session,
         now=_ops.now(),
         personal=_ops.may_see_personal(),
@@ -175,7 +185,7 @@ def create_case():
     case_id = cases.create(session, new, actor=_ops.actor(), now=now, rules=_ops.dispatch_rules())
     if key is None:
         session.commit()
-    answer = {"case": cases.get(session, case_id, now=now, personal=_ops.may_see_personal())}
+    answer = {"case": casereads.get(session, case_id, now=now, personal=_ops.may_see_personal())}
     if k:
         try:
             answer["recommendation"] = _recommendation(session, case_id, k)
@@ -204,7 +214,8 @@ def get_case(case_id: int):
     spec.args()
     session = db.get_session()
     _materialize(session)
-    found = cases.get(session, _case_id(case_id), now=_ops.now(), personal=_ops.may_see_personal())
+    found = casereads.get(session, _case_id(case_id), now=_ops.now(),
+                          personal=_ops.may_see_personal())  # fmt: skip
     return jsonify(_with_calls(session, [found])[0])
 
 
@@ -241,7 +252,7 @@ def case_step(case_id: int):
     now = _ops.now()
     cases.step(session, _case_id(case_id), json_body(), actor=_ops.actor(), now=now)
     session.commit()
-    return jsonify(cases.get(session, case_id, now=now, personal=_ops.may_see_personal()))
+    return jsonify(casereads.get(session, case_id, now=now, personal=_ops.may_see_personal()))
 
 
 @bp.post("/cases/<int:case_id>/dispatch")
@@ -272,7 +283,7 @@ def dispatch_teams(case_id: int):
     return jsonify(
         {
             "dispatches": made,
-            "case": cases.get(session, case_id, now=now, personal=_ops.may_see_personal()),
+            "case": casereads.get(session, case_id, now=now, personal=_ops.may_see_personal()),
             "move_up": f"/api/cases/{case_id}/moveup",
         }
     ), 201
@@ -384,4 +395,4 @@ def dispatch_step(dispatch_id: int):
     now = _ops.now()
     case_id = dispatch.step(session, dispatch_id, json_body(), actor=_ops.actor(), now=now)
     session.commit()
-    return jsonify(cases.get(session, case_id, now=now, personal=_ops.may_see_personal()))
+    return jsonify(casereads.get(session, case_id, now=now, personal=_ops.may_see_personal()))

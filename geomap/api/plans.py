@@ -24,7 +24,7 @@ from geomap.api.coverage import render, response_format
 from geomap.api.teams import json_body
 from geomap.errors import InvalidInput
 from geomap.ops import audit
-from geomap.planning import jobs, runners, scenarios, suggest
+from geomap.planning import jobs, question, runners, scenarios, suggest
 from geomap.web import access, spec
 from geomap.web.spec import FORMAT, LEVEL, Param, endpoint
 
@@ -47,7 +47,7 @@ def actor() -> audit.Actor:
     return audit.Actor.of(access.current())
 
 
-def plan_from(body: dict) -> suggest.Plan:
+def plan_from(body: dict) -> question.Plan:
     unknown = sorted(set(body) - set(PLAN_FIELDS))
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r}; fields: {', '.join(PLAN_FIELDS)}",
@@ -57,7 +57,7 @@ def plan_from(body: dict) -> suggest.Plan:
     for name in ("kind", "candidate_kind"):
         if isinstance(values.get(name), str):
             values[name] = [v for v in values[name].split(",") if v]
-    return suggest.make_plan(**values, walk_speed_kmh=settings.walk_speed_kmh,
+    return question.make_plan(**values, walk_speed_kmh=settings.walk_speed_kmh,
                              access_m=settings.circle_access_m)  # fmt: skip
 
 

@@ -19,6 +19,7 @@ import click
 from geomap import config, db
 from geomap.cli._common import handle_errors
 from geomap.cli._common import settings as cli_settings
+from geomap.maps import basemaps, entries
 
 
 @click.group("map")
@@ -99,7 +100,7 @@ def battle_command(
     catalog = load_catalog()
     names = None
     if layers:
-        names = page.check_layer_names(
+        names = entries.check_layer_names(
             [n.strip() for n in layers.split(",") if n.strip()],
             battle.battle_layers(catalog),
             "battle",
@@ -108,7 +109,7 @@ def battle_command(
     data, view = export_battle_data(settings, names)
     spec = page.PageSpec(
         lang=lang,
-        basemap=page.basemap(basemap, lang=lang, tianditu_key=settings.tianditu_key),
+        basemap=basemaps.basemap(basemap, lang=lang, tianditu_key=settings.tianditu_key),
         view=view,
         service_url=None,  # no service behind a file: the nearest-teams panel says so
     )

@@ -41,10 +41,13 @@ from branca.element import CssLink, Element, Figure, JavascriptLink
 from geomap.errors import GeomapError
 
 # What a page loads has its own module; callers checking pages find it here too.
-from geomap.maps.references import CSS_IMPORT, CSS_URL, is_remote
-from geomap.maps.references import asset_references as asset_references
-from geomap.maps.references import css_references as css_references
-from geomap.maps.references import remote_assets as remote_assets
+from geomap.maps.references import (
+    CSS_IMPORT,
+    CSS_URL,
+    asset_references,
+    is_remote,
+    remote_assets,
+)
 
 Mode = Literal["served", "inline"]
 

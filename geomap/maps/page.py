@@ -54,12 +54,7 @@ from geomap.maps import assets, text
 
 # The basemaps and the layer entries have their own modules; the faces that build pages
 # (maps.views, maps.cli) reach them through this one, the page's front door.
-from geomap.maps.basemaps import BASEMAPS as BASEMAPS
 from geomap.maps.basemaps import Basemap
-from geomap.maps.basemaps import basemap as basemap
-from geomap.maps.entries import TILES_PATH as TILES_PATH
-from geomap.maps.entries import catalog_layer as catalog_layer
-from geomap.maps.entries import check_layer_names as check_layer_names
 
 Rendering = Literal["served", "standalone"]
 

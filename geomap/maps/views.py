@@ -31,11 +31,12 @@ import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from geomap import db, provenance
-from geomap.analysis import circles, coverage, features, tiles, versions
+from geomap.analysis import circles, coverage, covergrids, features, tiles, versions
 from geomap.errors import InvalidInput, NotFound
 from geomap.layers import Layer, get_layer
-from geomap.maps import battle, compact, page, planning, text
+from geomap.maps import basemaps, battle, compact, entries, page, planning, text
 from geomap.params import MODES, check_int
+from geomap.planning import question
 from geomap.web import access, costs, guard, keep, queries, security
 from geomap.web.args import Args
 from geomap.web.catalog import catalog
@@ -52,7 +53,7 @@ EMBEDDABLE = ("battle", "map", "circles", "coverage")
 PAGE_PARAMS = (
     Param("lang", "string", "Language of labels and legend.", enum=text.LANGS, default="zh"),
     Param("basemap", "string", "Tiles under the map; none sends no request anywhere.",
-          enum=page.BASEMAPS, default="none"),
+          enum=basemaps.BASEMAPS, default="none"),
     Param("center", "string", "Initial centre, lat,lon (WGS84)."),
     Param("zoom", "integer", "Initial zoom (with center).", minimum=0, maximum=18),
     Param("layers", "string", "Only these layers (comma-separated).", array=True),
@@ -148,7 +149,9 @@ def _spec(args: Args, *, embed: bool) -> page.PageSpec:
     lang = text.check_lang(args.str("lang"))
     return page.PageSpec(
         lang=lang,
-        basemap=page.basemap(args.str("basemap"), lang=lang, tianditu_key=settings.tianditu_key),
+        basemap=basemaps.basemap(
+            args.str("basemap"), lang=lang, tianditu_key=settings.tianditu_key
+        ),
         embed=embed,
         view=_view(args),
         static_url=request.script_root + "/static",
@@ -213,7 +216,7 @@ def _requested_layers(args: Args) -> list[str] | None:
 def _battle(embed: bool) -> Response:
     args = Args(request.args, _PAGE_ARGS)
     allowed = battle.battle_layers(catalog())
-    layer_names = page.check_layer_names(
+    layer_names = entries.check_layer_names(
         _requested_layers(args), allowed, "battle"
     )
     if layer_names is None:
@@ -243,7 +246,7 @@ def _may_read_layers() -> bool:
 
 def _circles(embed: bool) -> Response:
     args = Args(request.args, _PAGE_ARGS | _CIRCLES_ARGS)
-    layer_names = page.check_layer_names(
+    layer_names = entries.check_layer_names(
         _requested_layers(args),
         list(planning.CIRCLES_LAYERS),
         "circles",
@@ -268,7 +271,7 @@ def _circles(embed: bool) -> Response:
 DEFAULT_WITHIN_M = 1000.0
 
 
-def _coverage_query(args: Args) -> coverage.Query:
+def _coverage_query(args: Args) -> covergrids.Query:
     """The coverage map's question, checked as ``/api/coverage`` checks it."""
     return queries.coverage_query(args, current_app.config["GEOMAP"], db.get_session(),
                                   default_within_m=DEFAULT_WITHIN_M)  # fmt: skip
@@ -276,7 +279,7 @@ def _coverage_query(args: Args) -> coverage.Query:
 
 def _coverage(embed: bool) -> Response:
     args = Args(request.args, _PAGE_ARGS | _COVERAGE_ARGS)
-    layer_names = page.check_layer_names(
+    layer_names = entries.check_layer_names(
         _requested_layers(args),
         list(planning.COVERAGE_LAYERS),
         "coverage",
@@ -553,12 +556,11 @@ _DISTRICTS_SQL = sa.text(
 def plan_page() -> Response:
     """The planning map: site suggestions with progress, scenarios, downloads."""
     from geomap.maps import plan
-    from geomap.planning import suggest
 
     args = Args(request.args, _PLAN_ARGS)
     settings = current_app.config["GEOMAP"]
     # Validated now (a 400 naming the field), so the page starts from a sound question.
-    checked = suggest.make_plan(
+    checked = question.make_plan(
         of=args.str("of", "red"), minutes=args.raw("minutes"), distance_m=args.raw("distance_m"),
         mode=args.str("mode", "walk"), n=args.raw("n") or 5, area=args.str("area"),
         walk_speed_kmh=settings.walk_speed_kmh, access_m=settings.circle_access_m,

@@ -27,10 +27,7 @@ from geomap.ops import audit, dispatch, escalation
 
 # ``get``, ``list_cases`` and ``OPEN`` are named here too: geomap.api.cases reads them as
 # ``cases.get``, ``cases.list_cases``, ``cases.OPEN``.
-from geomap.ops.casereads import get as get
-from geomap.ops.casereads import list_cases as list_cases
 from geomap.ops.casesteps import ACTIONS, USER_ACTIONS, lock, take_step
-from geomap.ops.casesteps import OPEN as OPEN
 from geomap.ops.rules import Rules
 from geomap.params import (
     check_choice,

@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from geomap.planning import jobs, suggest
+from geomap.planning import jobs, question, suggest
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,10 @@ def run_plan(session: Session, job_input: dict, progress: suggest.Progress) -> d
     dict
         :func:`geomap.planning.suggest.run`'s answer.
     """
-    return suggest.run(session, suggest.Plan(**job_input), progress)
+    return suggest.run(session, question.Plan(**job_input), progress)
 
 
-def plan_input(plan: suggest.Plan) -> dict:
+def plan_input(plan: question.Plan) -> dict:
     """A plan as a runner rebuilds it (every field, an uploaded layer's points included).
 
     Parameters

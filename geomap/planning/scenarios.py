@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from geomap import vocab
-from geomap.analysis import circles, coverage
+from geomap.analysis import circles, coverage, covergrids
 from geomap.errors import InvalidInput, NotFound
 from geomap.ops import audit, utc_now
 from geomap.params import check_choice, check_choices, check_lonlat, check_positive
@@ -350,7 +350,7 @@ def evaluate(
         samples, points = index.covered_points(session, places, reach)
         rows[label] = samples.rows(samples.grid_shares(points), samples.nearest_m(places))
     venue_set = scenario["venue_set"]
-    query = coverage.Query(of=venue_set["of"], kinds=venue_set.get("kind"), by=mode,
+    query = covergrids.Query(of=venue_set["of"], kinds=venue_set.get("kind"), by=mode,
                            within_m=None, within_min=minutes, level=level, order="code")
     answer = coverage.coverage(session, query, grids=rows["scenario"],
                                with_geometry=with_geometry)

@@ -38,8 +38,7 @@ from geomap.planning import models
 
 # ``Plan`` and ``make_plan`` are named here too: geomap.api.plans, geomap.maps.views and
 # bench/plan.py read them as ``suggest.Plan`` and ``suggest.make_plan``.
-from geomap.planning.question import Plan as Plan
-from geomap.planning.question import make_plan as make_plan
+from geomap.planning.question import Plan
 from geomap.routing import index
 
 if TYPE_CHECKING:

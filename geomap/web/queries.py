@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from geomap.analysis import circles, coverage
+from geomap.analysis import circles, coverage, covergrids
 from geomap.config import Settings
 from geomap.web import costs
 from geomap.web.args import Args
@@ -55,7 +55,7 @@ def coverage_query(
     session: Session,
     *,
     default_within_m: float | None = None,
-) -> coverage.Query:
+) -> covergrids.Query:
     """The coverage asked for by ``of``, ``kind``, ``by``, ``within_m``/``within_min``,
     ``level`` and ``order``, checked.
 
@@ -73,7 +73,7 @@ def coverage_query(
 
     Returns
     -------
-    coverage.Query
+    covergrids.Query
 
     Raises
     ------
