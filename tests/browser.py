@@ -587,3 +587,7 @@ def serve_app(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=5)
         server.server_close()
+        if hasattr(app, "extensions"):  # a Flask app: its job runners stop with its server
+            from geomap.api import plans
+
+            plans.stop_runners(app)

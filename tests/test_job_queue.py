@@ -130,6 +130,10 @@ def test_fifty_plans_at_once_are_queued_or_refused_fast_and_none_is_stuck(city, 
         assert [j["status"] for j in finished] == ["done"] * len(accepted), [
             j["error"] for j in finished]
         assert all(len(j["result"]["sites"]) == 2 for j in finished)
+        with city["engine"].connect() as conn:  # while it serves: its runners are connected
+            workers = conn.execute(sa.text(
+                "SELECT DISTINCT application_name FROM pg_stat_activity "
+                "WHERE datname = current_database()")).scalars().all()  # fmt: skip
         # A finished job frees its place: the key may queue again.
         again = requests.post(f"{base}/api/plans", json=PLAN, headers=headers, timeout=10)
         assert again.status_code == 201
@@ -137,9 +141,6 @@ def test_fifty_plans_at_once_are_queued_or_refused_fast_and_none_is_stuck(city, 
     with city["engine"].connect() as conn:
         stuck = conn.execute(sa.text(
             "SELECT count(*) FROM plan_jobs WHERE status IN ('queued', 'running')")).scalar()
-        workers = conn.execute(sa.text(
-            "SELECT DISTINCT application_name FROM pg_stat_activity "
-            "WHERE datname = current_database()")).scalars().all()
         spans = conn.execute(sa.text("SELECT created_at, finished_at FROM plan_jobs")).all()
     assert stuck == 0
     most = max(sum(1 for c, f in spans if c <= t and (f is None or f > t)) for t, _ in spans)

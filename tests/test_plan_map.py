@@ -21,10 +21,12 @@ from tests.test_planning import busy_township
 
 @pytest.fixture(scope="module")
 def planning_server(cluster, template_url) -> Iterator[tuple[str, str, str]]:
-    from tests.conftest import _clone
+    from tests.conftest import _clone, owner_url
 
     url = _clone(cluster, "geomap_template", "geomap_plan_map")
-    result = CliRunner().invoke(main, ["seed", "nanchang"], env={"GEOMAP_DATABASE_URL": url})
+    # The seed replaces every table: the owner's work, as `make run` does it.
+    env = {"GEOMAP_DATABASE_URL": url, "GEOMAP_MIGRATE_URL": owner_url(url)}
+    result = CliRunner().invoke(main, ["seed", "nanchang"], env=env)
     assert result.exit_code == 0, result.output
     engine = sa.create_engine(url, poolclass=sa.NullPool)
     with Session(engine) as session:

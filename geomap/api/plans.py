@@ -128,6 +128,20 @@ def start_runners(app: Any) -> runners.Runners | None:
         return app.extensions[RUNNERS]
 
 
+def stop_runners(app: Any) -> None:
+    """Stop the app's job runners, if it started any (a server that stops serving it).
+
+    Parameters
+    ----------
+    app : Flask
+        The app whose runners :func:`start_runners` started.
+    """
+    with _runners_lock:
+        started = app.extensions.pop(RUNNERS, None)
+    if started is not None:
+        started.stop()
+
+
 @bp.get("/jobs/<job_id>")
 @endpoint("A job: status, progress, message; its answer when done", permission="analysis",
           tags=("planning",), response="Job", statuses=(400, 404))  # fmt: skip
