@@ -591,3 +591,45 @@ def serve_app(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
             from geomap.api import plans
 
             plans.stop_runners(app)
+
+
+def at_once(port: int, requests: list[tuple[str, str, dict, dict | None]]) -> list[tuple]:
+    """Send requests to a served app together, each on its own connection, released at once.
+
+    Parameters
+    ----------
+    port : int
+        The loopback port :func:`serve_app` serves on.
+    requests : list of tuple
+        ``(method, path, headers, JSON body or None)``.
+
+    Returns
+    -------
+    list of tuple
+        ``(status, headers, body bytes)`` per request, in their order.
+    """
+    import http.client
+    import json
+
+    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in requests]
+    for c in connections:
+        c.connect()  # connected before the barrier: the requests leave together
+    barrier = threading.Barrier(len(requests))
+    answers: list = [None] * len(requests)
+
+    def fire(i: int) -> None:
+        method, path, headers, body = requests[i]
+        barrier.wait()
+        connections[i].request(method, path, body=json.dumps(body) if body is not None else None,
+                               headers={"Content-Type": "application/json", **headers})  # fmt: skip
+        response = connections[i].getresponse()
+        answers[i] = (response.status, dict(response.getheaders()), response.read())
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in connections:
+        c.close()
+    return answers

@@ -6,11 +6,8 @@ test district 360198, one in a second district 360197, and one without a code.
 
 from __future__ import annotations
 
-import http.client
 import io
-import json
 import re
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +15,7 @@ import sqlalchemy as sa
 from geomap import config, create_app, db
 from geomap.cli import main
 from tests import casesworld
-from tests.browser import launch_browser, open_page, requires_chromium, serve_app
+from tests.browser import at_once, launch_browser, open_page, requires_chromium, serve_app
 
 SOURCE = "synthetic: tests/test_call.py"
 WEST = "CALL-W1"
@@ -293,28 +290,9 @@ def test_a_phone_calls_from_the_page_and_gets_a_number(committed):
 
 # -- two calls at once -----------------------------------------------------------------------
 def _simultaneous(port: int, paths: list[str]) -> list[int]:
-    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in paths]
-    for c in connections:
-        c.connect()
-    barrier = threading.Barrier(len(paths))
-    statuses: list = [None] * len(paths)
-
-    def fire(i: int) -> None:
-        barrier.wait()
-        connections[i].request("POST", paths[i], body=json.dumps({"text": f"第{i}位"}),
-                               headers={"Content-Type": "application/json"})  # fmt: skip
-        response = connections[i].getresponse()
-        response.read()
-        statuses[i] = response.status
-
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(paths))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for c in connections:
-        c.close()
-    return statuses
+    """POST a call to each path at once; their statuses."""
+    calls = [("POST", path, {}, {"text": f"第{i}位"}) for i, path in enumerate(paths)]
+    return [status for status, _, _ in at_once(port, calls)]
 
 
 def test_two_calls_at_once_from_one_station(committed):

@@ -8,15 +8,13 @@ a test header, as the peer a socket would show, so the test needs no proxy setti
 from __future__ import annotations
 
 import datetime as dt
-import http.client
 import json
-import threading
 
 import sqlalchemy as sa
 
 from geomap import config, create_app, db
 from tests import casesworld
-from tests.browser import launch_browser, open_page, requires_chromium, serve_app
+from tests.browser import at_once, launch_browser, open_page, requires_chromium, serve_app
 from tests.test_call import HTML, PHONE, WEST, _add_stations, _query
 from tests.test_call import call_client as call_client  # the fixture, for this module
 
@@ -42,34 +40,8 @@ def _committed(db_url: str) -> casesworld.World:
     return world
 
 
-def _at_once(port: int, requests: list[tuple[str, str, dict, dict | None]]) -> list[tuple]:
-    """Send ``(method, path, headers, body)`` requests together; (status, headers, body)."""
-    connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=60) for _ in requests]
-    for c in connections:
-        c.connect()
-    barrier = threading.Barrier(len(requests))
-    answers: list = [None] * len(requests)
-
-    def fire(i: int) -> None:
-        method, path, headers, body = requests[i]
-        barrier.wait()
-        connections[i].request(method, path, body=json.dumps(body) if body is not None else None,
-                               headers={"Content-Type": "application/json", **headers})  # fmt: skip
-        response = connections[i].getresponse()
-        answers[i] = (response.status, dict(response.getheaders()), response.read())
-
-    threads = [threading.Thread(target=fire, args=(i,)) for i in range(len(requests))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for c in connections:
-        c.close()
-    return answers
-
-
 def _one(port: int, method: str, path: str, headers: dict, body: dict | None = None):
-    return _at_once(port, [(method, path, headers, body)])[0]
+    return at_once(port, [(method, path, headers, body)])[0]
 
 
 # -- a flood at one station ------------------------------------------------------------------
@@ -80,7 +52,7 @@ def test_a_hundred_residents_at_one_station_are_one_flagged_case(db_url):
         port = int(url.rsplit(":", 1)[1])
         calls = [("POST", f"/call/{WEST}", {PEER: f"198.51.100.{i}"}, {"text": f"第{i}位"})
                  for i in range(100)]  # fmt: skip
-        answers = _at_once(port, calls)
+        answers = at_once(port, calls)
         # Every resident's first call is accepted: one opened the case, 99 are counted on it.
         assert [a[0] for a in answers] == [201] * 100, [a[2] for a in answers if a[0] != 201][:2]
         bodies = [json.loads(a[2]) for a in answers]
@@ -151,7 +123,7 @@ def test_ten_simultaneous_reports_with_one_key_make_one_case(db_url):
     headers = {**world.headers(), "Idempotency-Key": "4a7d1c2e-report-1"}
     with serve_app(app) as url:
         port = int(url.rsplit(":", 1)[1])
-        answers = _at_once(port, [("POST", "/api/cases?k=1", headers, body)] * 10)
+        answers = at_once(port, [("POST", "/api/cases?k=1", headers, body)] * 10)
         assert [a[0] for a in answers] == [201] * 10
         assert len({a[2] for a in answers}) == 1  # byte for byte
         assert sum(a[1].get("Idempotent-Replayed") == "true" for a in answers) == 9
@@ -202,7 +174,7 @@ def test_ten_simultaneous_resends_of_one_fix_are_one_history_row(db_url):
     fix = {"fixes": [{"lon": lon, "lat": lat, "recorded_at": at.isoformat()}]}
     with serve_app(app) as url:
         port = int(url.rsplit(":", 1)[1])
-        answers = _at_once(port, [("POST", f"/api/teams/{team}/positions", world.headers(),
+        answers = at_once(port, [("POST", f"/api/teams/{team}/positions", world.headers(),
                                    fix)] * 10)  # fmt: skip
     assert [a[0] for a in answers] == [200] * 10
     bodies = [json.loads(a[2]) for a in answers]
@@ -254,7 +226,7 @@ def test_the_commander_sees_the_flood_and_the_phone_keeps_the_emergency_line(db_
     with serve_app(_as_peer(app)) as url, launch_browser() as browser:
         port = int(url.rsplit(":", 1)[1])
         flood = [("POST", f"/call/{WEST}", {PEER: f"192.0.2.{i}"}, {}) for i in range(6)]
-        assert [a[0] for a in _at_once(port, flood)] == [201] * 6
+        assert [a[0] for a in at_once(port, flood)] == [201] * 6
         with open_page(f"{url}/map", browser=browser, wait_for_map=True, timeout_s=60) as map_:
             _signed_in(map_, world.keys["commander"])
             tag = map_.page.locator(".gm-queue .gm-flood-tag")
