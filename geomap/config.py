@@ -189,9 +189,10 @@ SETTINGS: tuple[Setting, ...] = (
         "job_runners",
         int,
         1,
-        "Threads per service process that run plan jobs from the queue held in PostgreSQL, "
-        "each with two database connections of its own (outside `GEOMAP_POOL_SIZE`); more "
-        "jobs wait `queued`. 0: this process runs none (a read node).",
+        "Threads that run plan jobs from the queue held in PostgreSQL, each with two "
+        "database connections of its own (outside `GEOMAP_POOL_SIZE`); more jobs wait "
+        "`queued`. `geomap serve` runs them in one job process per node, at a lower CPU "
+        "priority than the workers; another server, in its own process. 0: none (a read node).",
     ),
     Setting(
         "jobs_per_key",

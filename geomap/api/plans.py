@@ -97,14 +97,17 @@ def create_plan():
 
 
 RUNNERS = "geomap_job_runners"
+#: Set in a process whose jobs another process runs (gunicorn's workers: the node's job
+#: process, geomap.serving); it starts no runners of its own.
+JOBS_ELSEWHERE = "geomap_jobs_elsewhere"
 _runners_lock = threading.Lock()
 
 
 def start_runners(app: Any) -> runners.Runners | None:
     """This process's job runners (``GEOMAP_JOB_RUNNERS``), started on first use.
 
-    ``geomap serve`` starts them in each worker as it forks (``geomap.serving``); a
-    process that never served a plan request starts them at its first one.
+    ``geomap serve`` starts them in the node's job process (``geomap.serving``), never in
+    its workers; any other server starts them in its process at its first plan request.
 
     Parameters
     ----------
@@ -116,7 +119,7 @@ def start_runners(app: Any) -> runners.Runners | None:
     Runners or None
         None when this process runs no jobs (``GEOMAP_JOB_RUNNERS=0``, inline tests).
     """
-    if app.extensions.get("geomap_jobs_inline"):
+    if app.extensions.get("geomap_jobs_inline") or app.extensions.get(JOBS_ELSEWHERE):
         return None
     with _runners_lock:
         if RUNNERS not in app.extensions:
