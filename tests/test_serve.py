@@ -37,21 +37,62 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _established_by_worker(master: int, port: int) -> dict[int, int]:
-    """Established TCP connections on ``port``, counted per worker process (from /proc)."""
+def _sockets(port: int, state: str) -> set[str]:
+    """The inodes (as /proc/<pid>/fd links name them) of TCP sockets on ``port`` in ``state``
+    (``01`` established, ``0A`` listening)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with open(table) as lines:
             for line in list(lines)[1:]:
                 fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
                     inodes.add(f"socket:[{fields[9]}]")
-    counts = {}
-    for worker in _children(master):
-        fds = f"/proc/{worker}/fd"
-        counts[worker] = sum(1 for fd in os.listdir(fds)
-                             if _readlink(os.path.join(fds, fd)) in inodes)  # fmt: skip
-    return counts
+    return inodes
+
+
+def _holding(pid: int, inodes: set[str]) -> int:
+    fds = f"/proc/{pid}/fd"
+    try:
+        return sum(1 for fd in os.listdir(fds) if _readlink(os.path.join(fds, fd)) in inodes)
+    except OSError:
+        return 0  # gone meanwhile
+
+
+def _workers(master: int, port: int) -> list[int]:
+    """The master's children that listen on ``port`` (its workers, not its job process)."""
+    listening = _sockets(port, "0A")
+    return [child for child in _children(master) if _holding(child, listening)]
+
+
+def _established_by_worker(master: int, port: int) -> dict[int, int]:
+    """Established TCP connections on ``port``, counted per worker process (from /proc)."""
+    established = _sockets(port, "01")
+    return {worker: _holding(worker, established) for worker in _workers(master, port)}
+
+
+def _job_processes(master: int, port: int) -> list[int]:
+    workers = set(_workers(master, port))
+    return [child for child in _children(master) if child not in workers]
+
+
+def _runner_connections(url: str, wait_s: float = 30.0) -> int:
+    """How many connections the job runners hold (application_name ``geomap-jobs``); waits
+    up to ``wait_s`` for the first, as the runners connect once they start polling."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            with engine.connect() as conn:
+                count = conn.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'geomap-jobs' "
+                    "AND datname = current_database()")).scalar()  # fmt: skip
+            if count or time.monotonic() > deadline:
+                return int(count)
+            time.sleep(0.3)
+    finally:
+        engine.dispose()
 
 
 def _readlink(path: str) -> str | None:
@@ -167,6 +208,18 @@ def test_geomap_serve_runs_gunicorn_workers_and_answers(nanchang_url):
         assert len(by_worker) == 2 and min(by_worker.values()) >= 1, by_worker
         for client in pool:
             client.close()
+
+        # Plan jobs run in one job process beside the workers (it serves no request), with
+        # its runners' own connections; the master starts another when it dies.
+        jobs = _job_processes(server.pid, port)
+        assert len(jobs) == 1, (jobs, _children(server.pid))
+        assert _runner_connections(nanchang_url) >= 1
+        os.kill(jobs[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _job_processes(server.pid, port) in ([], jobs):
+            assert time.monotonic() < deadline, "no job process came back"
+            time.sleep(0.2)
+        assert len(_job_processes(server.pid, port)) == 1
 
         # A second server on the same port is refused, not let in beside the first.
         second = subprocess.run([sys.executable, "-m", "geomap.cli", "serve", "--workers", "2"],
