@@ -221,7 +221,7 @@ def test_paging_gives_every_feature_once_in_order(client, connection):
     assert _link(page, "collection")["type"] == "application/json"
 
 
-def test_limit_default_and_clamp(app, client, connection):
+def test_limit_default_and_maximum(app, client, connection):
     _stations(connection, 120)
     page = client.get("/ogc/collections/stations/items").get_json()
     assert page["numberReturned"] == core.DEFAULT_LIMIT == 100
@@ -229,8 +229,13 @@ def test_limit_default_and_clamp(app, client, connection):
     app.config["GEOMAP"] = dataclasses.replace(
         settings, values={**settings.values, "max_features": 25}
     )
-    # Over the maximum: clamped (the standard lets a server return fewer), not refused.
-    page = client.get("/ogc/collections/stations/items?limit=1000").get_json()
+    # Over the maximum (the OpenAPI document's `maximum`): refused by name, not clamped.
+    refused = client.get("/ogc/collections/stations/items?limit=26")
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == "limit"
+    assert "at most 25" in refused.get_json()["error"]["message"]
+    # At the maximum: a full page, and the next link asks for the same.
+    page = client.get("/ogc/collections/stations/items?limit=25").get_json()
     assert page["numberReturned"] == 25
     assert "limit=25" in _link(page, "next")["href"]
 
