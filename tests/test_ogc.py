@@ -414,14 +414,15 @@ def test_core_parses_without_flask():
     """The core takes plain arguments: any caller (CLI, tests, another framework)."""
     stations = layers.load_catalog()["stations"]
     query = core.parse_items_query(
-        stations, MultiDict({"kind": "red_station", "limit": "50000"}), max_features=500
+        stations, MultiDict({"kind": "red_station", "limit": "500"}), max_features=500
     )
     assert (query.limit, query.offset) == (500, 0)
     assert query.selection.filters == {"kind": "red_station"}
     assert query.selection.simplify is False  # a feature service serves exact geometry
-    with pytest.raises(InvalidInput) as info:
-        core.parse_items_query(stations, MultiDict({"limit": "0"}), max_features=500)
-    assert info.value.field == "limit"
+    for too_many in ("0", "501"):
+        with pytest.raises(InvalidInput) as info:
+            core.parse_items_query(stations, MultiDict({"limit": too_many}), max_features=500)
+        assert info.value.field == "limit"
 
 
 # -- GDAL/OGR, on a real server with the whole Nanchang dataset -------------------------
@@ -458,8 +459,11 @@ def _gdal(*args: str) -> tuple[str, float]:
 
 @pytest.fixture(scope="module")
 def nanchang_server(nanchang_url):
-    """The app on the Nanchang database, on a free port of 127.0.0.1 (read-only use)."""
-    with serve_app(create_app({"database_url": nanchang_url, "log_level": "WARNING"})) as url:
+    """The app on the Nanchang database, on a free port of 127.0.0.1 (read-only use).
+
+    The demo's configuration: GDAL on this machine reads without a key (open reads)."""
+    demo = create_app({"database_url": nanchang_url, "log_level": "WARNING", "open_read": True})
+    with serve_app(demo) as url:
         yield url + "/ogc"
 
 

@@ -236,6 +236,12 @@ class _CountingInput:
         self.eof = self.eof or whole or not data
         return data
 
+    def readinto(self, buffer: Any) -> int:
+        count = self.stream.readinto(buffer) or 0
+        self.read_bytes += count
+        self.eof = self.eof or count == 0
+        return count
+
     def readline(self, size: int | None = -1) -> bytes:
         data = self.stream.readline() if size is None else self.stream.readline(size)
         self.read_bytes += len(data)
