@@ -122,10 +122,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "open_read",
         _bool,
-        True,
-        "Let callers on the loopback interface read layers and run analyses without a key "
-        "(a local demo). Personal fields and writes always need a key; `geomap serve` "
-        "refuses a non-loopback address while this is on.",
+        False,
+        "Let a browser or curl on this machine, talking to the service directly (never "
+        "through a proxy: see \"Who may see and do what\"), read layers and run analyses "
+        "without a key: the local demo (`make run` turns it on). Personal fields and writes "
+        "always need a key; `geomap serve` refuses a non-loopback address while this is on.",
     ),
     Setting(
         "secret_key",
@@ -154,7 +155,23 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "Number of reverse proxies in front of the service that set X-Forwarded-For, "
         "-Proto, -Host and -Port (nginx: 1). The client address, scheme and host are then "
-        "read from those headers (werkzeug's ProxyFix); 0: the headers are ignored.",
+        "read from those headers (werkzeug's ProxyFix), and only when the direct peer is "
+        "one of `GEOMAP_TRUSTED_PROXY_ADDRESSES`; 0: the headers are ignored.",
+    ),
+    Setting(
+        "trusted_proxy_addresses",
+        _str_list,
+        ("127.0.0.0/8", "::1"),
+        "Comma-separated addresses or networks (CIDR) of the trusted proxies: only a request "
+        "whose direct peer is one of them has its X-Forwarded-* headers believed.",
+    ),
+    Setting(
+        "forwarded_prefix",
+        _bool,
+        False,
+        "Believe the trusted proxies' X-Forwarded-Prefix (a path prefix such as `/geomap` "
+        "the service is mounted under). Off: the header is ignored, so a client's own cannot "
+        "reach the links the service writes.",
     ),
     Setting(
         "allowed_hosts",

@@ -68,14 +68,15 @@ def _media(spec: Endpoint) -> dict[str, Any]:
     return content
 
 
-def _security(permission: str) -> list[dict[str, list]] | None:
+def _security(permission: str, open_read: bool) -> list[dict[str, list]] | None:
+    """Who may call: ``open_read`` says whether the open local reads of this app apply."""
     if permission == "public":
         return None
     schemes: list[dict[str, list]] = [{"bearer": []}, {"apiKey": []}]
     if permission == "layers":
         schemes.append({"embedToken": []})
-    if permission in ("layers", "analysis"):
-        schemes.append({})  # open local reads (GEOMAP_OPEN_READ) need no credentials
+    if open_read and permission in ("layers", "analysis"):
+        schemes.append({})  # open local reads (GEOMAP_OPEN_READ, GET only) need none
     return schemes
 
 
@@ -89,7 +90,9 @@ def _path_params(rule: str, catalog: dict[str, layers.Layer]) -> list[dict[str, 
     return params
 
 
-def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[str, Any]:
+def _operation(
+    spec: Endpoint, method: str, rule: str, catalog: dict, open_read: bool
+) -> dict[str, Any]:
     success = str(spec.success or (201 if method == "post" else 200))
     operation: dict[str, Any] = {
         "summary": spec.summary,
@@ -110,7 +113,7 @@ def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[st
     }  # fmt: skip
     if spec.permission != "public":
         operation["responses"].update({"401": _error(401), "403": _error(403)})
-    security = _security(spec.permission)
+    security = _security(spec.permission, open_read and method == "get")
     if security is not None:
         operation["security"] = security
     if spec.body:
@@ -123,11 +126,13 @@ def _operation(spec: Endpoint, method: str, rule: str, catalog: dict) -> dict[st
     return operation
 
 
-def _ogc_paths(catalog: dict[str, layers.Layer], max_features: int) -> dict[str, Any]:
+def _ogc_paths(
+    catalog: dict[str, layers.Layer], max_features: int, open_read: bool
+) -> dict[str, Any]:
     """The OGC API - Features paths, one set per collection (pygeoapi's way)."""
     fmt = {"name": "f", "in": "query", "required": False,
            "schema": {"type": "string", "enum": ["json", "html"]}}  # fmt: skip
-    security = _security("layers")
+    security = _security("layers", open_read)
     common = {"401": _error(401), "403": _error(403), "429": _error(429), "503": _error(503)}
 
     def document(summary: str, schema: str, extra: dict | None = None) -> dict[str, Any]:
@@ -220,9 +225,9 @@ def build(app: Any) -> dict[str, Any]:
         path = _RULE_ARG.sub(r"{\2}", rule.rule)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(
-                spec, method.lower(), rule.rule, catalog
+                spec, method.lower(), rule.rule, catalog, bool(settings.open_read)
             )
-    paths.update(_ogc_paths(catalog, settings.max_features))
+    paths.update(_ogc_paths(catalog, settings.max_features, bool(settings.open_read)))
     _empty_is_absent(paths)
     return {
         "openapi": "3.0.3",

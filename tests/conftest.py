@@ -161,7 +161,20 @@ def _as_app_role(factory: sessionmaker, conn: sa.Connection) -> sessionmaker:
 
 @pytest.fixture
 def app(shared_url: str, connection: sa.Connection):
-    return _app_on(shared_url, connection)
+    """The ``make run`` demo's configuration: open reads on (a keyless caller on this
+    machine, talking to the service directly, reads). Tests of the default settings
+    (closed: every read needs a credential) build theirs with ``make_app()``."""
+    return _app_on(shared_url, connection, open_read=True)
+
+
+@pytest.fixture
+def make_app(shared_url: str, connection: sa.Connection):
+    """Another app on the test's transaction, at the default settings but ``overrides``.
+
+    ``make_app()`` is the service as deployed (no open reads); ``make_app(open_read=True)``
+    is the ``make run`` demo's configuration.
+    """
+    return lambda **overrides: _app_on(shared_url, connection, **overrides)
 
 
 @pytest.fixture
@@ -198,7 +211,8 @@ def nanchang_connection(nanchang_url: str) -> Iterator[sa.Connection]:
 
 @pytest.fixture
 def nanchang_client(nanchang_url: str, nanchang_connection: sa.Connection):
-    return _app_on(nanchang_url, nanchang_connection).test_client()
+    """A client of the demo's configuration (open reads) on the default dataset."""
+    return _app_on(nanchang_url, nanchang_connection, open_read=True).test_client()
 
 
 @pytest.fixture

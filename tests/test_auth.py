@@ -42,6 +42,9 @@ PERSONAL_READS = {"track": N, "audit": N}
 #: The role matrix: caller → endpoint → allowed or denied.
 MATRIX = {
     "anonymous remote": dict.fromkeys(ENDPOINTS, N) | {"health": Y},
+    # The default settings: no open reads, so this machine's keyless caller reads nothing.
+    "anonymous local": dict.fromkeys(ENDPOINTS, N) | {"health": Y},
+    # The demo's (GEOMAP_OPEN_READ=true): it reads, never writes nor sees personal fields.
     "open local": dict.fromkeys(ENDPOINTS, Y) | WRITES | PERSONAL_READS,
     "viewer": dict.fromkeys(ENDPOINTS, N)
     | {"health": Y, "catalog": Y, "teams layer": Y, "stations layer": Y, "ogc teams": Y,
@@ -78,7 +81,7 @@ def _credentials(caller: str, world: dict, app) -> tuple[dict, dict, str]:
     """(headers, environ, query suffix) for a caller of the matrix."""
     if caller == "anonymous remote":
         return {}, REMOTE, ""
-    if caller == "open local":
+    if caller in ("open local", "anonymous local"):
         return {}, {}, ""
     if caller == "revoked key":
         return {"Authorization": f"Bearer {world['revoked']}"}, REMOTE, ""
@@ -100,7 +103,9 @@ def _call(client, endpoint: str, world: dict, headers: dict, environ: dict, toke
 
 
 @pytest.mark.parametrize("caller", list(MATRIX))
-def test_role_matrix(app, client, world, caller):
+def test_role_matrix(make_app, world, caller):
+    app = make_app(open_read=caller == "open local")
+    client = app.test_client()
     headers, environ, token = _credentials(caller, world, app)
     got = {}
     for endpoint in ENDPOINTS:
@@ -203,10 +208,12 @@ def test_every_view_declares_who_may_use_it(app):
 
 def test_serving_beyond_loopback_needs_keys():
     settings = config.load(environ={})
-    auth.check_bind("127.0.0.1", settings)
+    assert settings.open_read is False  # closed by default
+    auth.check_bind("0.0.0.0", settings)
+    demo = config.load(environ={"GEOMAP_OPEN_READ": "true"})
+    auth.check_bind("127.0.0.1", demo)
     with pytest.raises(ConfigError, match="GEOMAP_OPEN_READ=false"):
-        auth.check_bind("0.0.0.0", settings)
-    auth.check_bind("0.0.0.0", settings.replace(open_read=False))
+        auth.check_bind("0.0.0.0", demo)
 
 
 def test_keys_through_the_cli(runner):
@@ -231,3 +238,70 @@ def test_embed_token_lists_only_its_own_layers(app, client, world):
     assert [layer["id"] for layer in catalog["layers"]] == ["teams"]
     collections = client.get("/ogc/collections", query_string={"token": token, "f": "json"})
     assert [c["id"] for c in collections.get_json()["collections"]] == ["teams"]
+
+
+def _fill(path: str, ids: dict[str, object]) -> str:
+    """An OpenAPI path with its parameters filled (a real id where the test has one)."""
+    import re
+
+    return re.sub(r"\{(\w+)\}", lambda m: str(ids.get(m[1], 1)), path)
+
+
+def test_open_reads_never_write(make_app, world):
+    """With open reads on, every operation but GET (and the public ones) asks a key: 401."""
+    app = make_app(open_read=True)
+    client = app.test_client()
+    document = client.get("/openapi.json").get_json()
+    ids = {"team_id": world["team"], "layer_id": "teams", "collection_id": "teams"}
+    writes = [(method, path) for path, operations in document["paths"].items()
+              for method, operation in operations.items()
+              if method != "get" and operation.get("security")]  # fmt: skip
+    assert ("post", "/api/plans") in writes and ("post", "/api/scenarios") in writes
+    served = {}
+    for method, path in writes:
+        response = client.open(_fill(path, ids), method=method.upper(), json={})
+        if response.status_code != 401:
+            served[(method, path)] = response.status_code
+        else:
+            assert "API key" in response.get_json()["error"]["message"]
+    assert served == {}
+    # The same caller reads (the demo works) but does not see personal fields.
+    assert client.get("/api/layers/teams").status_code == 200
+    assert client.get(f"/api/teams/{world['team']}/track").status_code == 401
+
+
+def _request(app, path: str = "/healthz", headers: dict | None = None, **environ):
+    """A request as the service would see it (environ: SERVER_PROTOCOL, REMOTE_ADDR...)."""
+    from flask import Request
+    from werkzeug.test import EnvironBuilder
+
+    builder = EnvironBuilder(path=path, headers=headers or {})
+    values = builder.get_environ()
+    values.update(environ)
+    return Request(values)
+
+
+def test_a_local_caller_is_told_from_a_proxy_on_this_machine(app):
+    from geomap.web.guard import direct_local
+
+    browser = {"Host": "127.0.0.1:5000", "Connection": "keep-alive"}
+    local = {"REMOTE_ADDR": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1"}
+    assert direct_local(_request(app, headers=browser, **local))
+    assert direct_local(_request(app, headers={"Host": "localhost:5000"}, **local))
+    assert direct_local(_request(app, headers={"Host": "[::1]:5000"},
+                                 **{**local, "REMOTE_ADDR": "::1"}))  # fmt: skip
+    # nginx's bare proxy_pass: HTTP/1.0, Connection: close, Host 127.0.0.1:5000.
+    nginx = {"Host": "127.0.0.1:5000", "Connection": "close"}
+    assert not direct_local(_request(app, headers=nginx, **{**local,
+                                                            "SERVER_PROTOCOL": "HTTP/1.0"}))
+    # ...told to speak HTTP/1.1, it still sends Connection: close.
+    assert not direct_local(_request(app, headers=nginx, **local))
+    # A proxy passing its client's Host through (HAProxy, nginx `Host $host`).
+    public = {"Host": "geomap.example.gov.cn", "Connection": "keep-alive"}
+    assert not direct_local(_request(app, headers=public, **local))
+    # Any forwarding header: Apache, Caddy, Traefik, Varnish, Squid.
+    for header in ("X-Forwarded-For", "X-Forwarded-Server", "Via", "Forwarded", "X-Real-IP"):
+        assert not direct_local(_request(app, headers={**browser, header: "x"}, **local))
+    # Another machine, whatever it sends.
+    assert not direct_local(_request(app, headers=browser, **{**local,
+                                                              "REMOTE_ADDR": "10.0.0.7"}))

@@ -24,7 +24,7 @@ def _app(shared_url, connection, **settings):
 
 
 def test_cors_adds_origin_to_vary_instead_of_replacing_it(shared_url, connection):
-    client = _app(shared_url, connection, cors_origins=(PORTAL,)).test_client()
+    client = _app(shared_url, connection, cors_origins=(PORTAL,), open_read=True).test_client()
     response = client.get("/ogc/collections?f=json", headers={"Origin": PORTAL})
     assert response.headers["Access-Control-Allow-Origin"] == PORTAL
     vary = {v.strip() for v in response.headers["Vary"].split(",")}

@@ -10,6 +10,7 @@ hundreds of megabytes. The checks live in one place (``geomap.params``, applied 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import socket
 import time
@@ -180,6 +181,46 @@ def test_a_huge_title_is_413_and_a_body_must_be_json(client, commander):
     }
     form = client.post("/api/cases", data={"title": "积水"}, headers=commander)
     assert _error(form)["field"] == "body"
+
+
+def test_an_answer_before_the_body_was_read_closes_the_connection(client, commander):
+    big = client.post("/api/cases", data=b"{" + b" " * 1_100_000 + b"}", headers={
+        **commander, "Content-Type": "application/json"})  # fmt: skip
+    assert big.status_code == 413 and big.headers["Connection"] == "close"
+    keyless = client.post("/api/plans", json={"sites": []})  # refused from its headers
+    assert keyless.status_code == 401 and keyless.headers["Connection"] == "close"
+    read = client.post("/api/cases", json={"kind": "nope"}, headers=commander)
+    assert read.status_code == 400 and "Connection" not in read.headers  # read, then refused
+
+
+def test_gunicorn_is_told_to_close_after_an_unread_body():
+    from geomap.web.guard import CloseUnread
+
+    class Response:  # gunicorn's, as far as this goes: it writes its own Connection header
+        closed = False
+
+        def force_close(self):
+            self.closed = True
+
+        def start_response(self, status, headers, exc_info=None):
+            self.headers = headers
+
+    def refuse(environ, start_response):
+        start_response("413 Payload Too Large", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    server = Response()
+    environ = {"CONTENT_LENGTH": "10", "wsgi.input": io.BytesIO(b"0123456789"),
+               "SERVER_SOFTWARE": "gunicorn/23"}  # fmt: skip
+    CloseUnread(refuse)(environ, server.start_response)
+    assert server.closed and ("Connection", "close") in server.headers
+
+
+def test_a_405_says_which_methods_the_path_takes(client):
+    response = client.put("/healthz")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "HEAD"}
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
 
 
 def test_a_150_mb_body_is_refused_without_being_read(app, commander):

@@ -221,7 +221,7 @@ def test_paging_gives_every_feature_once_in_order(client, connection):
     assert _link(page, "collection")["type"] == "application/json"
 
 
-def test_limit_default_and_clamp(app, client, connection):
+def test_limit_default_and_maximum(app, client, connection):
     _stations(connection, 120)
     page = client.get("/ogc/collections/stations/items").get_json()
     assert page["numberReturned"] == core.DEFAULT_LIMIT == 100
@@ -229,8 +229,13 @@ def test_limit_default_and_clamp(app, client, connection):
     app.config["GEOMAP"] = dataclasses.replace(
         settings, values={**settings.values, "max_features": 25}
     )
-    # Over the maximum: clamped (the standard lets a server return fewer), not refused.
-    page = client.get("/ogc/collections/stations/items?limit=1000").get_json()
+    # Over the maximum (the OpenAPI document's `maximum`): refused by name, not clamped.
+    refused = client.get("/ogc/collections/stations/items?limit=26")
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["field"] == "limit"
+    assert "at most 25" in refused.get_json()["error"]["message"]
+    # At the maximum: a full page, and the next link asks for the same.
+    page = client.get("/ogc/collections/stations/items?limit=25").get_json()
     assert page["numberReturned"] == 25
     assert "limit=25" in _link(page, "next")["href"]
 
@@ -409,14 +414,15 @@ def test_core_parses_without_flask():
     """The core takes plain arguments: any caller (CLI, tests, another framework)."""
     stations = layers.load_catalog()["stations"]
     query = core.parse_items_query(
-        stations, MultiDict({"kind": "red_station", "limit": "50000"}), max_features=500
+        stations, MultiDict({"kind": "red_station", "limit": "500"}), max_features=500
     )
     assert (query.limit, query.offset) == (500, 0)
     assert query.selection.filters == {"kind": "red_station"}
     assert query.selection.simplify is False  # a feature service serves exact geometry
-    with pytest.raises(InvalidInput) as info:
-        core.parse_items_query(stations, MultiDict({"limit": "0"}), max_features=500)
-    assert info.value.field == "limit"
+    for too_many in ("0", "501"):
+        with pytest.raises(InvalidInput) as info:
+            core.parse_items_query(stations, MultiDict({"limit": too_many}), max_features=500)
+        assert info.value.field == "limit"
 
 
 # -- GDAL/OGR, on a real server with the whole Nanchang dataset -------------------------
@@ -453,8 +459,11 @@ def _gdal(*args: str) -> tuple[str, float]:
 
 @pytest.fixture(scope="module")
 def nanchang_server(nanchang_url):
-    """The app on the Nanchang database, on a free port of 127.0.0.1 (read-only use)."""
-    with serve_app(create_app({"database_url": nanchang_url, "log_level": "WARNING"})) as url:
+    """The app on the Nanchang database, on a free port of 127.0.0.1 (read-only use).
+
+    The demo's configuration: GDAL on this machine reads without a key (open reads)."""
+    demo = create_app({"database_url": nanchang_url, "log_level": "WARNING", "open_read": True})
+    with serve_app(demo) as url:
         yield url + "/ogc"
 
 

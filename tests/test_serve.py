@@ -158,8 +158,9 @@ def _requests_through_a_reload(master: int, port: int) -> list[str]:
 @pytest.mark.slow
 def test_geomap_serve_runs_gunicorn_workers_and_answers(nanchang_url):
     port = _free_port()
+    # As `make run` serves: open reads on (this machine's keyless caller reads).
     env = {**os.environ, "GEOMAP_DATABASE_URL": nanchang_url, "GEOMAP_PORT": str(port),
-           "GEOMAP_LOG_LEVEL": "INFO"}  # fmt: skip
+           "GEOMAP_LOG_LEVEL": "INFO", "GEOMAP_OPEN_READ": "true"}  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "geomap.cli", "serve", "--workers", "2"],
         env=env,
@@ -190,6 +191,17 @@ def test_geomap_serve_runs_gunicorn_workers_and_answers(nanchang_url):
             assert response.getheader("Connection", "").lower() != "close"
             answers.append([t["id"] for t in json.loads(body)["teams"]])
         assert len(answers[0]) == 3 and all(a == answers[0] for a in answers)
+        # An answer sent before the body was read (here a 401: a write needs a key) closes
+        # the connection and says so, rather than promising keep-alive and dropping it.
+        unread = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        unread.putrequest("POST", "/api/cases")
+        unread.putheader("Content-Type", "application/json")
+        unread.putheader("Content-Length", "5000")
+        unread.endheaders()
+        refused = unread.getresponse()
+        assert refused.status == 401 and refused.getheader("Connection") == "close"
+        refused.read()
+        unread.close()
         conn.request("GET", "/api/coverage?of=stations&kind=red_station&by=walk&within_min=15"
                             "&level=district")  # fmt: skip
         response = conn.getresponse()

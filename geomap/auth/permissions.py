@@ -112,12 +112,13 @@ def check(
     Raises
     ------
     Unauthorized
-        An anonymous caller and a view that needs more than ``public``.
+        An anonymous caller and a view that needs more than ``public``; an open local
+        reader and a view that needs more than reading (personal fields, writes).
     Forbidden
         A caller whose role or embed token does not allow this.
     """
     if not who.may(permission):
-        if who.role == "anonymous":
+        if who.role in ("anonymous", "open"):  # no credential was sent: a key is missing
             raise Unauthorized(
                 "this needs an API key: send `Authorization: Bearer <key>`, or sign in on a "
                 "map page (keys are created with `geomap keys create --role ...`)"

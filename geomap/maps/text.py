@@ -166,6 +166,7 @@ UI: dict[str, tuple[str, str]] = {
     "role_planner": ("规划员", "planner"),
     "role_viewer": ("查看员", "viewer"),
     "role_open": ("本机开放读取", "open local read"),
+    "demo_open_read": ("演示模式：本机免登录只读", "demo: open read on this machine"),
     "role_embed": ("嵌入", "embed"),
     "role_anonymous": ("访客", "anonymous"),
 }

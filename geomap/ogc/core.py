@@ -9,9 +9,10 @@ and writes the result as JSON or HTML, as pygeoapi's Flask adapter does for its 
 Choices where the standard leaves room
 --------------------------------------
 * ``limit``: default :data:`DEFAULT_LIMIT`; a value above the server's maximum
-  (``settings.max_features``) is **clamped** to it (the standard lets a server return fewer
-  features than asked, never more, and its ``limit`` building block says a too-large limit
-  is "server-limited", not an error); ``limit=0``, negative or non-integer is a 400.
+  (``settings.max_features``, the ``maximum`` of the OpenAPI declaration) is a 400
+  naming ``limit`` (the standard's ``limit`` building block would let a server clamp it,
+  but a client would then not learn that it got less than it asked for); ``limit=0``,
+  negative or non-integer is a 400 too.
 * Paging is ``offset``-based and ordered by the layer's id, so consecutive pages neither
   skip nor repeat features; ``next``/``prev`` links carry every other parameter unchanged.
 * ``numberReturned`` is written after the features (the features are streamed, and the

@@ -1,8 +1,8 @@
 """The ``/items`` query of OGC API - Features, checked from plain values.
 
 The web adapter (``geomap.ogc.views``) hands over one value per parameter; this module
-refuses unknown and malformed ones by name and clamps ``limit`` (see ``geomap.ogc.core``
-for the choices where the standard leaves room). No web framework here.
+refuses unknown and malformed ones by name, ``limit`` above the maximum too (see
+``geomap.ogc.core`` for the choices where the standard leaves room). No web framework here.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class ItemsQuery:
     selection : features.Selection
         What to read (full geometries: a feature service never simplifies).
     limit, offset : int
-        The page (``limit`` already clamped to the server's maximum).
+        The page (``limit`` within the server's maximum).
     passthrough : dict
         The selecting parameters as given (filters, ``bbox``, ``bbox-crs``, ``datetime``),
         repeated in the ``self``/``next``/``prev`` links.
@@ -142,7 +142,7 @@ def parse_items_query(
     args : mapping of str to str
         The query arguments, one value each (the web adapter refuses a repeated one).
     max_features : int
-        The server's largest page; a larger ``limit`` is clamped to it.
+        The server's largest page; a larger ``limit`` is a 400 naming ``limit``.
     personal : bool
         Whether personal properties may be read (and so filtered on).
     extra : iterable of str
@@ -196,9 +196,9 @@ def parse_items_query(
         if not layer.time_column:
             interval = None  # features without time are not filtered by time: all match
 
-    # A limit above the maximum is clamped, not refused (see the module docstring).
-    limit = _integer(checked.raw("limit"), "limit", DEFAULT_LIMIT, 1)
-    limit = min(limit, max_features)
+    # A limit above the maximum is refused by name, as the OpenAPI document declares it
+    # (``maximum``): a client that asked for more learns it at once (see the docstring).
+    limit = _integer(checked.raw("limit"), "limit", DEFAULT_LIMIT, 1, max_features)
     offset = _integer(checked.raw("offset"), "offset", 0, 0, MAX_OFFSET)
     selection = features.Selection(
         bbox=bbox,

@@ -20,11 +20,12 @@ fall-through to the next kind):
   :mod:`geomap.auth.sessions`. Requests that write with one must send its CSRF token in
   ``X-CSRF-Token`` (a forged form or fetch from another page cannot read it), else 403
   ``csrf``.
-* **Open local reads** (``GEOMAP_OPEN_READ``, on by default for the ``make run`` demo): a
-  caller talking to us directly from this machine (:func:`geomap.web.guard.direct_local`:
-  a loopback peer and no proxy header, so never through a reverse proxy) may read layers
-  and run analyses, without personal fields and without writing. Nobody else gets
-  anything without a credential.
+* **Open local reads** (``GEOMAP_OPEN_READ``, off unless set; the ``make run`` demo sets
+  it): a browser or curl talking to us directly from this machine
+  (:func:`geomap.web.guard.direct_local`, a rule that a reverse proxy on this machine with
+  a minimal configuration does not pass) may ``GET`` layers and analyses, without personal
+  fields. Never a write of any kind: any other method without a credential is a 401, as
+  for everyone else. Nobody else gets anything without a credential.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "geomap_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: What open local reads may do: read (a POST that starts a plan or saves a scenario is a
+#: write, whatever permission it declares).
+OPEN_METHODS = frozenset({"GET", "HEAD"})
 
 #: Opens a short-lived session for a credential lookup (used as a context manager).
 Lookup = Callable[[], Any]
@@ -178,7 +182,7 @@ def authenticate(req: Request, settings: Any, lookup: Lookup) -> Principal:
         found = credential(req, settings, lookup)
         if found is not None:
             return found
-    if settings.open_read and direct_local(req):
+    if settings.open_read and req.method in OPEN_METHODS and direct_local(req):
         return principal("open", name="open local read")
     return principal("anonymous")
 
@@ -216,8 +220,9 @@ def init_app(app: Flask) -> None:
     settings = app.config["GEOMAP"]
     if settings.open_read:
         log.warning(
-            "open read access: callers on 127.0.0.1 need no key to read layers and run "
-            "analyses (GEOMAP_OPEN_READ=true; fine for a local demo, never for a server)"
+            "open read access: a browser or curl on this machine, talking to the service "
+            "directly, needs no key to read layers and run analyses (GEOMAP_OPEN_READ=true; "
+            "fine for a local demo, never for a server or behind a proxy)"
         )
 
     @app.before_request

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -30,12 +32,15 @@ from flask import current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from geomap.auth.permissions import is_loopback
-from geomap.errors import Busy, InvalidInput, NotFound, RateLimited
+from geomap.errors import Busy, ConfigError, InvalidInput, NotFound, RateLimited
 from geomap.params import check_schema, check_text, parse_json_body
 
-#: Headers a reverse proxy adds; a request carrying any of them was relayed.
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
-                 "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Real-IP")  # fmt: skip
+#: Headers a reverse proxy adds; a request carrying any of them was relayed. (Every
+#: ``X-Forwarded-*`` counts too: see :func:`relayed`.)
+PROXY_HEADERS = ("Forwarded", "Via", "X-Real-IP", "X-Client-IP", "True-Client-IP",
+                 "X-Varnish", "X-Original-Forwarded-For")  # fmt: skip
+#: Host names that mean "this machine" (the Host header of a local browser or curl).
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 #: Callers tracked by the rate limiter at most (the least recently seen are forgotten).
 MAX_TRACKED_CALLERS = 10_000
 
@@ -51,21 +56,206 @@ def relayed(req: Any) -> bool:
 
     ProxyFix reads these headers but leaves them in place, so this holds behind it too.
     """
-    return any(name in req.headers for name in PROXY_HEADERS)
+    return any(name in req.headers for name in PROXY_HEADERS) or any(
+        name.lower().startswith("x-forwarded-") for name, _ in req.headers
+    )
+
+
+def loopback_host(host: str) -> bool:
+    """Whether a Host header (name or address, maybe a port) names this machine."""
+    name = host[1: host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    name = name.lower().rstrip(".")
+    return name in LOOPBACK_NAMES or name.endswith(".localhost") or is_loopback(name)
 
 
 def direct_local(req: Any) -> bool:
-    """A caller on this machine talking to us directly: loopback peer, no proxy header.
+    """A caller on this machine talking to us directly (a browser or curl), not a proxy.
 
-    A reverse proxy on the same host connects from 127.0.0.1 too, on behalf of anyone:
-    its requests carry ``X-Forwarded-For``/``X-Real-IP``/``Forwarded`` and are not local.
+    A reverse proxy on the same host connects from 127.0.0.1 too, on behalf of anyone, and
+    with a minimal configuration it may add no forwarding header at all. Each test below
+    is one that a proxy's *default* behaviour fails and that its client cannot undo:
+
+    * the TCP peer is a loopback address;
+    * no forwarding header (:func:`relayed`): Apache's ``ProxyPass`` (``X-Forwarded-For``,
+      ``-Host``, ``-Server``), Caddy's ``reverse_proxy`` and Traefik (``X-Forwarded-*``),
+      Varnish and Squid (``Via``, ``X-Varnish``), and any block written after the README's;
+    * HTTP/1.1 or later: nginx's ``proxy_pass`` speaks HTTP/1.0 to its upstream unless
+      told otherwise (``proxy_http_version``), while browsers and curl speak 1.1 or 2;
+    * no ``Connection: close``: nginx sends it by default whatever the version (unless
+      ``proxy_set_header Connection ""``), browsers and curl never do (Python's urllib
+      does: a script on this machine uses a key, or requests/httpx);
+    * a Host header naming this machine (``localhost``, ``127.0.0.1``, ``[::1]``): a
+      proxy that passes its client's Host through (HAProxy, nginx ``proxy_set_header Host
+      $host``) passes the public name that client asked for.
+
+    What no HTTP-level rule can tell from a local browser: a TCP relay on this machine
+    (``socat``, ``ssh -L``, HAProxy in ``mode tcp``), HAProxy in ``mode http`` without
+    ``option forwardfor`` when its client sends ``Host: 127.0.0.1``, and nginx told to
+    speak HTTP/1.1 with ``Connection ""`` while keeping its default upstream Host. We
+    considered asking the kernel which user owns the peer's socket (Linux
+    ``/proc/net/tcp``): Linux-only, and a proxy running as the same user passes it. So
+    ``GEOMAP_OPEN_READ`` stays off on any machine that relays connections to the service.
     """
-    return is_loopback(peer_address(req)) and not relayed(req)
+    return (
+        is_loopback(peer_address(req))
+        and not relayed(req)
+        and _http_version(req.environ.get("SERVER_PROTOCOL", "")) >= (1, 1)
+        and "close" not in req.headers.get("Connection", "").lower()
+        and loopback_host(req.host)
+    )
+
+
+def _http_version(protocol: str) -> tuple[int, int]:
+    """``HTTP/1.1`` → (1, 1); anything unreadable → (0, 0)."""
+    major, _, minor = protocol.upper().removeprefix("HTTP/").partition(".")
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return 0, 0
 
 
 def client_address(req: Any) -> str:
-    """The client's address: the peer, or behind trusted proxies the one they name."""
+    """The client's address: what every limit and record keyed by the client uses.
+
+    The TCP peer, or behind trusted proxies (``trusted_proxies`` hops, and a peer among
+    ``trusted_proxy_addresses``: :class:`TrustedProxies`) the address they name in
+    ``X-Forwarded-For``. A client's own ``X-Forwarded-For`` is never believed otherwise.
+
+    Parameters
+    ----------
+    req : flask.Request
+
+    Returns
+    -------
+    str
+        An IP address as text (``unknown`` when the server gives none).
+    """
     return req.remote_addr or "unknown"
+
+
+class TrustedProxies:
+    """WSGI middleware: believe ``X-Forwarded-*`` only from a trusted proxy's connection.
+
+    Parameters
+    ----------
+    app : WSGI application
+    hops : int
+        How many proxies stand in front (werkzeug's ``ProxyFix`` reads that many values of
+        each header from the right, so a client's own prepended values are skipped).
+    networks : iterable of str
+        Addresses or CIDR networks of those proxies; a request from any other peer is
+        served as is, its forwarding headers ignored.
+    prefix : bool
+        Whether to believe ``X-Forwarded-Prefix`` (a path such as ``/geomap``); a value
+        that is not a plain absolute path (``//evil.example``) is ignored even then.
+    """
+
+    def __init__(self, app: Any, hops: int, networks: Any, prefix: bool) -> None:
+        self.app = app
+        self.networks = tuple(_network(text) for text in networks)
+        self.fixed = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops,
+                              x_prefix=hops if prefix else 0)  # fmt: skip
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not self.trusted(environ.get("REMOTE_ADDR")):
+            return self.app(environ, start_response)
+        prefix = environ.get("HTTP_X_FORWARDED_PREFIX")
+        if prefix is not None and not _PREFIX.fullmatch(prefix.split(",")[-1].strip()):
+            del environ["HTTP_X_FORWARDED_PREFIX"]
+        return self.fixed(environ, start_response)
+
+    def trusted(self, address: str | None) -> bool:
+        """Whether ``address`` (the TCP peer) is one of the trusted proxies."""
+        try:
+            ip = ipaddress.ip_address(address or "")
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+
+#: A path prefix worth believing: absolute, plain segments, no ``//`` (a network path).
+_PREFIX = re.compile(r"(/[A-Za-z0-9._~-]+)+")
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ConfigError(
+            f"GEOMAP_TRUSTED_PROXY_ADDRESSES: {text!r} is not an address or network"
+        ) from None
+
+
+class CloseUnread:
+    """WSGI middleware: an answer sent before the request's body was read closes.
+
+    After such an answer (a 413, a 401 decided from the headers) the unread body is
+    still on the connection; a server that keeps the connection open would read it as
+    the next request, or drain it first. So the answer says ``Connection: close`` and
+    gunicorn is told to close (it ignores the header from an application and writes its
+    own); werkzeug's development server closes every connection anyway.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        declared_length = environ.get("CONTENT_LENGTH") or ""
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        length = int(declared_length) if declared_length.isdigit() else 0
+        if length <= 0 and not chunked:
+            return self.app(environ, start_response)
+        body = _CountingInput(environ["wsgi.input"])
+        environ["wsgi.input"] = body
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if not (body.eof or (length > 0 and body.read_bytes >= length)):
+                server = getattr(start_response, "__self__", None)
+                if hasattr(server, "force_close"):
+                    server.force_close()  # gunicorn's response
+                if not environ.get("SERVER_SOFTWARE", "").startswith("Werkzeug/"):
+                    headers = [h for h in headers if h[0].lower() != "connection"]
+                    headers.append(("Connection", "close"))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, start)
+
+
+class _CountingInput:
+    """A request body stream that counts what was read from it."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.read_bytes = 0
+        self.eof = False
+
+    def read(self, size: int | None = -1) -> bytes:
+        whole = size is None or size < 0
+        data = self.stream.read() if whole else self.stream.read(size)
+        self.read_bytes += len(data)
+        self.eof = self.eof or whole or not data
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.stream.readinto(buffer) or 0
+        self.read_bytes += count
+        self.eof = self.eof or count == 0
+        return count
+
+    def readline(self, size: int | None = -1) -> bytes:
+        data = self.stream.readline() if size is None else self.stream.readline(size)
+        self.read_bytes += len(data)
+        self.eof = self.eof or not data
+        return data
+
+    def __iter__(self) -> Iterator[bytes]:
+        for line in self.stream:
+            self.read_bytes += len(line)
+            yield line
+        self.eof = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
 
 
 # -- rate limit ----------------------------------------------------------------------------
@@ -221,8 +411,9 @@ def init_app(app: Any) -> None:
     settings = app.config["GEOMAP"]
     hops = int(settings.trusted_proxies)
     if hops > 0:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops,
-                                x_port=hops, x_prefix=hops)  # fmt: skip
+        app.wsgi_app = TrustedProxies(app.wsgi_app, hops, settings.trusted_proxy_addresses,
+                                      bool(settings.forwarded_prefix))  # fmt: skip
+    app.wsgi_app = CloseUnread(app.wsgi_app)
     app.config["MAX_CONTENT_LENGTH"] = int(settings.max_body_bytes)
     app.extensions["geomap_heavy"] = threading.BoundedSemaphore(max(1, settings.heavy_requests))
     if settings.rate_limit_rps > 0:

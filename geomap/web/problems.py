@@ -60,7 +60,12 @@ def init_app(app: Any) -> None:
             return _geomap_error(PayloadTooLarge(f"the request body is larger than {limit} "
                                                  "bytes", field="body"))  # fmt: skip
         code = (exc.name or "error").lower().replace(" ", "_")
-        return problem(exc.code or 500, code, exc.description or exc.name)
+        response = problem(exc.code or 500, code, exc.description or exc.name)
+        # A 405 says which methods the path takes (werkzeug's own header: RFC 9110 15.5.6).
+        for name, value in exc.get_headers():
+            if name.lower() == "allow":
+                response.headers["Allow"] = value
+        return response
 
     @app.errorhandler(sa.exc.TimeoutError)
     def _pool_exhausted(exc: sa.exc.TimeoutError):

@@ -157,6 +157,7 @@
           '<button type="submit">' + esc(t.sign_in) + '</button></form><div class="gm-signin-msg"></div>';
       }
       box.innerHTML = html + (this.stream || signedIn || (session && this.can('layers')) ? indicator : '');
+      this.renderDemoLine(!signedIn && session && session.role === 'open');
       const form = box.querySelector('.gm-signin');
       if (form) {
         form.addEventListener('submit', (e) => {
@@ -169,6 +170,24 @@
       }
       const out = box.querySelector('.gm-signout');
       if (out) out.addEventListener('click', () => this.signOut());
+    },
+
+    /** The local demo's line on the map: this browser reads without a key (open reads on). */
+    renderDemoLine(shown) {
+      const container = this.map && this.map.getContainer();
+      if (!container) return;
+      let line = container.querySelector('.gm-demo');
+      if (!shown) {
+        if (line) line.remove();
+        return;
+      }
+      if (!line) {
+        line = document.createElement('div');
+        line.className = 'gm-demo';
+        line.setAttribute('role', 'note');
+        container.appendChild(line);
+      }
+      line.textContent = this.t.demo_open_read;
     },
 
     liveText() {
