@@ -134,10 +134,6 @@ def test_fuzz_every_operation(shared_url, connection):
 #: Findings of the full checks that this part of issue 25 leaves to another (each a
 #: schema-violating request the service accepts). Remove an entry once its fix is merged.
 KNOWN_FINDINGS = {
-    # OGC `limit` above the maximum is clamped (the issue's small items: refuse it, 400).
-    "ogc limit clamped": re.compile(
-        r"/ogc/.*parameter `limit` in query - violates `maximum`", re.S
-    ),
     # A value of only blanks (`?limit=+`) is read as no value, as an empty one is
     # (`allowEmptyValue`); the document cannot say "blank counts as empty".
     "blank read as empty": re.compile(
