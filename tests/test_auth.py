@@ -227,7 +227,8 @@ def test_keys_through_the_cli(runner):
     assert runner.invoke(main, ["keys", "revoke", prefix]).exit_code == 0
     assert "revoked" in runner.invoke(main, ["keys", "list"]).output
     assert runner.invoke(main, ["keys", "revoke", prefix]).exit_code == 1
-    refused = runner.invoke(main, ["serve", "--host", "0.0.0.0"])
+    # With open reads on (the demo), serving beyond the loopback is refused before it starts.
+    refused = runner.invoke(main, ["serve", "--host", "0.0.0.0"], env={"GEOMAP_OPEN_READ": "true"})
     assert refused.exit_code == 2 and "GEOMAP_OPEN_READ=false" in refused.output
 
 
