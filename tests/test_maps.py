@@ -349,7 +349,8 @@ def live(nanchang_url: str) -> Iterator[Live]:
                 circles.build(session, circles.make_query(**CIRCLE_QUERY))
                 session.commit()
             app = create_app(
-                {"database_url": nanchang_url, "frame_ancestors": FRAMERS, "log_level": "WARNING"}
+                {"database_url": nanchang_url, "frame_ancestors": FRAMERS, "log_level": "WARNING",
+                 "open_read": True}  # the make run demo: this machine's browser reads
             )
             app.extensions["geomap_sessionmaker"] = sessionmaker(
                 bind=conn, join_transaction_mode="create_savepoint"
@@ -471,6 +472,9 @@ def test_battle_map(browser: Any, live: Live) -> None:
         report.assert_clean()
         stats = _stats(report)
         summary = report.leaflet_summary()
+        # The demo says it is one: this browser reads without a key (open reads on).
+        report.page.wait_for_selector(".gm-demo", timeout=10_000)
+        assert report.page.locator(".gm-demo").inner_text() == "演示模式：本机免登录只读"
 
         # Each layer drawn at the first view is loaded once; communities (hidden) not at
         # all, stations (drawn from zoom 12, the city view is 11) not yet.
@@ -619,7 +623,8 @@ def test_battle_map_from_vector_tiles(browser: Any, nanchang_url: str) -> None:
         transaction = conn.begin()
         try:
             app = create_app(
-                {"database_url": nanchang_url, "map_tiles_above": 5000, "log_level": "WARNING"}
+                {"database_url": nanchang_url, "map_tiles_above": 5000, "log_level": "WARNING",
+                 "open_read": True}  # the make run demo: this machine's browser reads
             )
             app.extensions["geomap_sessionmaker"] = sessionmaker(
                 bind=conn, join_transaction_mode="create_savepoint"
@@ -725,6 +730,8 @@ def test_battle_map_in_english(browser: Any, live: Live) -> None:
         for title in ("Districts", "Townships", "Teams", "available", "synthetic data"):
             assert title in legend
         assert "队伍" not in legend
+        report.page.wait_for_selector(".gm-demo", timeout=10_000)
+        assert report.page.locator(".gm-demo").inner_text() == "demo: open read on this machine"
         assert "Nearest available teams" in report.page.locator(".gm-nearest").inner_text()
         assert report.evaluate("() => document.documentElement.lang") == "en"
         labels = report.evaluate(

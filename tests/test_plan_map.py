@@ -33,7 +33,7 @@ def planning_server(cluster, template_url) -> Iterator[tuple[str, str, str]]:
         township = busy_township(session, most_candidates=60)
         session.commit()  # the reach sets computed on the way are kept
     engine.dispose()
-    app = create_app({"database_url": url, "log_level": "WARNING"})
+    app = create_app({"database_url": url, "log_level": "WARNING", "open_read": True})
     try:
         with serve_app(app) as base:
             yield base, township, url
@@ -46,12 +46,25 @@ def planning_server(cluster, template_url) -> Iterator[tuple[str, str, str]]:
 @pytest.mark.slow
 @requires_chromium
 def test_plan_map_runs_a_suggestion_and_downloads_the_csv(planning_server, tmp_path: Path):
-    base, township, _ = planning_server
+    base, township, url = planning_server
     with launch_browser() as browser, open_page(
         f"{base}/map/plan?n=3&area={township}", offline=True, browser=browser, timeout_s=60
     ) as report:
         report.assert_clean()
         page: Any = report.page
+        # The demo's open reads show the page; starting a job is a write: a planner signs in.
+        with Session(sa.create_engine(url, poolclass=sa.NullPool)) as session:
+            key, _ = auth.create_key(session, "planner of the demo", "planner")
+            session.commit()
+        signed_in = page.evaluate(
+            """async (key) => (await fetch('/api/session', {method: 'POST',
+                 headers: {'Content-Type': 'application/json'},
+                 body: JSON.stringify({key})})).status""",
+            key,
+        )
+        assert signed_in == 200
+        page.reload()
+        page.wait_for_selector(".gm-plan-run", timeout=60_000)
         page.click(".gm-plan-run")
         # Progress is shown while the job runs in the server's worker thread.
         page.wait_for_selector(".gm-plan-progress progress", state="visible", timeout=10_000)
