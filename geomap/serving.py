@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib as _contextlib
 import gc as _gc
 import logging as _logging
-import multiprocessing as _multiprocessing
 import os as _os
 import signal as _signal
 import socket as _socket
@@ -153,20 +152,26 @@ def when_ready(server: Any) -> None:
                           name="geomap-jobs-watch").start()  # fmt: skip
 
 
-#: The master's job process ("process") and whether the master is stopping ("stopping").
+#: The master's job process id ("process") and whether the master is stopping ("stopping").
 _JOBS: dict[str, Any] = {}
 _JOBS_WATCH_S = 2.0
 
 
-def _start_jobs(server: Any) -> Any:
-    # fork: the child has the master's warmed state, as the workers do (nothing pickled).
-    process = _multiprocessing.get_context("fork").Process(
-        target=_jobs_main, args=(server.app.wsgi(), list(server.LISTENERS)),
-        name="geomap-jobs", daemon=False,
-    )
-    process.start()
-    _log.info("job process %s started (%s runners)", process.pid, _settings.job_runners)
-    return process
+def _start_jobs(server: Any) -> int:
+    # A plain fork: the child has the master's warmed state, as the workers do; not
+    # multiprocessing, whose record of the child the workers would inherit and try to join.
+    pid = _os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            _jobs_main(server.app.wsgi(), list(server.LISTENERS))
+            code = 0
+        except BaseException:
+            _log.exception("job process failed")
+        finally:
+            _os._exit(code)
+    _log.info("job process %s started (%s runners)", pid, _settings.job_runners)
+    return pid
 
 
 def _running(pid: int) -> bool:
@@ -185,8 +190,8 @@ def _watch_jobs(server: Any) -> None:
     while not stop.wait(_JOBS_WATCH_S):
         if _JOBS.get("stopping"):
             return
-        if not _running(_JOBS["process"].pid):
-            _log.warning("job process %s ended; starting another", _JOBS["process"].pid)
+        if not _running(_JOBS["process"]):
+            _log.warning("job process %s ended; starting another", _JOBS["process"])
             _JOBS["process"] = _start_jobs(server)
 
 
@@ -222,17 +227,17 @@ def on_exit(server: Any) -> None:
     """gunicorn hook, in the master as it exits: stop the job process (its jobs' leases
     lapse and another node's sweep, or the next start, takes them up)."""
     _JOBS["stopping"] = True
-    process = _JOBS.get("process")
-    if process is None or not _running(process.pid):
+    pid = _JOBS.get("process")
+    if pid is None or not _running(pid):
         return
-    _os.kill(process.pid, _signal.SIGTERM)
+    _os.kill(pid, _signal.SIGTERM)
     for _ in range(100):
-        if not _running(process.pid):
-            return
         with _contextlib.suppress(ChildProcessError):
-            _os.waitpid(process.pid, _os.WNOHANG)
+            _os.waitpid(pid, _os.WNOHANG)  # the master's own reaping may be done by now
+        if not _running(pid):
+            return
         _threading.Event().wait(0.1)
-    _os.kill(process.pid, _signal.SIGKILL)
+    _os.kill(pid, _signal.SIGKILL)
 
 
 def post_fork(server: Any, worker: Any) -> None:

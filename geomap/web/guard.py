@@ -237,7 +237,14 @@ class _CountingInput:
         return data
 
     def readinto(self, buffer: Any) -> int:
-        count = self.stream.readinto(buffer) or 0
+        # werkzeug reads through readinto; gunicorn's body stream has only read.
+        native = getattr(self.stream, "readinto", None)
+        if native is not None:
+            count = native(buffer) or 0
+        else:
+            data = self.stream.read(len(buffer))
+            count = len(data)
+            memoryview(buffer).cast("B")[:count] = data
         self.read_bytes += count
         self.eof = self.eof or count == 0
         return count
