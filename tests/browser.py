@@ -633,3 +633,36 @@ def at_once(port: int, requests: list[tuple[str, str, dict, dict | None]]) -> li
     for c in connections:
         c.close()
     return answers
+
+
+def http_get(url: str, headers: dict[str, str] | None = None,
+             timeout: float = 60) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """A GET as a browser sends it: HTTP/1.1 without ``Connection: close`` (urllib adds one,
+    and a local open read refuses a caller that sends it, as nginx does by default).
+
+    Parameters
+    ----------
+    url : str
+        An ``http://`` URL.
+    headers : dict, optional
+        Request headers.
+    timeout : float, default 60
+        Seconds.
+
+    Returns
+    -------
+    tuple
+        ``(status, headers, body)``.
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                     headers=headers or {})  # fmt: skip
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()

@@ -10,13 +10,11 @@
 
 from __future__ import annotations
 
-import http.client
 import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
 
@@ -25,23 +23,14 @@ import sqlalchemy as sa
 
 from geomap import auth, create_app
 from geomap.web.guard import TokenBuckets
-from tests.browser import serve_app
+from tests.browser import http_get, serve_app
 
 
 def _get(url: str, headers: dict[str, str] | None = None, timeout: float = 60):
-    """(status, headers, seconds) of a GET, sent as a browser sends it (HTTP/1.1, no
-    ``Connection: close``, which urllib adds and a local open read refuses)."""
-    parts = urllib.parse.urlsplit(url)
+    """(status, headers, seconds) of a GET, sent as a browser sends it."""
     start = time.perf_counter()
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    try:
-        conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
-                     headers=headers or {})  # fmt: skip
-        response = conn.getresponse()
-        response.read()
-        return response.status, dict(response.getheaders()), time.perf_counter() - start
-    finally:
-        conn.close()
+    status, answer_headers, _ = http_get(url, headers, timeout)
+    return status, answer_headers, time.perf_counter() - start
 
 
 @pytest.fixture

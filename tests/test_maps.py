@@ -13,8 +13,6 @@ import json
 import math
 import re
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ from geomap.errors import ConfigError, InvalidInput
 from geomap.layers import load_catalog
 from geomap.maps import basemaps, battle, compact, entries, page, references
 from geomap.web import security
-from tests.browser import launch_browser, open_page, requires_chromium, serve_app
+from tests.browser import http_get, launch_browser, open_page, requires_chromium, serve_app
 
 FRAMERS = ("'self'", "https://portal.example.gov.cn")
 #: The circles the browser tests build (inside their transaction): few, so quick.
@@ -319,12 +317,7 @@ class Live:
     url: str
 
     def get(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        request = urllib.request.Request(self.url + path)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), error.read()
+        return http_get(self.url + path)
 
     def json(self, path: str) -> Any:
         status, _, body = self.get(path)
