@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from geomap import config, create_app, db
+from geomap import auth, config, create_app, db
 from geomap.analysis import covergrids
 from geomap.ops import audit
 from geomap.planning import demand, jobs, models, question, suggest
@@ -125,6 +125,20 @@ def _small_city(conn) -> None:
             "INSERT INTO stations (name, kind, geom, source) VALUES (:name, :kind, "
             "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), 'synthetic: t')"),
             {"name": name, "kind": kind, "lon": lon, "lat": lat})  # fmt: skip
+
+
+def _planner(app, conn) -> object:
+    """A test client that sends a planner's key with every request (open reads never write)."""
+    key = auth.create_key(conn, "planning test", "planner")[0]
+    planner = app.test_client()
+    planner.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    return planner
+
+
+@pytest.fixture
+def client(app, connection):
+    """This module's client: a planner's, since its jobs and scenarios are writes."""
+    return _planner(app, connection)
 
 
 def test_plan_job_answers_and_locked_venues_are_never_suggested(client, connection):
@@ -253,8 +267,8 @@ def test_jobs_run_in_a_thread_report_progress_and_cancel(db_url):
     engine = db.get_engine(settings)
     with engine.begin() as conn:
         _small_city(conn)
-    app = create_app({"database_url": db_url, "log_level": "WARNING"})
-    client = app.test_client()
+        app = create_app({"database_url": db_url, "log_level": "WARNING"})
+        client = _planner(app, conn)
     started = client.post("/api/plans", json={"n": 2, "minutes": 5})
     assert started.status_code == 201
     deadline = time.monotonic() + 60
@@ -266,9 +280,11 @@ def test_jobs_run_in_a_thread_report_progress_and_cancel(db_url):
     assert job["progress"] == 1 and len(job["result"]["sites"]) == 2
 
     # A long job, cancelled from the API: the thread sees the flag at its next step.
-    with Session(engine) as session:
-        job_id = jobs.create(session, "local", "test", {},
-                             actor=audit.Actor("planning test", "planner"))
+    with Session(engine) as session:  # the planner's own job, so its client may see it
+        key_id = session.execute(
+            sa.text("SELECT id FROM api_keys WHERE name = 'planning test'")).scalar()  # fmt: skip
+        job_id = jobs.create(session, f"key:{key_id}", "test", {},
+                             actor=audit.Actor("planning test", "planner", key_id))
         session.commit()
 
     def work(session, progress):
