@@ -183,7 +183,7 @@ def test_layer_documents_are_kept_until_their_data_changes(db_url: str) -> None:
     engine = _engine(db_url)
     with engine.begin() as conn:
         conn.execute(sa.text(_STATION), {"name": "一号站"})
-    app = create_app({"database_url": db_url})
+    app = create_app({"database_url": db_url, "open_read": True})  # the demo: keyless reads
     client = app.test_client()
     first = client.get("/map/data/stations")
     second = client.get("/map/data/stations")
@@ -216,7 +216,7 @@ def test_the_streets_document_is_kept_until_the_network_changes(db_url: str) -> 
     engine = _engine(db_url)
     with engine.begin() as conn:
         import_network(conn, TEST_PBF)
-    app = create_app({"database_url": db_url})
+    app = create_app({"database_url": db_url, "open_read": True})  # the demo: keyless reads
     client = app.test_client()
     first = client.get("/map/data/streets")
     assert client.get("/map/data/streets").headers["ETag"] == first.headers["ETag"]
@@ -234,7 +234,7 @@ def test_the_battle_maps_first_view_is_kept_before_any_request(nanchang_url: str
     # What the gunicorn master does before it forks the workers (geomap.serving.warm).
     from geomap.maps.views import warm_battle_map
 
-    app = create_app({"database_url": nanchang_url})
+    app = create_app({"database_url": nanchang_url, "open_read": True})  # the demo
     warmed = warm_battle_map(app)
     assert {"/map/data/grids", "/map/data/teams", "/map/data/streets"} <= set(warmed)
     shelf = app.extensions["geomap_kept"]
@@ -257,7 +257,7 @@ def test_which_layers_a_page_draws_from_tiles_is_kept_until_their_data_changes(
     with engine.begin() as conn:
         for name in ("一号站", "二号站"):
             conn.execute(sa.text(_STATION), {"name": name})
-    app = create_app({"database_url": db_url, "map_tiles_above": 2})
+    app = create_app({"database_url": db_url, "map_tiles_above": 2, "open_read": True})
     client = app.test_client()
 
     def stations_source() -> dict:
@@ -284,7 +284,7 @@ def test_analysis_answers_are_kept_until_their_data_changes(db_url: str) -> None
             "('g1', '格', 100, 40, ST_Multi(ST_MakeEnvelope(115.89, 28.69, 115.90, 28.70, 4326)),"
             " 'synthetic: test')"
         ))  # fmt: skip
-    app = create_app({"database_url": db_url})
+    app = create_app({"database_url": db_url, "open_read": True})  # the demo: keyless reads
     client = app.test_client()
     path = "/api/coverage?of=stations&within_m=500&format=json"
     empty = client.get(path).get_json()
