@@ -134,6 +134,12 @@ def test_fuzz_every_operation(shared_url, connection):
 #: Findings of the full checks that this part of issue 25 leaves to another (each a
 #: schema-violating request the service accepts). Remove an entry once its fix is merged.
 KNOWN_FINDINGS = {
+    # A string parameter with `allowEmptyValue` reads to schemathesis as anyOf(schema, [""]);
+    # its "invalid" value is a boolean or number, which a query string can only carry as
+    # text ("false"): a valid string, rightly accepted.
+    "non-string in a string query parameter": re.compile(
+        r"query: violates `enum` at /properties/[\w-]+/anyOf/1", re.S
+    ),
     # A value of only blanks (`?limit=+`) is read as no value, as an empty one is
     # (`allowEmptyValue`); the document cannot say "blank counts as empty".
     "blank read as empty": re.compile(
